@@ -1,0 +1,1 @@
+"""The .sf grammar and its cached LALR parser."""

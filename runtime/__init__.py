@@ -1,0 +1,1 @@
+"""The sfdsl runtime: async plan execution over pluggable model backends."""

@@ -1,0 +1,191 @@
+"""The backend contract: the tiny async boundary between the runtime and a model.
+
+A backend answers three kinds of request, all async and all safe to call
+concurrently from many tasks:
+
+* ``generate(GenerateRequest) -> list[Completion]``: ``n`` samples of one
+  prompt in one request, so a backend can decode the prompt once and share it.
+  Sample ``i`` is seeded with ``seed + i`` when ``seed`` is set.
+* ``score(ScoreRequest) -> list[SequenceScore]``: the log-probabilities of
+  several given continuations of one prompt (one batch where possible).
+* ``choice_probs(ChoiceRequest) -> list[float]``: the probability of each of a
+  set of choices as the continuation of a prompt, renormalised over the set.
+  The default implementation derives it from ``score``; backends may answer
+  single-token choices from one next-token distribution instead.
+
+Backends translate their own low-level failures into ``sfdsl.errors``
+(``BackendError``, ``BackendTimeout``, ``ContextOverflow``) with
+``raise ... from exc``. Nothing else crosses this boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "eos"]
+
+
+class Message(BaseModel):
+    """One chat turn."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+
+
+class Prompt(BaseModel):
+    """A rendered prompt: plain completion text, or chat messages.
+
+    When ``messages`` ends with an assistant turn, that turn is a prefill:
+    the model continues it rather than starting a new turn.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str | None = None
+    messages: tuple[Message, ...] | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+    @property
+    def has_prefill(self) -> bool:
+        return bool(self.messages) and self.messages[-1].role == "assistant"  # type: ignore[index]
+
+    def canonical(self) -> str:
+        """A stable plain-text form, used by the scripted backend and cache keys."""
+        if self.messages is None:
+            return self.text or ""
+        return "\n".join(f"<{m.role}>{m.content}" for m in self.messages)
+
+    def extended(self, suffix: str) -> Prompt:
+        """This prompt with ``suffix`` appended to the text or to the last turn.
+
+        Used to continue a generation (e.g. iterative deepening): for chat
+        prompts the suffix extends the assistant prefill, adding one if needed.
+        """
+        if self.messages is None:
+            return Prompt(text=(self.text or "") + suffix)
+        msgs = list(self.messages)
+        if msgs and msgs[-1].role == "assistant":
+            msgs[-1] = Message(role="assistant", content=msgs[-1].content + suffix)
+        else:
+            msgs.append(Message(role="assistant", content=suffix))
+        return Prompt(messages=tuple(msgs))
+
+
+class GenerateRequest(BaseModel):
+    """Ask for ``n`` samples of one prompt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: Prompt
+    n: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)
+    max_tokens: int = Field(default=256, ge=1)
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    grammar: str | None = None  # GBNF; choices and regex are compiled to GBNF
+    logprobs: bool = False
+
+
+class Completion(BaseModel):
+    """One sample: its text, token counts, why it ended, and optional logprobs."""
+
+    text: str
+    completion_tokens: int
+    prompt_tokens: int = 0
+    finish_reason: FinishReason = "stop"
+    logprobs: list[float] | None = None  # one per generated token, natural log
+    index: int = 0
+    cached: bool = False
+
+    @property
+    def logprob(self) -> float | None:
+        """Total log-probability of the generated tokens, when requested."""
+        return None if self.logprobs is None else float(sum(self.logprobs))
+
+
+class ScoreRequest(BaseModel):
+    """Ask for the log-probabilities of continuations of one prompt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: Prompt
+    continuations: tuple[str, ...]
+
+
+class SequenceScore(BaseModel):
+    """Log-probabilities of one continuation's tokens given the prompt."""
+
+    token_logprobs: list[float]
+    prompt_tokens: int = 0
+    cached: bool = False
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.token_logprobs))
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(1, self.n_tokens)
+
+
+class ChoiceRequest(BaseModel):
+    """Ask for the probability of each choice as the continuation of a prompt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: Prompt
+    choices: tuple[str, ...]
+
+
+class Backend(ABC):
+    """A model behind the runtime. Subclasses implement ``generate`` and ``score``."""
+
+    #: A stable identifier of the model (e.g. file hash); part of cache keys.
+    model_id: str = "unknown"
+
+    @abstractmethod
+    async def generate(self, request: GenerateRequest) -> list[Completion]:
+        """Return ``request.n`` completions, in sample order."""
+
+    @abstractmethod
+    async def score(self, request: ScoreRequest) -> list[SequenceScore]:
+        """Return one score per continuation, in order."""
+
+    async def choice_probs(self, request: ChoiceRequest) -> list[float]:
+        """Probability of each choice, renormalised over the choices."""
+        scores = await self.score(ScoreRequest(prompt=request.prompt, continuations=request.choices))
+        return normalise_logprobs([s.logprob for s in scores])
+
+    async def aclose(self) -> None:
+        """Release resources (threads, contexts, connections)."""
+
+
+def normalise_logprobs(logprobs: list[float]) -> list[float]:
+    """Softmax over log-probabilities, stable against underflow.
+
+    >>> [round(p, 2) for p in normalise_logprobs([math.log(0.2), math.log(0.6)])]
+    [0.25, 0.75]
+    """
+    finite = [lp for lp in logprobs if math.isfinite(lp)]
+    if not finite:
+        return [1.0 / len(logprobs)] * len(logprobs)
+    top = max(finite)
+    weights = [math.exp(lp - top) if math.isfinite(lp) else 0.0 for lp in logprobs]
+    total = sum(weights)
+    return [w / total for w in weights]

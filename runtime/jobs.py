@@ -1,0 +1,288 @@
+"""Engine jobs: per-request state machines that add tokens to a batch and read its outputs.
+
+A job is scheduled once per engine step: ``schedule`` adds tokens to the
+batch without changing the job, and returns a ``commit`` callback that runs
+only if ``llama_decode`` succeeds; it reads the logits at once (the buffer is
+reused by the next decode) and advances the job. So a failed decode can be
+retried without undoing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sfdsl.runtime.kv import SeqPool, TokenBatch
+from sfdsl.runtime.llama_lib import LoadedModel
+from sfdsl.runtime.sampling import SamplingParams, TextStream, build_sampler, log_softmax_row
+
+__all__ = ["GenJob", "GenResult", "Job", "Reply", "ScoreJob"]
+
+Finish = Literal["stop", "length", "eos"]
+Commit = Callable[[], None]
+
+
+class Reply:
+    """The worker thread's handle on an asyncio future owned by the caller's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        self._loop = loop
+        self._future = future
+        self.cancelled = False
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: asyncio.Future[Any]) -> None:
+        self.cancelled = future.cancelled()
+
+    def resolve(self, value: Any) -> None:
+        self._post(self._set_result, value)
+
+    def fail(self, exc: BaseException) -> None:
+        self._post(self._set_exception, exc)
+
+    def _post(self, fn: Callable[[Any], None], arg: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, arg)
+        except RuntimeError:  # the caller's loop is closed; nobody is waiting
+            pass
+
+    def _set_result(self, value: Any) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def _set_exception(self, exc: BaseException) -> None:
+        if not self._future.done():
+            self._future.set_exception(exc)
+
+
+@dataclass(frozen=True)
+class GenResult:
+    """One finished sample."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: Finish
+    logprobs: list[float] | None
+
+
+@dataclass(eq=False)
+class _Seq:
+    index: int
+    seq_id: int
+    sampler: Any
+    stream: TextStream
+    pos: int = 0
+    pending: int = -1
+    generated: int = 0
+    logprobs: list[float] | None = None
+    result: GenResult | None = None
+
+
+class Job:
+    """Common state: the reply, the prompt being prefilled into the first sequence."""
+
+    def __init__(self, *, prompt: list[int], reply: Reply, n_seqs: int) -> None:
+        self.prompt = prompt
+        self.reply = reply
+        self.n_seqs = n_seqs
+        self.seq_ids: list[int] = []
+        self.fed = 0
+        self.done = False
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.prompt)
+
+    def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
+        """Take ownership of the sequence ids the engine acquired for this job."""
+        self.seq_ids = seq_ids
+
+    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool) -> Commit | None:
+        raise NotImplementedError
+
+    def release(self, pool: SeqPool, model: LoadedModel) -> None:
+        """Give back every sequence (and sampler) still held; idempotent."""
+        for sid in self.seq_ids:
+            pool.release(sid)
+        self.seq_ids = []
+
+    def _prefill(self, batch: TokenBatch) -> tuple[int, int]:
+        """Add the next prompt chunk; returns (tokens added, batch index of the last prompt token or -1)."""
+        take = min(batch.room, len(self.prompt) - self.fed)
+        last = -1
+        sid = self.seq_ids[0]
+        end = len(self.prompt)
+        for pos in range(self.fed, self.fed + take):
+            idx = batch.add(self.prompt[pos], pos, sid, logits=pos == end - 1)
+            if pos == end - 1:
+                last = idx
+        return take, last
+
+
+class GenJob(Job):
+    """``n`` samples of one prompt: prefill once, copy the KV cells, decode ``n`` sequences."""
+
+    def __init__(
+        self,
+        *,
+        prompt: list[int],
+        reply: Reply,
+        n: int,
+        sampling: SamplingParams,
+        max_tokens: int,
+        stop: tuple[str, ...],
+        logprobs: bool,
+        n_ctx_seq: int,
+    ) -> None:
+        super().__init__(prompt=prompt, reply=reply, n_seqs=n)
+        self.sampling = sampling
+        self.max_tokens = max_tokens
+        self.stop = stop
+        self.want_logprobs = logprobs
+        self.n_ctx_seq = n_ctx_seq
+        self.seqs: list[_Seq] = []
+
+    def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
+        super().bind(seq_ids, model)
+        for i, sid in enumerate(seq_ids):
+            sampler = build_sampler(model.lib, model.vocab, self.sampling, index=i)
+            self.seqs.append(
+                _Seq(i, sid, sampler, TextStream(self.stop), logprobs=[] if self.want_logprobs else None)
+            )
+
+    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool) -> Commit | None:
+        if self.prefilling:
+            take, last = self._prefill(batch)
+            if take == 0:
+                return None
+
+            def commit_prefill() -> None:
+                self.fed += take
+                if last >= 0:
+                    pool.share(self.seq_ids[0], self.seq_ids[1:])
+                    for seq in self.seqs:
+                        seq.pos = len(self.prompt)
+                        self._sample(seq, last, model, pool)
+
+            return commit_prefill
+        live = [s for s in self.seqs if s.result is None][: batch.room]
+        if not live:
+            return None
+        slots = [(seq, batch.add(seq.pending, seq.pos, seq.seq_id, logits=True)) for seq in live]
+
+        def commit_decode() -> None:
+            for seq, idx in slots:
+                seq.pos += 1
+                self._sample(seq, idx, model, pool)
+
+        return commit_decode
+
+    def _sample(self, seq: _Seq, idx: int, model: LoadedModel, pool: SeqPool) -> None:
+        lib = model.lib
+        token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))
+        if seq.logprobs is not None:
+            seq.logprobs.append(float(log_softmax_row(lib, model.ctx, idx, model.n_vocab)[token]))
+        if model.is_eog(token):
+            self._finish(seq, "eos", model, pool)
+            return
+        seq.generated += 1
+        if seq.stream.push(model.piece(token)):
+            self._finish(seq, "stop", model, pool)
+        elif seq.generated >= self.max_tokens or seq.pos >= self.n_ctx_seq:
+            self._finish(seq, "length", model, pool)
+        else:
+            seq.pending = token
+
+    def _finish(self, seq: _Seq, reason: Finish, model: LoadedModel, pool: SeqPool) -> None:
+        text = seq.stream.text if reason == "stop" else seq.stream.close()
+        seq.result = GenResult(text, seq.generated, reason, seq.logprobs)
+        self._drop_seq(seq, model, pool)
+        if all(s.result is not None for s in self.seqs):
+            self.done = True
+            self.reply.resolve([s.result for s in self.seqs])
+
+    def _drop_seq(self, seq: _Seq, model: LoadedModel, pool: SeqPool) -> None:
+        if seq.sampler is not None:
+            model.lib.llama_sampler_free(seq.sampler)
+            seq.sampler = None
+        if seq.seq_id in self.seq_ids:
+            self.seq_ids.remove(seq.seq_id)
+            pool.release(seq.seq_id)
+
+    def release(self, pool: SeqPool, model: LoadedModel) -> None:
+        for seq in self.seqs:
+            self._drop_seq(seq, model, pool)
+        super().release(pool, model)
+
+
+@dataclass(eq=False)
+class _Cont:
+    index: int
+    tokens: list[int]
+    seq_id: int = -1
+    fed: int = 0  # tokens of this continuation already decoded (all but the last are fed)
+    logprobs: list[float] = field(default_factory=list)
+
+
+class ScoreJob(Job):
+    """Log-probabilities of several continuations: prefill once, then one sequence per continuation.
+
+    A continuation of one token needs no sequence of its own: the prompt's last
+    logits score it. Longer ones get a copy of the prompt's KV cells and are
+    decoded with logits at every position.
+    """
+
+    def __init__(self, *, prompt: list[int], reply: Reply, continuations: list[list[int]]) -> None:
+        self.conts = [_Cont(i, toks) for i, toks in enumerate(continuations)]
+        self.multi = [c for c in self.conts if len(c.tokens) >= 2]
+        super().__init__(prompt=prompt, reply=reply, n_seqs=max(1, len(self.multi)))
+
+    def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
+        super().bind(seq_ids, model)
+        for cont, sid in zip(self.multi, seq_ids):
+            cont.seq_id = sid
+
+    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool) -> Commit | None:
+        lib, ctx, n_vocab = model.lib, model.ctx, model.n_vocab
+        if self.prefilling:
+            take, last = self._prefill(batch)
+            if take == 0:
+                return None
+
+            def commit_prefill() -> None:
+                self.fed += take
+                if last < 0:
+                    return
+                row = log_softmax_row(lib, ctx, last, n_vocab)
+                for cont in self.conts:
+                    if cont.tokens:
+                        cont.logprobs.append(float(row[cont.tokens[0]]))
+                pool.share(self.seq_ids[0], self.seq_ids[1:])
+                self._maybe_done(pool, model)
+
+            return commit_prefill
+        slots: list[tuple[_Cont, int, int]] = []
+        base = len(self.prompt)
+        for cont in self.multi:
+            end = len(cont.tokens) - 1
+            for j in range(cont.fed, min(end, cont.fed + batch.room)):
+                slots.append((cont, j, batch.add(cont.tokens[j], base + j, cont.seq_id, logits=True)))
+        if not slots:
+            return None
+
+        def commit_continuations() -> None:
+            for cont, j, idx in slots:
+                row = log_softmax_row(lib, ctx, idx, n_vocab)
+                cont.logprobs.append(float(row[cont.tokens[j + 1]]))
+                cont.fed = j + 1
+            self._maybe_done(pool, model)
+
+        return commit_continuations
+
+    def _maybe_done(self, pool: SeqPool, model: LoadedModel) -> None:
+        if all(c.fed >= len(c.tokens) - 1 for c in self.multi):
+            self.done = True
+            self.release(pool, model)
+            self.reply.resolve([c.logprobs for c in self.conts])

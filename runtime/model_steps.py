@@ -1,0 +1,233 @@
+"""The steps that call a model: generate, deepen, evaluate and LLM-selected votes."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sfdsl import ast, steps
+from sfdsl.cost import deepen_budgets
+from sfdsl.errors import StepError
+from sfdsl.expressions import evaluate as eval_expr
+from sfdsl.expressions import regex_flags, scalar
+from sfdsl.runtime.backends.base import (
+    Backend,
+    ChoiceRequest,
+    Completion,
+    GenerateRequest,
+    Message,
+    Prompt,
+    ScoreRequest,
+)
+from sfdsl.runtime.context import RunContext
+from sfdsl.runtime.pool import BackendPool
+from sfdsl.templates import TemplateError, render, variables
+from sfdsl.values import Score, Text, VoteOutcome
+
+Lookup = Callable[[str], Any]
+SAMPLING_KEYS = set(steps.SAMPLING)
+DEFAULT_MODEL = ("llama", {"model": "default"})
+USC_PROMPT = """I have generated the following responses to the question:
+
+{% for r in responses %}Response {{ loop.index0 }}: {{ r }}
+{% endfor %}
+Evaluate these responses.
+Select the most consistent response based on majority consensus.
+Start your answer with "The most consistent response is Response X" (without quotes)."""
+
+
+class ModelCaller:
+    """Builds requests from steps, sends them through the pool, and accounts for their cost."""
+
+    def __init__(self, ctx: RunContext, pool: BackendPool, models: dict[str, ast.ModelDecl],
+                 prompts: dict[str, ast.PromptDecl], charge: Callable[..., None]) -> None:
+        self.ctx, self.pool, self.models, self.prompts = ctx, pool, models, prompts
+        self._charge = charge
+
+    # ------------------------------------------------------------ plumbing
+
+    def args(self, node_args: list[ast.Arg], lookup: Lookup) -> dict[str, Any]:
+        return {a.name: eval_expr(a.value, lookup) for a in node_args}
+
+    async def backend(self, using: str | None, lookup: Lookup) -> tuple[Backend, dict[str, Any]]:
+        """The backend for a step and the model's default sampling parameters."""
+        decl = self.models.get(using) if using else next(iter(self.models.values()), None)
+        if decl is None:
+            name, params = DEFAULT_MODEL
+            return await self.pool.get(name, dict(params)), {}
+        values = self.args(decl.args, lookup)
+        sampling = {k: v for k, v in values.items() if k in SAMPLING_KEYS}
+        backend_params = {k: v for k, v in values.items() if k not in SAMPLING_KEYS}
+        if decl.backend == "llama":
+            backend_params.setdefault("model", "default")
+        return await self.pool.get(decl.backend, backend_params), sampling
+
+    def prompt(self, name: str, lookup: Lookup, extra: dict[str, Any] | None = None) -> Prompt:
+        decl = self.prompts[name]
+        texts = [decl.text] if decl.text is not None else [t.text for t in decl.turns or []]
+        try:
+            wanted = set().union(*(variables(t) for t in texts))
+            values = {v: (extra or {}).get(v) if v in (extra or {}) else lookup(v) for v in wanted}
+            rendered = [render(t, values) for t in texts]
+        except TemplateError as exc:
+            raise StepError(f"prompt '{name}': {exc}", location=str(decl.body_span)) from None
+        if decl.text is not None:
+            return Prompt(text=rendered[0])
+        turns = decl.turns or []
+        return Prompt(messages=tuple(Message(role=t.role, content=r) for t, r in zip(turns, rendered)))  # type: ignore[arg-type]
+
+    def request(self, prompt: Prompt, params: dict[str, Any], path: tuple[str, ...]) -> GenerateRequest:
+        n = int(params.get("n", 1))
+        stop = params.get("stop", ())
+        grammar = params.get("grammar")
+        if params.get("choices") is not None:
+            from sfdsl.runtime.constraints import gbnf_for_choices
+
+            grammar = gbnf_for_choices([str(c) for c in params["choices"]])
+        elif params.get("regex") is not None:
+            from sfdsl.runtime.constraints import gbnf_for_regex
+
+            pattern = params["regex"]
+            grammar = gbnf_for_regex(pattern.pattern if isinstance(pattern, ast.RegexLit) else str(pattern))
+        seed = params.get("seed")
+        try:
+            return GenerateRequest(
+                prompt=prompt,
+                n=n,
+                temperature=float(params.get("temperature", 0.7 if n > 1 else 0.0)),
+                top_p=float(params.get("top_p", 1.0)),
+                top_k=int(params.get("top_k", 0)),
+                max_tokens=int(params.get("max_tokens", steps.DEFAULT_MAX_TOKENS)),
+                stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
+                seed=int(seed) if seed is not None else self.ctx.derive_seed(path),
+                grammar=grammar,
+                logprobs=bool(params.get("logprobs", False)),
+            )
+        except (ValueError, TypeError) as exc:
+            raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
+
+    async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
+        self.ctx.before_call(what)
+        self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=request.max_tokens, step=what)
+        completions = await backend.generate(request)
+        self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
+                     completion_tokens=sum(c.completion_tokens for c in completions),
+                     cached=bool(completions) and all(c.cached for c in completions))
+        return completions
+
+    # ------------------------------------------------------------ steps
+
+    async def generate(self, node: ast.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
+        backend, defaults = await self.backend(node.using, lookup)
+        params = {**defaults, **self.args(node.args, lookup)}
+        request = self.request(self.prompt(node.prompt, lookup), params, path)
+        completions = await self.complete(backend, request, "/".join(path))
+        texts = [_text(c) for c in completions]
+        return texts if any(a.name == "n" for a in node.args) else texts[0]
+
+    async def deepen(self, node: ast.Deepen, lookup: Lookup, path: tuple[str, ...]) -> Any:
+        backend, defaults = await self.backend(node.using, lookup)
+        params = {**defaults, **self.args(node.args, lookup)}
+        n = int(params.pop("n", 1))
+        budgets = deepen_budgets(int(params.pop("budget")), float(params.pop("gamma", 2.0)),
+                                 int(params.pop("max_total")))
+        trigger = str(params.pop("trigger", steps.DEFAULT_TRIGGER))
+        done = params.pop("done", None)
+        base = self.prompt(node.prompt, lookup)
+        import asyncio
+
+        async def one(i: int) -> Text:
+            text, tokens, prompt_tokens, rounds = "", 0, 0, 0
+            finish = "length"
+            for r, budget in enumerate(budgets):
+                if r > 0:
+                    if finish != "length" or (done is not None and _matches(done, text)):
+                        break
+                    text += f" {trigger} "
+                request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",))
+                [c] = await self.complete(backend, request, "/".join(path))
+                text += c.text
+                tokens += c.completion_tokens
+                prompt_tokens = prompt_tokens or c.prompt_tokens
+                finish, rounds = c.finish_reason, r + 1
+            return Text(text=text, tokens=tokens, prompt_tokens=prompt_tokens, finish=finish, index=i, rounds=rounds)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(i)) for i in range(n)]
+        texts = [t.result() for t in tasks]
+        return texts if any(a.name == "n" for a in node.args) else texts[0]
+
+    async def evaluate(self, node: ast.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
+        backend, defaults = await self.backend(node.using, lookup)
+        params = self.args(node.args, lookup)
+        prompt = self.prompt(node.prompt, lookup)
+        what = "/".join(path)
+        if node.mode == "critique":
+            request = self.request(prompt, {**defaults, **{k: v for k, v in params.items() if k in SAMPLING_KEYS}},
+                                   path)
+            [c] = await self.complete(backend, request, what)
+            return _verdict(c.text, params)
+        self.ctx.before_call(what)
+        if node.mode in ("choice", "rating"):
+            options = [str(o) for o in params["options"]] if node.mode == "choice" else \
+                [str(d) for d in range(int(params.get("scale", 9)) + 1)]
+            self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
+            probs = await backend.choice_probs(ChoiceRequest(prompt=prompt, choices=tuple(options)))
+            self._charge()
+            best = max(range(len(options)), key=lambda i: probs[i])
+            if node.mode == "rating":
+                scale = len(options) - 1
+                expected = sum(i * p for i, p in enumerate(probs))
+                return Score(score=expected / scale if scale else 0.0, label=options[best], probs=tuple(probs))
+            positive = str(params.get("positive", options[0]))
+            if positive not in options:
+                raise StepError(f"positive option {positive!r} is not one of the options {options}", location=what)
+            return Score(score=probs[options.index(positive)], label=options[best].strip(), probs=tuple(probs))
+        of = params["of"]
+        items = of if isinstance(of, list) else [of]
+        continuations = tuple(str(scalar(x)) for x in items)
+        self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
+        scores = await backend.score(ScoreRequest(prompt=prompt, continuations=continuations))
+        self._charge()
+        normalize = bool(params.get("normalize", True))
+        out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,
+                     label=f"{s.n_tokens} tokens") for s in scores]
+        return out if isinstance(of, list) else out[0]
+
+    async def vote_llm(self, responses: list[Any], node: Any, lookup: Lookup, path: tuple[str, ...]) -> VoteOutcome:
+        backend, defaults = await self.backend(node.using, lookup)
+        params = self.args([a for a in node.args if a.name != "prompt"], lookup)
+        shown = [str(scalar(r)) for r in responses]
+        prompt_arg = next((a for a in node.args if a.name == "prompt"), None)
+        if prompt_arg is not None and isinstance(prompt_arg.value, ast.Name):
+            prompt = self.prompt(prompt_arg.value.id, lookup, extra={"responses": shown})
+        else:
+            prompt = Prompt(messages=(Message(role="user", content=render(USC_PROMPT, {"responses": shown})),))
+        request = self.request(prompt, {"temperature": 0.0, "max_tokens": 64, **defaults, **params}, path)
+        [c] = await self.complete(backend, request, "/".join(path))
+        match = re.search(r"Response\s*#?\s*(\d+)", c.text)
+        index = int(match.group(1)) if match and int(match.group(1)) < len(responses) else 0
+        return VoteOutcome(answer=scalar(responses[index]) if responses else None, share=1.0 / max(1, len(responses)),
+                           votes=len(responses), total=len(responses), counts={"selected": float(index)})
+
+
+def _text(c: Completion) -> Text:
+    return Text(text=c.text, tokens=c.completion_tokens, prompt_tokens=c.prompt_tokens, logprob=c.logprob,
+                finish=c.finish_reason, index=c.index)
+
+
+def _matches(pattern: Any, text: str) -> bool:
+    if isinstance(pattern, ast.RegexLit):
+        return re.search(pattern.pattern, text, regex_flags(pattern.flags)) is not None
+    return re.search(str(pattern), text) is not None
+
+
+def _verdict(text: str, params: dict[str, Any]) -> Score:
+    fail = params.get("fail")
+    if fail is not None and _matches(fail, text):
+        return Score(score=0.0, label="fail", text=text)
+    if _matches(params["pass"], text):
+        return Score(score=1.0, label="pass", text=text)
+    return Score(score=0.0 if fail is None else 0.5, label="fail" if fail is None else "unclear", text=text)

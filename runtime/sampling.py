@@ -1,0 +1,104 @@
+"""Per-sequence sampling: llama.cpp sampler chains, stop strings, token log-probabilities."""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from sfdsl.errors import BackendError
+
+__all__ = ["SamplingParams", "TextStream", "build_sampler", "log_softmax_row"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """How one request samples; ``temperature == 0`` means greedy."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    grammar: str | None = None  # GBNF, root rule "root"
+
+    def seed_for(self, index: int) -> int:
+        """Sample ``index`` uses ``seed + index``; unseeded samples get llama.cpp's random seed."""
+        if self.seed is None:
+            return 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: random
+        return (self.seed + index) & 0xFFFFFFFF
+
+
+def build_sampler(lib: ModuleType, vocab: Any, params: SamplingParams, *, index: int) -> Any:
+    """A llama sampler chain for one sequence: [grammar] -> greedy | top_k, top_p, temp, dist.
+
+    The grammar sampler runs first so the later stages only ever see tokens the
+    grammar allows; ``llama_sampler_sample`` accepts the chosen token into
+    every stage, which advances the grammar.
+    """
+    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    if not chain:
+        raise BackendError("llama.cpp could not allocate a sampler chain")
+    try:
+        if params.grammar is not None:
+            grammar = lib.llama_sampler_init_grammar(vocab, params.grammar.encode("utf-8"), b"root")
+            if not grammar:
+                raise BackendError(f"llama.cpp rejected the grammar (invalid GBNF?):\n{params.grammar}")
+            lib.llama_sampler_chain_add(chain, grammar)
+        if params.temperature <= 0.0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            if params.top_k > 0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(params.top_k))
+            if params.top_p < 1.0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(params.seed_for(index)))
+    except BaseException:
+        lib.llama_sampler_free(chain)
+        raise
+    return chain
+
+
+def log_softmax_row(lib: ModuleType, ctx: Any, index: int, n_vocab: int) -> np.ndarray:
+    """A copy of the log-softmax of the logits at batch output ``index`` (float64).
+
+    Copies at once: llama.cpp reuses the logits buffer on the next decode.
+    """
+    ptr = lib.llama_get_logits_ith(ctx, index)
+    if not ptr:
+        raise BackendError(f"llama.cpp returned no logits for batch index {index}")
+    row = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+    top = row.max()
+    row -= top + np.log(np.exp(row - top).sum())
+    return row
+
+
+class TextStream:
+    """Incremental UTF-8 text of one sequence, cut at the first stop string."""
+
+    def __init__(self, stops: tuple[str, ...] = ()) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stops = tuple(s for s in stops if s)
+        self._hold = max((len(s) for s in self._stops), default=0)
+        self.text = ""
+
+    def push(self, piece: bytes) -> bool:
+        """Append a token's bytes; True when a stop string appeared (the text is cut before it)."""
+        before = len(self.text)
+        self.text += self._decoder.decode(piece)
+        if not self._stops or len(self.text) == before:
+            return False
+        start = max(0, before - self._hold + 1)
+        hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
+        if not hits:
+            return False
+        self.text = self.text[: min(hits)]
+        return True
+
+    def close(self) -> str:
+        """Flush any incomplete UTF-8 sequence and return the final text."""
+        self.text += self._decoder.decode(b"", final=True)
+        return self.text

@@ -1,0 +1,90 @@
+"""Vote tallies: majority and score-weighted, with early stopping. NoAnswer never votes.
+
+Ties go to the answer that reached the tied count first (the earliest sample).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfdsl.expressions import scalar
+from sfdsl.values import NoAnswer, VoteOutcome
+
+
+def vote_key(value: Any) -> str:
+    """The identity of an answer for counting: numbers compare numerically, text case-folded."""
+    v = scalar(value)
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float)):
+        return repr(float(v))
+    return " ".join(str(v).strip().lower().split())
+
+
+@dataclass
+class Tally:
+    """A running count of (weighted) votes."""
+
+    expected: int
+    weights: dict[str, float] = field(default_factory=dict)
+    first_seen: dict[str, int] = field(default_factory=dict)
+    representative: dict[str, Any] = field(default_factory=dict)
+    seen: int = 0
+    valid: int = 0
+
+    def add(self, value: Any, weight: float = 1.0) -> None:
+        self.seen += 1
+        if isinstance(value, NoAnswer) or value is None:
+            return
+        self.valid += 1
+        key = vote_key(value)
+        self.weights[key] = self.weights.get(key, 0.0) + weight
+        self.first_seen.setdefault(key, self.seen)
+        self.representative.setdefault(key, value)
+
+    def leader(self) -> str | None:
+        if not self.weights:
+            return None
+        return max(self.weights, key=lambda k: (self.weights[k], -self.first_seen[k]))
+
+    def decided(self, *, stop: str | None, margin: float | None, max_weight: float = 1.0) -> bool:
+        """Whether no remaining vote can change the winner (or the margin threshold is met)."""
+        leader = self.leader()
+        if leader is None:
+            return False
+        remaining = (self.expected - self.seen) * max_weight
+        runner_up = max((w for k, w in self.weights.items() if k != leader), default=0.0)
+        if stop == "unbeatable" and self.weights[leader] > runner_up + remaining:
+            return True
+        if margin is not None:
+            total = sum(self.weights.values()) + remaining
+            return total > 0 and (self.weights[leader] - runner_up - remaining) / total >= margin
+        return False
+
+    def outcome(self, *, stopped_early: bool = False) -> VoteOutcome:
+        leader = self.leader()
+        total = sum(self.weights.values())
+        if leader is None:
+            return VoteOutcome(answer=NoAnswer("no votes"), share=0.0, votes=0, total=self.seen,
+                               stopped_early=stopped_early)
+        return VoteOutcome(
+            answer=scalar(self.representative[leader]),
+            share=self.weights[leader] / total if total > 0 else 0.0,
+            votes=self.valid,
+            total=self.seen,
+            counts=dict(self.weights),
+            stopped_early=stopped_early,
+        )
+
+
+def vote(values: list[Any], weights: list[float] | None = None) -> VoteOutcome:
+    """Majority (or weighted) vote over a finished list of answers.
+
+    >>> vote([3, 4, 3]).answer
+    3
+    """
+    tally = Tally(expected=len(values))
+    for i, value in enumerate(values):
+        tally.add(value, float(scalar(weights[i])) if weights is not None and i < len(weights) else 1.0)
+    return tally.outcome()

@@ -1,0 +1,329 @@
+"""The typed AST of .sf programs: pydantic nodes, each carrying its source span.
+
+Class names mirror the grammar's rule names (grammar/sf.lark).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sfdsl.diagnostics import Span
+
+
+class Node(BaseModel):
+    """Base of every AST node."""
+
+    model_config = ConfigDict(frozen=True)
+
+    span: Span
+
+
+# ---------------------------------------------------------------- expressions
+
+
+class Name(Node):
+    kind: Literal["name"] = "name"
+    id: str
+
+
+class Const(Node):
+    """A number, string, boolean or none literal."""
+
+    kind: Literal["const"] = "const"
+    value: Any
+
+
+class RegexLit(Node):
+    kind: Literal["regex"] = "regex"
+    pattern: str
+    flags: str = ""
+
+
+class ListExpr(Node):
+    kind: Literal["list"] = "list"
+    items: list[Expr]
+
+
+class DictExpr(Node):
+    kind: Literal["dict"] = "dict"
+    keys: list[str]
+    values: list[Expr]
+
+
+class Attr(Node):
+    kind: Literal["attr"] = "attr"
+    value: Expr
+    attr: str
+
+
+class Index(Node):
+    kind: Literal["index"] = "index"
+    value: Expr
+    index: Expr
+
+
+class Func(Node):
+    """A call of a built-in function, e.g. ``len(xs)``."""
+
+    kind: Literal["func"] = "func"
+    func: str
+    args: list[Expr]
+
+
+class Unary(Node):
+    kind: Literal["unary"] = "unary"
+    op: Literal["-", "not"]
+    operand: Expr
+
+
+class BinOp(Node):
+    kind: Literal["binop"] = "binop"
+    op: str
+    left: Expr
+    right: Expr
+
+
+Expr = Annotated[
+    Union[Name, Const, RegexLit, ListExpr, DictExpr, Attr, Index, Func, Unary, BinOp],
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- steps
+
+
+class Arg(Node):
+    name: str
+    value: Expr
+
+
+class Generate(Node):
+    kind: Literal["generate"] = "generate"
+    prompt: str
+    args: list[Arg] = []
+    using: str | None = None
+
+
+class Deepen(Node):
+    """Iterative-deepening generation: budget b, then γ·b after a trigger, up to a cap."""
+
+    kind: Literal["deepen"] = "deepen"
+    prompt: str
+    args: list[Arg] = []
+    using: str | None = None
+
+
+class Extract(Node):
+    kind: Literal["extract"] = "extract"
+    mode: str
+    source: Expr
+    pattern: RegexLit | None = None
+    choices: ListExpr | None = None
+    after: RegexLit | None = None
+    args: list[Arg] = []
+
+
+class Evaluate(Node):
+    kind: Literal["evaluate"] = "evaluate"
+    mode: str
+    prompt: str
+    args: list[Arg] = []
+    using: str | None = None
+
+
+class Vote(Node):
+    kind: Literal["vote"] = "vote"
+    source: Expr
+    mode: str
+    args: list[Arg] = []
+    using: str | None = None
+
+
+class VoteTimes(Node):
+    """Vote over the yields of a body run ``count`` times concurrently."""
+
+    kind: Literal["vote_times"] = "vote_times"
+    count: Expr
+    mode: str
+    args: list[Arg] = []
+    using: str | None = None
+    body: Block
+
+
+class Refine(Node):
+    kind: Literal["refine"] = "refine"
+    initial: Expr
+    var: str
+    args: list[Arg] = []
+    body: Block
+
+
+class MapStep(Node):
+    kind: Literal["map"] = "map"
+    var: str
+    source: Expr
+    args: list[Arg] = []
+    body: Block
+
+
+class CallRecipe(Node):
+    kind: Literal["call"] = "call"
+    target: list[str]
+    args: list[Arg] = []
+
+
+class SearchPart(Node):
+    name: str
+    body: Block
+
+
+class Search(Node):
+    kind: Literal["search"] = "search"
+    strategy: str
+    root: Expr
+    args: list[Arg] = []
+    parts: list[SearchPart]
+
+
+Step = Annotated[
+    Union[Generate, Deepen, Extract, Evaluate, Vote, VoteTimes, Refine, MapStep, CallRecipe, Search],
+    Field(discriminator="kind"),
+]
+Rhs = Union[Step, Expr]
+STEP_KINDS = ("generate", "deepen", "extract", "evaluate", "vote", "vote_times", "refine", "map", "call", "search")
+
+
+def is_step(node: Any) -> bool:
+    """Whether a right-hand side is a step (as opposed to a plain expression)."""
+    return getattr(node, "kind", None) in STEP_KINDS
+
+
+# ---------------------------------------------------------------- statements
+
+
+class Turn(Node):
+    role: str
+    text: str
+
+
+class ModelDecl(Node):
+    stmt: Literal["model"] = "model"
+    name: str
+    backend: str
+    args: list[Arg] = []
+
+
+class PromptDecl(Node):
+    stmt: Literal["prompt"] = "prompt"
+    name: str
+    text: str | None = None
+    turns: list[Turn] | None = None
+    body_span: Span
+
+
+class Assign(Node):
+    stmt: Literal["assign"] = "assign"
+    target: str
+    value: Rhs
+
+
+class If(Node):
+    stmt: Literal["if"] = "if"
+    cond: Expr
+    then: Block
+    orelse: Block | None = None
+
+
+class Field_(Node):
+    name: str
+    value: Expr
+
+
+class Return(Node):
+    stmt: Literal["return"] = "return"
+    fields: list[Field_] | None = None
+    value: Rhs | None = None
+
+
+class Abstain(Node):
+    stmt: Literal["abstain"] = "abstain"
+    fields: list[Field_]
+
+
+class Stop(Node):
+    stmt: Literal["stop"] = "stop"
+    cond: Expr
+
+
+class Next(Node):
+    stmt: Literal["next"] = "next"
+    value: Rhs
+
+
+class ScoreStmt(Node):
+    stmt: Literal["score"] = "score"
+    value: Expr
+
+
+class Yield(Node):
+    stmt: Literal["yield"] = "yield"
+    value: Rhs
+
+
+Stmt = Annotated[
+    Union[ModelDecl, PromptDecl, Assign, If, Return, Abstain, Stop, Next, ScoreStmt, Yield],
+    Field(discriminator="stmt"),
+]
+
+
+class Block(Node):
+    stmts: list[Stmt]
+
+
+# ---------------------------------------------------------------- top level
+
+
+class TypeRef(Node):
+    name: str
+    arg: TypeRef | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.arg}]" if self.arg else self.name
+
+
+class Param(Node):
+    name: str
+    type: TypeRef
+    default: Expr | None = None
+
+
+class OutField(Node):
+    name: str
+    type: TypeRef | None = None
+
+
+class Recipe(Node):
+    name: str
+    params: list[Param]
+    returns: list[OutField] = []
+    body: Block
+
+
+class Import(Node):
+    path: str
+    alias: str | None = None
+
+
+class Module(Node):
+    """One parsed .sf file."""
+
+    file: str
+    imports: list[Import]
+    recipes: list[Recipe]
+
+
+for _model in list(globals().values()):
+    if isinstance(_model, type) and issubclass(_model, BaseModel) and _model is not BaseModel:
+        _model.model_rebuild()

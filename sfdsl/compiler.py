@@ -1,0 +1,81 @@
+"""The front half of sfdsl: load → parse → check → plan, plus static cost bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sfdsl import ast
+from sfdsl.checker import check_program
+from sfdsl.cost import Bound, BoundError, recipe_bound
+from sfdsl.diagnostics import Diagnostic
+from sfdsl.errors import CompileError
+from sfdsl.plan import Plan, build_plan, collect_prompts
+from sfdsl.program import Program, load_program, program_from_text
+
+
+@dataclass
+class CompiledProgram:
+    """A checked program: its recipes' plans and cost bounds at default inputs."""
+
+    program: Program
+    plans: dict[str, Plan] = field(default_factory=dict)
+    bounds: dict[str, Bound] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def main(self) -> str:
+        return self.program.main
+
+    def recipes(self) -> list[ast.Recipe]:
+        return self.program.modules[self.program.main].recipes
+
+
+def compile_file(path: str | Path) -> CompiledProgram:
+    """Load, check and plan a .sf file.
+
+    Raises:
+        SourceNotFoundError: when the file does not exist.
+        CompileError: with every error (and warning) found.
+    """
+    return compile_program(load_program(path))
+
+
+def compile_text(text: str, *, file: str = "<string>") -> CompiledProgram:
+    """Like ``compile_file`` for source held in memory."""
+    return compile_program(program_from_text(text, file=file))
+
+
+def compile_program(program: Program) -> CompiledProgram:
+    """Check every module, then plan and bound each recipe of the main file."""
+    diagnostics = check_program(program)
+    compiled = CompiledProgram(program=program)
+    if not any(d.is_error for d in diagnostics):
+        for file, module in program.modules.items():
+            for recipe in module.recipes:
+                key = recipe_key(program, file, recipe.name)
+                compiled.plans[key] = build_plan(recipe.body, collect_prompts(recipe.body))
+                try:
+                    compiled.bounds[key] = recipe_bound(program, file, recipe)
+                except BoundError as exc:
+                    diagnostics.append(exc.diagnostic)
+    compiled.warnings = [d for d in diagnostics if not d.is_error]
+    if any(d.is_error for d in diagnostics):
+        raise CompileError(diagnostics=_unique(diagnostics), sources=program.sources)
+    return compiled
+
+
+def recipe_key(program: Program, file: str, name: str) -> str:
+    """The name a recipe is known by: bare in the main file, `file::name` elsewhere."""
+    return name if file == program.main else f"{file}::{name}"
+
+
+def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[str, str, int, int]] = set()
+    out = []
+    for d in diagnostics:
+        key = (d.code, d.message, d.span.line, d.span.column)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out

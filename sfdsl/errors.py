@@ -1,0 +1,93 @@
+"""The sfdsl error tree: every error a user can see derives from SfdslError.
+
+    SfdslError
+    ├── CompileError          raised when a recipe file fails to parse or check;
+    │                         carries every Diagnostic found, not just the first
+    ├── SourceNotFoundError   raised when a recipe file or import does not exist
+    ├── RecipeNotFoundError   raised when a named recipe is not in the program
+    ├── InputError            raised when recipe inputs are missing, unknown or mistyped
+    ├── ModelNotFoundError    raised when a model file or alias cannot be resolved
+    ├── BackendError          raised when a model backend fails (translated at the boundary)
+    │   ├── BackendTimeout    raised when a backend call exceeds its deadline
+    │   ├── ContextOverflow   raised when a request does not fit the model's context
+    │   └── ScriptExhausted   raised when the scripted backend runs out of replies
+    ├── StepError             raised when a step fails at run time (bad value, bad template)
+    └── BudgetExceeded        raised when a run exceeds its calls, tokens or wall-clock budget;
+                              carries the partial result
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sfdsl.diagnostics import Diagnostic
+
+
+class SfdslError(Exception):
+    """Root of every error sfdsl raises on purpose."""
+
+
+class CompileError(SfdslError):
+    """Raised when a recipe file fails to parse or check."""
+
+    def __init__(self, *, diagnostics: list[Diagnostic], sources: dict[str, str] | None = None) -> None:
+        self.diagnostics = diagnostics
+        self.sources = sources or {}
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """All diagnostics, gcc-style, with source lines and carets."""
+        from sfdsl.diagnostics import render_all
+
+        return render_all(self.diagnostics, self.sources)
+
+
+class SourceNotFoundError(SfdslError):
+    """Raised when a recipe file or an imported file does not exist."""
+
+
+class RecipeNotFoundError(SfdslError):
+    """Raised when a named recipe is not in the program."""
+
+
+class InputError(SfdslError):
+    """Raised when recipe inputs are missing, unknown or of the wrong type."""
+
+
+class ModelNotFoundError(SfdslError):
+    """Raised when a model file or alias cannot be resolved."""
+
+
+class BackendError(SfdslError):
+    """Raised when a model backend fails; low-level errors are chained as __cause__."""
+
+
+class BackendTimeout(BackendError):
+    """Raised when a backend call exceeds its deadline."""
+
+
+class ContextOverflow(BackendError):
+    """Raised when a request does not fit in the model's context window."""
+
+
+class ScriptExhausted(BackendError):
+    """Raised when the scripted backend has no reply left for a request."""
+
+
+class StepError(SfdslError):
+    """Raised when a step fails at run time."""
+
+    def __init__(self, message: str, *, node_id: str | None = None, location: str | None = None) -> None:
+        self.node_id = node_id
+        self.location = location
+        prefix = f"{location}: " if location else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class BudgetExceeded(SfdslError):
+    """Raised when a run exceeds its budget; `partial` holds what was computed so far."""
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        self.partial = partial
+        super().__init__(message)

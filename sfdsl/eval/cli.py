@@ -1,0 +1,390 @@
+"""``sfrun eval`` and ``sfrun data make``: argparse wiring and the command bodies."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from sfdsl.errors import SfdslError
+from sfdsl.eval import generate
+from sfdsl.eval.data import DataError, Item, Row, build_items, coerce, load_rows, parse_assignments
+from sfdsl.eval.metrics import METRICS, compare, get_metric, summarize
+from sfdsl.eval.report import write_report
+from sfdsl.eval.runner import EvalSpec, RunItem, make_progress, make_run_key, run_eval, stderr_logger
+from sfdsl.eval.store import ResultStore
+from sfdsl.eval.table import print_comparison, print_summary
+
+#: Builds the backend (Backend or BackendPool) shared by every run from the parsed arguments.
+MakeBackend = Callable[[argparse.Namespace], Any]
+
+#: Bumped when the meaning of stored results changes, invalidating old run keys.
+STORE_VERSION = 1
+
+
+@dataclass
+class Target:
+    """A loaded recipe ready to evaluate.
+
+    Attributes:
+        label: Display name (unique among the recipes of one command).
+        fingerprint: Hash of the recipe source, imports included.
+        input_types: Input name -> type name.
+        required: Inputs without a default.
+        run_item: ``await run_item(inputs, seed) -> RunResult``.
+    """
+
+    label: str
+    fingerprint: str
+    input_types: dict[str, str | None]
+    required: set[str]
+    run_item: RunItem
+
+
+def split_recipe_spec(spec: str) -> tuple[str, str | None]:
+    """``FILE.sf`` or ``FILE.sf:RECIPE`` -> (path, recipe name or None)."""
+    path, sep, name = spec.rpartition(":")
+    if sep and path.endswith(".sf") and name and "/" not in name:
+        return path, name
+    return spec, None
+
+
+def load_target(spec: str, backend: Any) -> Target:
+    """Glue to the sfdsl API: compile a recipe and wrap ``recipe.arun`` as a run_item.
+
+    Raises:
+        SfdslError: CompileError, SourceNotFoundError, RecipeNotFoundError...
+    """
+    import sfdsl
+
+    path, name = split_recipe_spec(spec)
+    recipe = sfdsl.load(path).recipe(name)
+    params = [_param(p) for p in recipe.params]
+
+    async def run_item(inputs: dict[str, Any], seed: int) -> Any:
+        return await recipe.arun(inputs, backend=backend, seed=seed)
+
+    return Target(
+        label=recipe.name,
+        fingerprint=recipe.fingerprint,
+        input_types={p[0]: p[1] for p in params},
+        required={p[0] for p in params if p[2] is None},
+        run_item=run_item,
+    )
+
+
+def _param(p: Any) -> tuple[str, str | None, Any]:
+    """(name, type name, default) from a tuple or a Param-like object; default None means required."""
+    if isinstance(p, tuple):
+        return (p[0], None if p[1] is None else str(p[1]), p[2] if len(p) > 2 else None)
+    return (p.name, None if p.type is None else str(p.type), getattr(p, "default", None))
+
+
+def model_ids(backend: Any) -> str:
+    """A string naming the backend's models, for the run key ("" if not known yet)."""
+    if backend is None:
+        return "default"
+    if hasattr(backend, "model_ids"):
+        return str(backend.model_ids())
+    return str(getattr(backend, "model_id", type(backend).__name__))
+
+
+class _Warmup:
+    """Wraps a run_item so one item can run early (to make a lazy BackendPool load its models)
+    and its outcome is replayed, not recomputed, when the eval loop reaches that item."""
+
+    def __init__(self, run_item: RunItem) -> None:
+        self._run_item = run_item
+        self._saved: dict[str, tuple[Any, BaseException | None]] = {}
+
+    @staticmethod
+    def _key(inputs: dict[str, Any], seed: int) -> str:
+        return json.dumps([inputs, seed], sort_keys=True, default=str)
+
+    async def warm(self, inputs: dict[str, Any], seed: int) -> None:
+        try:
+            self._saved[self._key(inputs, seed)] = (await self._run_item(dict(inputs), seed), None)
+        except Exception as exc:  # noqa: BLE001 - replayed to the eval loop, which records it
+            self._saved[self._key(inputs, seed)] = (None, exc)
+
+    async def __call__(self, inputs: dict[str, Any], seed: int) -> Any:
+        saved = self._saved.pop(self._key(inputs, seed), None)
+        if saved is None:
+            return await self._run_item(inputs, seed)
+        if saved[1] is not None:
+            raise saved[1]
+        return saved[0]
+
+
+async def resolve_models(backend: Any, run_item: _Warmup, items: list[Item], seed: int) -> str:
+    """Model ids for the run key; if the backend has not loaded its models yet, run the first item to load them."""
+    ids = model_ids(backend)
+    if not ids and items:
+        await run_item.warm(items[0].inputs, seed)
+        ids = model_ids(backend)
+    return ids
+
+
+def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None) -> argparse.ArgumentParser:
+    """Add the ``eval`` subcommand; its ``func`` default calls :func:`run_eval_command`.
+
+    Args:
+        subparsers: The object returned by ``parser.add_subparsers()``.
+        make_backend: Builds the backend from the parsed args (e.g. ``--model``);
+            None lets each recipe use its declared models.
+
+    Returns:
+        The new parser (add backend/model options to it as ``sfrun run`` does).
+    """
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate recipes on a dataset: accuracy vs cost",
+        description="Run recipes over a JSONL/CSV dataset, score answers against gold, and report "
+        "accuracy with CIs, cost, selective-answering, calibration and two-turn metrics. "
+        "Results are stored durably in --out; rerunning the same command resumes.",
+    )
+    p.add_argument(
+        "recipes", nargs="+", metavar="RECIPE.sf[:NAME]", help="recipes to compare; the first is the baseline"
+    )
+    p.add_argument("--data", required=True, metavar="FILE", help="dataset (.jsonl or .csv)")
+    p.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        metavar="INPUT=COLUMN",
+        help="feed a recipe input from a column (default: columns named like the inputs)",
+    )
+    p.add_argument("--gold", default="answer", metavar="COLUMN", help="gold answer column (default: answer)")
+    p.add_argument("--metric", choices=sorted(METRICS), default="exact", help="correctness metric (default: exact)")
+    p.add_argument(
+        "--concurrency", "-k", type=_positive_int, default=8, metavar="K", help="items in flight (default: 8)"
+    )
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate only the first N rows")
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=1,
+        metavar="S",
+        help="runs per item with seeds seed..seed+S-1 (default: 1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--out", default="out/eval", metavar="DIR", help="results directory (default: out/eval)")
+    p.add_argument(
+        "-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="fix an input for every item"
+    )
+    p.add_argument(
+        "--first-key",
+        default="first",
+        metavar="KEY",
+        help="output holding a first-turn answer, for two-turn metrics (default: first)",
+    )
+    p.add_argument("--item-timeout", type=float, metavar="SECONDS", help="fail an item that runs longer than this")
+    p.add_argument("--retry-errors", action="store_true", help="rerun items whose stored result is a failure")
+    p.add_argument("--report", action="store_true", help="also write DIR/report.html")
+    p.set_defaults(func=functools.partial(run_eval_command, make_backend=make_backend))
+    return p
+
+
+def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``data make {arithmetic,yesno}``; its ``func`` default calls :func:`run_data_command`."""
+    p = subparsers.add_parser("data", help="dataset tools")
+    sub = p.add_subparsers(dest="data_command", required=True)
+    make = sub.add_parser("make", help="generate a synthetic dataset with exact gold answers (JSONL on stdout)")
+    make.add_argument("kind", choices=sorted(generate.GENERATORS))
+    make.add_argument("--n", type=int, default=100, help="number of rows (default: 100)")
+    make.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    make.add_argument(
+        "--difficulty",
+        default="1,2,3",
+        metavar="LEVELS",
+        help="comma-separated difficulty levels, cycled (default: 1,2,3)",
+    )
+    make.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    make.set_defaults(func=run_data_command)
+    return p
+
+
+def run_data_command(args: argparse.Namespace) -> int:
+    """Body of ``sfrun data make``; returns the exit code."""
+    try:
+        levels = [int(x) for x in str(args.difficulty).split(",") if x.strip()]
+        rows = generate.GENERATORS[args.kind](args.n, seed=args.seed, levels=levels)
+    except ValueError as exc:
+        sys.stderr.write(f"sfrun data: error: {exc}\n")
+        return 2
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def run_eval_command(args: argparse.Namespace, *, make_backend: MakeBackend | None = None) -> int:
+    """Body of ``sfrun eval``; prints tables to stdout and returns the exit code.
+
+    Errors the user can fix (bad data, compile errors...) are reported in one
+    message without a traceback (exit 1); Ctrl-C exits 130 and the run can be
+    resumed by rerunning the same command.
+    """
+    try:
+        console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+        return asyncio.run(_eval(args, make_backend, console))
+    except SfdslError as exc:
+        sys.stderr.write(f"sfrun eval: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"sfrun eval: interrupted; finished items are saved in {args.out}, rerun to resume\n")
+        return 130
+
+
+def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple[str, Target, list[Item]]]:
+    """Load every recipe and map the data for each, before anything runs or is written."""
+    field_map = parse_assignments(args.field, what="--field")
+    fixed = parse_assignments(args.input, what="-i")
+    plans = []
+    labels: set[str] = set()
+    for spec_text in args.recipes:
+        target = load_target(spec_text, backend)
+        target.label = _unique(target.label, spec_text, labels)
+        labels.add(target.label)
+        items = build_items(
+            rows,
+            input_types=target.input_types,
+            required=target.required,
+            field_map=field_map,
+            gold=args.gold,
+            fixed=fixed,
+            limit=args.limit,
+            source=str(args.data),
+        )
+        plans.append((spec_text, target, items))
+    return plans
+
+
+async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, console: Console) -> int:
+    out = Path(args.out)
+    logger = stderr_logger()
+    matcher = get_metric(args.metric)
+    fixed = parse_assignments(args.input, what="-i")
+    summaries: list[tuple[str, dict[str, Any]]] = []
+    runs: dict[str, Any] = {}
+    failures: dict[str, list[dict[str, Any]]] = {}
+    rows = load_rows(args.data)  # fail fast on bad data, before a model is loaded
+    backend = make_backend(args) if make_backend else None
+    try:
+        plans = _plan(args, rows, backend)
+        with ResultStore.in_dir(out) as store:
+            for spec_text, target, items in plans:
+                run_item = _Warmup(target.run_item)
+                key_parts = {
+                    "version": STORE_VERSION,
+                    "recipe": target.label,
+                    "fingerprint": target.fingerprint,
+                    "models": await resolve_models(backend, run_item, items, args.seed),
+                    "metric": args.metric,
+                    "first_key": args.first_key,
+                    "seed": args.seed,
+                    "fixed_inputs": {k: coerce(v, target.input_types.get(k), where=k) for k, v in fixed.items()},
+                }
+                spec = EvalSpec(
+                    run_key=make_run_key(**key_parts),
+                    label=target.label,
+                    matcher=matcher,
+                    first_key=args.first_key,
+                    samples=args.samples,
+                    seed=args.seed,
+                    item_timeout=args.item_timeout,
+                )
+                store.register_run(spec.run_key, spec.label, {**key_parts, "source": spec_text})
+                if args.retry_errors:
+                    logger.info("eval.retry_errors", recipe=spec.label, dropped=store.drop_errors(spec.run_key))
+                outcome = await run_eval(
+                    items,
+                    run_item,
+                    spec,
+                    store=store,
+                    concurrency=args.concurrency,
+                    progress=make_progress(logger=logger),
+                    logger=logger,
+                )
+                summary = summarize(outcome.records, seed=args.seed)
+                summaries.append((spec.label, summary))
+                runs[spec.label] = {
+                    "run_key": spec.run_key,
+                    "source": spec_text,
+                    "models": key_parts["models"],
+                    "new": outcome.new,
+                    "resumed": outcome.resumed,
+                    "summary": summary,
+                }
+                failures[spec.label] = [
+                    {"item_id": r.item_id, "sample": r.sample, "kind": r.error_kind, "error": r.error}
+                    for r in outcome.records
+                    if r.error is not None
+                ]
+    finally:
+        if backend is not None and hasattr(backend, "aclose"):
+            await backend.aclose()
+    comparison = compare(summaries)
+    for label, summary in summaries:
+        print_summary(console, label, summary)
+    if len(summaries) > 1:
+        print_comparison(console, comparison)
+    meta = {
+        "data": str(args.data),
+        "metric": args.metric,
+        "gold": args.gold,
+        "samples": args.samples,
+        "seed": args.seed,
+        "limit": args.limit,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.json"
+    doc = _json_safe({"meta": meta, "recipes": runs, "comparison": comparison})
+    metrics_path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    console.print(f"metrics: {metrics_path}")
+    if args.report:
+        path = write_report(out / "report.html", summaries, comparison, meta=meta, failures=failures)
+        console.print(f"report: {path}")
+    return 0
+
+
+def _unique(label: str, spec_text: str, taken: set[str]) -> str:
+    if label not in taken:
+        return label
+    alt = f"{Path(split_recipe_spec(spec_text)[0]).stem}:{label}"
+    n = 2
+    while alt in taken:
+        alt, n = f"{Path(split_recipe_spec(spec_text)[0]).stem}:{label}#{n}", n + 1
+    return alt
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None so metrics.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+__all__ = ["add_eval_parser", "add_data_parser", "run_eval_command", "run_data_command", "load_target", "DataError"]

@@ -1,0 +1,352 @@
+"""The concurrent, resumable evaluation loop and its progress display."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from sfdsl.errors import BudgetExceeded
+from sfdsl.eval.data import Item
+from sfdsl.eval.metrics import Matcher
+from sfdsl.eval.store import ItemRecord, ResultStore
+
+if TYPE_CHECKING:
+    from sfdsl.runtime.results import RunResult
+
+log = structlog.get_logger("sfdsl.eval")
+
+#: Runs one item: ``await run_item(inputs, seed) -> RunResult``.
+RunItem = Callable[[dict[str, Any], int], Awaitable["RunResult"]]
+
+
+def make_run_key(**parts: Any) -> str:
+    """Hash everything that determines a run's results (recipe fingerprint, model ids, fixed inputs, metric...)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """How to judge one recipe's results.
+
+    Attributes:
+        run_key: Identity of the run in the store (see :func:`make_run_key`).
+        label: Display name of the recipe.
+        matcher: Correctness function ``(prediction, gold) -> bool``.
+        first_key: Output key holding a first-turn answer (two-turn recipes).
+        samples: Samples per item; sample ``s`` runs with seed ``seed + s``.
+        seed: Base seed.
+        item_timeout: Seconds allowed per item (None: no limit).
+    """
+
+    run_key: str
+    label: str
+    matcher: Matcher
+    first_key: str | None = "first"
+    samples: int = 1
+    seed: int = 0
+    item_timeout: float | None = None
+
+
+@dataclass
+class EvalOutcome:
+    """What :func:`run_eval` did: the run's records plus counts of new and resumed ones."""
+
+    records: list[ItemRecord]
+    new: int
+    resumed: int
+
+
+class Progress(Protocol):
+    """Receives progress events from :func:`run_eval`."""
+
+    def start(self, label: str, total: int, done: int) -> None: ...
+
+    def update(self, record: ItemRecord) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+async def run_eval(
+    items: Sequence[Item],
+    run_item: RunItem,
+    spec: EvalSpec,
+    *,
+    store: ResultStore,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+    logger: Any = None,
+) -> EvalOutcome:
+    """Run every (item, sample) not yet in the store, ``concurrency`` at a time.
+
+    Workers run in one TaskGroup, so up to ``concurrency`` items are in flight
+    together (letting the engine batch across items). Each finished item is
+    durably written before the next is taken. An item's failure is recorded
+    with its reason and counts as incorrect; the run goes on.
+
+    Args:
+        items: The dataset items.
+        run_item: Async callable running the recipe on one item's inputs.
+        spec: Run identity and judging rules.
+        store: Results store.
+        concurrency: Maximum items in flight.
+        progress: Optional progress sink.
+        logger: structlog logger for events (default: the ``sfdsl.eval`` logger).
+
+    Returns:
+        The records for exactly these items and samples, new and resumed.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    logger = logger or log
+    wanted = [(item, s) for item in items for s in range(spec.samples)]
+    done = await asyncio.to_thread(store.done, spec.run_key)
+    pending = [(item, s) for item, s in wanted if (item.key, s) not in done]
+    resumed = len(wanted) - len(pending)
+    logger.info("eval.start", recipe=spec.label, total=len(wanted), resumed=resumed, concurrency=concurrency)
+    if progress:
+        progress.start(spec.label, len(wanted), resumed)
+    queue: Iterator[tuple[Item, int]] = iter(pending)
+    new = 0
+
+    async def worker() -> None:
+        nonlocal new
+        for item, sample in queue:
+            record = await _run_one(item, sample, run_item, spec, logger)
+            if await asyncio.to_thread(store.add, record):
+                new += 1
+            if progress:
+                progress.update(record)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(concurrency, len(pending))):
+                tg.create_task(worker())
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        if progress:
+            progress.finish()
+    keys = {(item.key, s) for item, s in wanted}
+    records = await asyncio.to_thread(store.records, spec.run_key, keys)
+    logger.info("eval.done", recipe=spec.label, new=new, resumed=resumed, records=len(records))
+    return EvalOutcome(records=records, new=new, resumed=resumed)
+
+
+async def _run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, logger: Any) -> ItemRecord:
+    seed = spec.seed + sample
+    result: Any = None
+    error: str | None = None
+    kind: str | None = None
+    t0 = time.perf_counter()
+    try:
+        async with asyncio.timeout(spec.item_timeout):
+            result = await run_item(dict(item.inputs), seed)
+        if getattr(result, "error", None):
+            error, kind = str(result.error), "RunError"
+    except BudgetExceeded as exc:
+        result, error, kind = exc.partial, str(exc) or "budget exceeded", "BudgetExceeded"
+    except TimeoutError:
+        error, kind = f"item timed out after {spec.item_timeout}s", "Timeout"
+    except Exception as exc:  # noqa: BLE001 - one item's failure must not stop the run
+        error, kind = str(exc) or type(exc).__name__, type(exc).__name__
+    wall = time.perf_counter() - t0
+    if error is not None:
+        logger.warning("eval.item_failed", recipe=spec.label, item=item.item_id, sample=sample, kind=kind, error=error)
+    return make_record(item, sample, seed, result, spec, wall_s=wall, error=error, error_kind=kind)
+
+
+def make_record(
+    item: Item,
+    sample: int,
+    seed: int,
+    result: Any,
+    spec: EvalSpec,
+    *,
+    wall_s: float,
+    error: str | None = None,
+    error_kind: str | None = None,
+) -> ItemRecord:
+    """Judge one run result against the gold answer and build its store record.
+
+    ``result`` may be a RunResult, a partial one (budget exceeded) or None.
+    """
+    has = result is not None and hasattr(result, "cost")
+    answer = result.answer if has else None
+    outputs = dict(result.outputs or {}) if has else {}
+    abstained = bool(result.abstained) if has else False
+    score = result.score if has else None
+    answer_correct = error is None and spec.matcher(answer, item.gold)
+    first_correct = None
+    if error is None and spec.first_key and spec.first_key in outputs:
+        first_correct = spec.matcher(outputs[spec.first_key], item.gold)
+    cost = result.cost if has else None
+    return ItemRecord(
+        run_key=spec.run_key,
+        item_key=item.key,
+        sample=sample,
+        item_id=item.item_id,
+        item_index=item.index,
+        recipe=spec.label,
+        inputs=item.inputs,
+        gold=item.gold,
+        answer=answer,
+        outputs=outputs,
+        correct=answer_correct and not abstained,
+        answer_correct=answer_correct,
+        first_correct=first_correct,
+        score=float(score) if isinstance(score, (int, float)) else None,
+        abstained=abstained,
+        calls=cost.calls if cost else 0,
+        prompt_tokens=cost.prompt_tokens if cost else 0,
+        completion_tokens=cost.completion_tokens if cost else 0,
+        cached_calls=cost.cached_calls if cost else 0,
+        wall_s=wall_s,
+        seed=seed,
+        error=error,
+        error_kind=error_kind,
+    )
+
+
+class _Stats:
+    """Running counts behind both progress displays."""
+
+    def __init__(self, total: int, done: int) -> None:
+        self.total, self.done, self.start_done = total, done, done
+        self.correct = self.tokens = self.failed = 0
+        self.t0 = time.monotonic()
+
+    def add(self, r: ItemRecord) -> None:
+        self.done += 1
+        self.correct += r.correct
+        self.tokens += r.tokens
+        self.failed += r.error is not None
+
+    @property
+    def fresh(self) -> int:
+        return self.done - self.start_done
+
+    @property
+    def rate(self) -> float:
+        dt = time.monotonic() - self.t0
+        return self.fresh / dt if dt > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate > 0 else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.fresh if self.fresh else None
+
+
+class LogProgress:
+    """Plain progress: one structlog line every ``every`` items or ``interval_s`` seconds."""
+
+    def __init__(self, every: int | None = None, interval_s: float = 10.0, logger: Any = None) -> None:
+        self._every, self._interval, self._log = every, interval_s, logger or log
+        self._stats: _Stats | None = None
+        self._label, self._last = "", 0.0
+
+    def start(self, label: str, total: int, done: int) -> None:
+        self._stats, self._label, self._last = _Stats(total, done), label, time.monotonic()
+        self._n = self._every or max(1, (total - done) // 10)
+
+    def update(self, record: ItemRecord) -> None:
+        s = self._stats
+        assert s is not None
+        s.add(record)
+        now = time.monotonic()
+        if s.fresh % self._n == 0 or now - self._last >= self._interval or s.done == s.total:
+            self._last = now
+            self._emit(s)
+
+    def _emit(self, s: _Stats) -> None:
+        self._log.info(
+            "eval.progress",
+            recipe=self._label,
+            done=s.done,
+            total=s.total,
+            items_per_s=round(s.rate, 2),
+            eta_s=None if s.eta_s is None else round(s.eta_s, 1),
+            accuracy=None if s.accuracy is None else round(s.accuracy, 4),
+            tokens=s.tokens,
+            failed=s.failed,
+        )
+
+    def finish(self) -> None:
+        self._stats = None
+
+
+class RichProgress:
+    """A rich progress bar on a terminal: items/s, ETA, running accuracy and tokens."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        from rich.console import Console
+
+        self._console = Console(file=stream or sys.stderr)
+        self._bar: Any = None
+        self._task: Any = None
+        self._stats: _Stats | None = None
+
+    def start(self, label: str, total: int, done: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._stats = _Stats(total, done)
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self._console,
+            transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=total, completed=done, rate="", info="")
+
+    def update(self, record: ItemRecord) -> None:
+        s = self._stats
+        assert s is not None
+        s.add(record)
+        acc = "-" if s.accuracy is None else f"{s.accuracy:.1%}"
+        info = f"acc {acc}  tok {s.tokens:,}" + (f"  failed {s.failed}" if s.failed else "")
+        self._bar.update(self._task, completed=s.done, rate=f"{s.rate:.2f} it/s", info=info)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def make_progress(stream: IO[str] | None = None, *, every: int | None = None, logger: Any = None) -> Progress:
+    """A rich bar when ``stream`` (default stderr) is a terminal, else periodic log lines."""
+    stream = stream or sys.stderr
+    if hasattr(stream, "isatty") and stream.isatty():
+        return RichProgress(stream)
+    return LogProgress(every=every, logger=logger)
+
+
+def stderr_logger() -> Any:
+    """The ``sfdsl.eval`` logger if structlog is configured, else one writing to stderr (stdout is for tables)."""
+    if structlog.is_configured():
+        return log
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+    )

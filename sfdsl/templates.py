@@ -1,0 +1,94 @@
+"""Prompt templates: `{{ variables }}` rendered in jinja2's immutable sandbox.
+
+Values reach templates as plain data (strings, numbers, lists, dict records), so a
+template can neither reach Python internals nor run code, and input values are
+never re-parsed as templates: `{{ 7*7 }}` inside an input stays literal text.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from sfdsl.values import RECORD_TYPES, NoAnswer, primary
+
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+
+
+class TemplateError(Exception):
+    """A template failed to parse or render; ``line`` is 1-based within the template."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _Record(dict):  # type: ignore[type-arg]
+    """A record exposed to templates: fields by name, renders as its primary value."""
+
+    def __init__(self, fields: dict[str, Any], shown: str) -> None:
+        super().__init__(fields)
+        self._shown = shown
+
+    def __str__(self) -> str:
+        return self._shown
+
+
+@lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    """The one sandboxed environment all prompts render in."""
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def variables(text: str) -> set[str]:
+    """Names a template reads, e.g. ``{'question'}`` for ``"Q: {{ question }}"``.
+
+    Raises:
+        TemplateError: when the template does not parse.
+    """
+    try:
+        parsed = environment().parse(text)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or "template syntax error", line=exc.lineno) from None
+    return set(meta.find_undeclared_variables(parsed)) - JINJA_GLOBALS
+
+
+def render(text: str, values: dict[str, Any]) -> str:
+    """Render a template with run-time values converted to plain template data."""
+    env = environment()
+    try:
+        template = _compile(text)
+        return template.render({k: to_template(v) for k, v in values.items()})
+    except TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or "template syntax error", line=exc.lineno) from None
+    except (UndefinedError, SecurityError) as exc:
+        raise TemplateError(str(exc)) from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"template failed: {exc}") from None
+    finally:
+        del env
+
+
+@lru_cache(maxsize=512)
+def _compile(text: str) -> Any:
+    return environment().from_string(text)
+
+
+def to_template(value: Any) -> Any:
+    """Convert a run-time value into data a sandboxed template may read."""
+    if isinstance(value, NoAnswer):
+        return ""
+    if isinstance(value, RECORD_TYPES):
+        fields = {name: to_template(getattr(value, name)) for name in value.FIELDS}  # type: ignore[attr-defined]
+        return _Record(fields, str(primary(value)) if not hasattr(value, "text") else str(value))
+    if isinstance(value, (list, tuple)):
+        return [to_template(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_template(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

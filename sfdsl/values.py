@@ -1,0 +1,175 @@
+"""Run-time values of .sf programs: generations, scores, votes, and the typed "no answer".
+
+Every value exposes only its declared fields to recipes (``FIELDS``); nothing
+else of the Python object is reachable from a recipe or a template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class NoAnswer:
+    """A failed extraction: compares unequal to everything, renders as empty text."""
+
+    reason: str = "no answer"
+    FIELDS: ClassVar[tuple[str, ...]] = ("reason",)
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True)
+class Text:
+    """One generated sample."""
+
+    text: str
+    tokens: int = 0
+    prompt_tokens: int = 0
+    logprob: float | None = None
+    finish: str = "stop"
+    index: int = 0
+    rounds: int = 1
+    FIELDS: ClassVar[tuple[str, ...]] = ("text", "tokens", "prompt_tokens", "logprob", "finish", "index", "rounds")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Score:
+    """A self-evaluation: a score in [0, 1], a label, and what it was read from."""
+
+    score: float
+    label: str = ""
+    logprob: float | None = None
+    text: str = ""
+    probs: tuple[float, ...] = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ("score", "label", "logprob", "text", "probs")
+
+    def __str__(self) -> str:
+        return f"{self.score:.3f}"
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    """The winner of a vote and its share of the (weighted) votes."""
+
+    answer: Any
+    share: float
+    votes: int
+    total: int
+    counts: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+    FIELDS: ClassVar[tuple[str, ...]] = ("answer", "share", "votes", "total", "counts", "stopped_early")
+
+    def __str__(self) -> str:
+        return str(self.answer)
+
+
+@dataclass(frozen=True)
+class RefineOutcome:
+    """The kept iterate of a refine loop, with its history."""
+
+    value: Any
+    score: float | None
+    rounds: int
+    history: tuple[dict[str, Any], ...]
+    first: Any
+    stopped: bool
+    FIELDS: ClassVar[tuple[str, ...]] = ("value", "score", "rounds", "history", "first", "stopped")
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """The best state a tree search reached."""
+
+    best: str
+    value: float
+    path: tuple[str, ...]
+    nodes: int
+    simulations: int = 0
+    FIELDS: ClassVar[tuple[str, ...]] = ("best", "value", "path", "nodes", "simulations")
+
+    def __str__(self) -> str:
+        return self.best
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """The structured result of a called recipe."""
+
+    answer: Any
+    score: float | None
+    abstained: bool
+    reason: str | None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    FIELDS: ClassVar[tuple[str, ...]] = ("answer", "score", "abstained", "reason")
+
+    def __str__(self) -> str:
+        return str(self.answer)
+
+
+RECORD_TYPES: tuple[type, ...] = (NoAnswer, Text, Score, VoteOutcome, RefineOutcome, SearchOutcome, CallOutcome)
+
+
+def field_of(value: Any, name: str) -> Any:
+    """Read a declared field of a run-time value; ``KeyError`` when it has none."""
+    if isinstance(value, CallOutcome) and name not in CallOutcome.FIELDS and name in value.outputs:
+        return value.outputs[name]
+    if isinstance(value, RECORD_TYPES) and name in value.FIELDS:  # type: ignore[attr-defined]
+        return getattr(value, name)
+    if isinstance(value, dict) and name in value:
+        return value[name]
+    raise KeyError(name)
+
+
+def plain(value: Any) -> Any:
+    """Convert a run-time value to JSON-able data (for results, traces and templates)."""
+    if isinstance(value, NoAnswer):
+        return None
+    if isinstance(value, (Text, VoteOutcome, RefineOutcome, SearchOutcome, CallOutcome)):
+        return str(value) if isinstance(value, Text) else plain(_primary(value))
+    if isinstance(value, Score):
+        return value.score
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
+
+
+def record(value: Any) -> Any:
+    """Convert a run-time value to a JSON-able record with all its fields."""
+    if isinstance(value, RECORD_TYPES):
+        return {name: record(getattr(value, name)) for name in value.FIELDS}  # type: ignore[attr-defined]
+    if isinstance(value, (list, tuple)):
+        return [record(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): record(v) for k, v in value.items()}
+    return value
+
+
+def _primary(value: Any) -> Any:
+    if isinstance(value, VoteOutcome):
+        return value.answer
+    if isinstance(value, RefineOutcome):
+        return value.value
+    if isinstance(value, SearchOutcome):
+        return value.best
+    if isinstance(value, CallOutcome):
+        return value.answer
+    return value
+
+
+def primary(value: Any) -> Any:
+    """The value a composite stands for when used as an answer (vote → its answer)."""
+    return _primary(value)

@@ -1,0 +1,172 @@
+"""``sfrun eval`` / ``sfrun data make`` command bodies, with a fake recipe target."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sfdsl.runtime.results import Cost, RunResult
+
+from sfdsl.eval import cli
+from sfdsl.eval.cli import Target, add_data_parser, add_eval_parser, split_recipe_spec
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sfrun")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_eval_parser(sub)
+    add_data_parser(sub)
+    return parser
+
+
+def fake_target(spec: str, backend: Any) -> Target:
+    """'good.sf' answers right (two-turn, scored); 'cheap.sf' is wrong on odd items and abstains on 5s."""
+    good = spec.startswith("good")
+
+    async def run_item(inputs: dict[str, Any], seed: int) -> RunResult:
+        await asyncio.sleep(0.001)
+        n = int(inputs["question"].split()[2])  # "Ana has N ..."
+        from sfdsl.eval.generate import arithmetic
+
+        gold = {r["question"]: r["answer"] for r in arithmetic(20, seed=1)}[inputs["question"]]
+        right = good or n % 2 == 0
+        answer = str(gold if right else gold + 1)
+        outputs = {"answer": answer, "first": str(gold + (n % 3 == 0))} if good else {"answer": answer}
+        return RunResult(
+            run_id="r",
+            recipe=spec,
+            answer=f"The answer is {answer}.",
+            outputs=outputs,
+            score=0.9 if right else 0.4,
+            abstained=(not good and n % 5 == 0),
+            cost=Cost(calls=3 if good else 1, prompt_tokens=30 if good else 10, completion_tokens=5),
+        )
+
+    return Target(
+        label=spec.split(".")[0],
+        fingerprint=spec,
+        input_types={"question": "str"},
+        required={"question"},
+        run_item=run_item,
+    )
+
+
+@pytest.fixture
+def data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    args = _parser().parse_args(["data", "make", "arithmetic", "--n", "20", "--seed", "1"])
+    assert args.func(args) == 0
+    path = tmp_path / "arith.jsonl"
+    path.write_text(capsys.readouterr().out)
+    return path
+
+
+def test_data_make_outputs_jsonl(data: Path) -> None:
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    assert len(rows) == 20 and rows[0]["id"] == "arith-00000"
+    bad = _parser().parse_args(["data", "make", "yesno", "--difficulty", "7"])
+    assert bad.func(bad) == 2
+
+
+def test_eval_two_recipes_end_to_end(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "load_target", fake_target)
+    out = tmp_path / "out"
+    argv = [
+        "eval",
+        "cheap.sf",
+        "good.sf",
+        "--data",
+        str(data),
+        "--metric",
+        "numeric",
+        "--out",
+        str(out),
+        "-k",
+        "4",
+        "--report",
+    ]
+    args = _parser().parse_args(argv)
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "Comparison" in text and "Two-turn" in text and "Selective answering" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    good, cheap = metrics["recipes"]["good"], metrics["recipes"]["cheap"]
+    assert good["summary"]["accuracy"] == 1.0 and good["new"] == 20
+    assert 0 < cheap["summary"]["accuracy"] < 1
+    assert metrics["comparison"][1]["cost_multiple"] == pytest.approx(35 / 15)
+    assert "two_turn" in good["summary"] and "selective" in cheap["summary"]
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
+    # rerun: everything resumes, nothing new
+    args = _parser().parse_args(argv)
+    assert args.func(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipes"]["good"]["new"] == 0 and metrics["recipes"]["good"]["resumed"] == 20
+
+
+def test_bad_data_is_one_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "load_target", fake_target)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "Ana has 3 apples", "answer": 3}\n{"question": 1\n')
+    args = _parser().parse_args(["eval", "good.sf", "--data", str(bad), "--out", str(tmp_path / "o")])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "bad.jsonl:2: invalid JSON" in err and "Traceback" not in err
+    args = _parser().parse_args(["eval", "good.sf", "--data", str(bad), "--field", "question=nope"])
+    bad.write_text('{"question": "Ana has 3 apples", "answer": 3}\n')
+    assert args.func(args) == 1
+    assert "no column 'nope'" in capsys.readouterr().err
+
+
+def test_split_recipe_spec() -> None:
+    assert split_recipe_spec("recipes/sc.sf:vote") == ("recipes/sc.sf", "vote")
+    assert split_recipe_spec("recipes/sc.sf") == ("recipes/sc.sf", None)
+    assert split_recipe_spec("C:/x/sc.sf") == ("C:/x/sc.sf", None)
+
+
+class LazyPool:
+    """Like BackendPool: model ids are known only once a run has loaded the model."""
+
+    def __init__(self, model: str) -> None:
+        self.model, self.loaded, self.calls, self.closed = model, False, 0, False
+
+    def model_ids(self) -> str:
+        return self.model if self.loaded else ""
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_model_change_invalidates_and_warmup_runs_each_item_once(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def target(spec: str, backend: LazyPool) -> Target:
+        async def run_item(inputs: dict[str, Any], seed: int) -> RunResult:
+            backend.loaded = True
+            backend.calls += 1
+            return RunResult(run_id="r", recipe="m", answer="0", cost=Cost(calls=1))
+
+        return Target(label="m", fingerprint="fp", input_types={"question": "str"}, required=set(), run_item=run_item)
+
+    monkeypatch.setattr(cli, "load_target", target)
+    pools: list[LazyPool] = []
+
+    def run(model: str) -> dict[str, Any]:
+        parser = argparse.ArgumentParser()
+        add_eval_parser(parser.add_subparsers(), make_backend=lambda args: pools.append(LazyPool(model)) or pools[-1])
+        args = parser.parse_args(["eval", "m.sf", "--data", str(data), "--out", str(tmp_path / "o"), "--limit", "5"])
+        assert args.func(args) == 0
+        return json.loads((tmp_path / "o" / "metrics.json").read_text())["recipes"]["m"]
+
+    first = run("m1")
+    assert (first["models"], first["new"], pools[-1].calls, pools[-1].closed) == ("m1", 5, 5, True)
+    again = run("m1")
+    assert (again["new"], again["resumed"], pools[-1].calls) == (0, 5, 1)  # only the warm-up ran
+    other = run("m2")
+    assert (other["new"], other["resumed"]) == (5, 0) and other["run_key"] != first["run_key"]
