@@ -379,6 +379,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
         misspelled = _misspelled_step(text, file, previous)
         if misspelled is not None:
             return misspelled
+        step_field = _step_in_field(text, file, previous)
+        if step_field is not None:
+            return step_field
         keyword = did_you_mean(word, STATEMENT_KEYWORDS + ("recipe",))
         if keyword and token.type in ("NAME", "STRING", "NUMBER"):
             return diag("SF107", f"unknown statement '{word}' ({keyword})", at=_span_of(file, previous))
@@ -419,6 +422,22 @@ def _misspelled_step(text: str, file: str, previous: Token) -> Diagnostic | None
                 at = Span(file=file, line=number, column=col, end_line=number, end_column=col + len(match.group(1)))
                 return Diagnostic(code="SF107", message=f"unknown step '{match.group(1)}' ({suggestion})", span=at)
     return None
+
+
+def _step_in_field(text: str, file: str, previous: Token) -> Diagnostic | None:
+    """`return answer: extract ...`: fields take expressions, not steps."""
+    import re
+
+    lines = text.splitlines()
+    line = lines[(previous.line or 1) - 1] if 0 < (previous.line or 0) <= len(lines) else ""
+    match = re.search(r"\b(return|abstain)\b.*?:\s*(" + "|".join(STEP_KEYWORDS) + r")\b", line)
+    if match is None:
+        return None
+    col = match.start(2) + 1
+    at = Span(file=file, line=previous.line or 1, column=col, end_line=previous.line or 1,
+              end_column=col + len(match.group(2)))
+    return Diagnostic(code="SF109", message=f"the {match.group(2)} step cannot be a {match.group(1)} field",
+                      span=at, hint="assign it first: `x = " + match.group(2) + " ...`, then `return answer: x`")
 
 
 def _previous_token(exc: UnexpectedToken) -> Token | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fake_target(spec: str, backend: Any) -> Target:
+def fake_target(spec: str, backend: Any, limits: Any = None) -> Target:
     """'good.sf' answers right (two-turn, scored); 'cheap.sf' is wrong on odd items and abstains on 5s."""
     good = spec.startswith("good")
 
@@ -146,16 +147,26 @@ class LazyPool:
 def test_model_change_invalidates_and_warmup_runs_each_item_once(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def target(spec: str, backend: LazyPool) -> Target:
+    pools: list[LazyPool] = []
+
+    def target(spec: str, shared: Any, limits: Any = None) -> Target:
+        lazy = pools[-1]
+
         async def run_item(inputs: dict[str, Any], seed: int) -> RunResult:
-            backend.loaded = True
-            backend.calls += 1
+            lazy.loaded = True
+            lazy.calls += 1
             return RunResult(run_id="r", recipe="m", answer="0", cost=Cost(calls=1))
 
-        return Target(label="m", fingerprint="fp", input_types={"question": "str"}, required=set(), run_item=run_item)
+        return Target(
+            label="m",
+            fingerprint="fp",
+            input_types={"question": "str"},
+            required=set(),
+            run_item=run_item,
+            model_ids=lazy.model_ids,
+        )
 
     monkeypatch.setattr(cli, "load_target", target)
-    pools: list[LazyPool] = []
 
     def run(model: str) -> dict[str, Any]:
         parser = argparse.ArgumentParser()
@@ -170,3 +181,76 @@ def test_model_change_invalidates_and_warmup_runs_each_item_once(
     assert (again["new"], again["resumed"], pools[-1].calls) == (0, 5, 1)  # only the warm-up ran
     other = run("m2")
     assert (other["new"], other["resumed"]) == (5, 0) and other["run_key"] != first["run_key"]
+
+
+TWO_TURN_SF = """
+recipe twoturn(question: str) -> (answer, first) {
+  prompt p = "Q: {{ question }}"
+  draft = generate p (max_tokens: 16)
+  prompt c = "Check {{ question }} Draft: {{ draft }}"
+  final = generate c (max_tokens: 16)
+  return answer: final, first: draft
+}
+"""
+
+
+def test_real_recipe_with_scripted_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real glue (sfdsl.load + recipe.arun through a shared pool) on a two-turn recipe."""
+    sfdsl = pytest.importorskip("sfdsl")
+    if not hasattr(sfdsl, "load"):
+        pytest.skip("sfdsl.load is not available yet")
+    from sfdsl.runtime.backends.scripted import ScriptedBackend
+
+    def reply(prompt: str, index: int) -> str:
+        a, b = (int(x) for x in re.findall(r"(\d+) plus (\d+)", prompt)[0])
+        return str(a + b + (1 if prompt.startswith("Q:") and a == 4 else 0))  # first turn wrong on "4 plus"
+
+    (tmp_path / "twoturn.sf").write_text(TWO_TURN_SF)
+    rows = [("a", 2, 3), ("b", 4, 4), ("c", 10, 1), ("d", 4, 0)]
+    data = tmp_path / "d.csv"
+    data.write_text("id,q,gold\n" + "".join(f"{i},{a} plus {b},{a + b}\n" for i, a, b in rows))
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(), make_backend=lambda args: ScriptedBackend(reply))
+    argv = ["eval", str(tmp_path / "twoturn.sf"), "--data", str(data), "--field", "question=q", "--gold", "gold"]
+    args = parser.parse_args([*argv, "--metric", "numeric", "--out", str(tmp_path / "o")])
+    assert args.func(args) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())["recipes"]["twoturn"]
+    assert m["models"] == "scripted" and m["new"] == 4
+    s = m["summary"]
+    assert s["accuracy"] == 1.0 and s["cost"]["calls_per_item"] == 2
+    assert s["two_turn"]["acc1"] == 0.5 and s["two_turn"]["table"]["wrong->right"] == 2
+    args = parser.parse_args([*argv, "--metric", "numeric", "--out", str(tmp_path / "o")])
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["recipes"]["twoturn"]["resumed"] == 4
+    capsys.readouterr()
+
+
+def test_budget_failures_recorded_with_real_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sfdsl = pytest.importorskip("sfdsl")
+    if not hasattr(sfdsl, "load"):
+        pytest.skip("sfdsl.load is not available yet")
+    from sfdsl.runtime.backends.scripted import ScriptedBackend
+
+    (tmp_path / "twoturn.sf").write_text(TWO_TURN_SF)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "1 plus 1", "answer": 2}\n{"question": "2 plus 2", "answer": 4}\n')
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(), make_backend=lambda args: ScriptedBackend(lambda p, i: "2"))
+    args = parser.parse_args(
+        [
+            "eval",
+            str(tmp_path / "twoturn.sf"),
+            "--data",
+            str(data),
+            "--max-calls",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            "--metric",
+            "numeric",
+        ]
+    )
+    assert args.func(args) == 0
+    s = json.loads((tmp_path / "o" / "metrics.json").read_text())["recipes"]["twoturn"]["summary"]
+    assert s["failures"] == {"count": 2, "by_kind": {"BudgetExceeded": 2}} and s["accuracy"] == 0.0
+    assert "BudgetExceeded: 2" in capsys.readouterr().out

@@ -23,7 +23,7 @@ ENTRY = textwrap.dedent(
     from sfdsl.eval import cli
     from sfdsl.runtime.results import Cost, RunResult
 
-    def fake_target(spec, backend):
+    def fake_target(spec, backend, limits=None):
         async def run_item(inputs, seed):
             await asyncio.sleep(0.05)
             return RunResult(run_id="r", recipe="slow", answer=inputs["question"].upper(),

@@ -41,6 +41,8 @@ class Target:
         input_types: Input name -> type name.
         required: Inputs without a default.
         run_item: ``await run_item(inputs, seed) -> RunResult``.
+        model_ids: Ids of the models this recipe has used so far ("" before its
+            first run); None to use the shared backend's ids.
     """
 
     label: str
@@ -48,6 +50,7 @@ class Target:
     input_types: dict[str, str | None]
     required: set[str]
     run_item: RunItem
+    model_ids: Callable[[], str] | None = None
 
 
 def split_recipe_spec(spec: str) -> tuple[str, str | None]:
@@ -58,20 +61,61 @@ def split_recipe_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def load_target(spec: str, backend: Any) -> Target:
+def shared_pool(backend: Any) -> Any:
+    """The BackendPool every recipe of one command shares (so models load once).
+
+    Args:
+        backend: None (recipes' declared models), a Backend (answers every
+            model), or a BackendPool (used as is).
+    """
+    from sfdsl.runtime.pool import BackendPool
+
+    if isinstance(backend, BackendPool):
+        return backend
+    return BackendPool(backend=backend) if backend is not None else BackendPool()
+
+
+def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> Target:
     """Glue to the sfdsl API: compile a recipe and wrap ``recipe.arun`` as a run_item.
+
+    The recipe runs through a per-recipe view of the shared ``pool`` that
+    records which models it used, so the run key names exactly its models.
+    ``limits`` (``max_calls``, ``max_tokens``, ``timeout_s``) become each
+    item's Budget.
 
     Raises:
         SfdslError: CompileError, SourceNotFoundError, RecipeNotFoundError...
     """
     import sfdsl
+    from sfdsl.runtime.context import Budget
+    from sfdsl.runtime.pool import BackendPool
+
+    class RecipePool(BackendPool):
+        """Delegates to the shared pool; remembers the model ids handed out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.used: set[str] = set()
+
+        async def get(self, backend: str, params: dict[str, Any]) -> Any:
+            got = await pool.get(backend, params)
+            self.used.add(str(got.model_id))
+            return got
+
+        def model_ids(self) -> str:
+            return ",".join(sorted(self.used))
+
+        async def aclose(self) -> None:  # the shared pool owns the models
+            return None
 
     path, name = split_recipe_spec(spec)
     recipe = sfdsl.load(path).recipe(name)
     params = [_param(p) for p in recipe.params]
+    view = RecipePool()
+    budget = Budget(**limits) if limits else None
 
     async def run_item(inputs: dict[str, Any], seed: int) -> Any:
-        return await recipe.arun(inputs, backend=backend, seed=seed)
+        return await recipe.arun(inputs, backend=view, seed=seed, budget=budget)
 
     return Target(
         label=recipe.name,
@@ -79,6 +123,7 @@ def load_target(spec: str, backend: Any) -> Target:
         input_types={p[0]: p[1] for p in params},
         required={p[0] for p in params if p[2] is None},
         run_item=run_item,
+        model_ids=view.model_ids,
     )
 
 
@@ -125,13 +170,15 @@ class _Warmup:
         return saved[0]
 
 
-async def resolve_models(backend: Any, run_item: _Warmup, items: list[Item], seed: int) -> str:
-    """Model ids for the run key; if the backend has not loaded its models yet, run the first item to load them."""
-    ids = model_ids(backend)
-    if not ids and items:
+async def resolve_models(target: Target, backend: Any, run_item: _Warmup, items: list[Item], seed: int) -> str:
+    """Model ids for the run key; if the models are not loaded yet, run the first item to load them."""
+
+    def ids() -> str:
+        return target.model_ids() if target.model_ids is not None else model_ids(backend)
+
+    if not ids() and items:
         await run_item.warm(items[0].inputs, seed)
-        ids = model_ids(backend)
-    return ids
+    return ids()
 
 
 def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None) -> argparse.ArgumentParser:
@@ -139,8 +186,10 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
 
     Args:
         subparsers: The object returned by ``parser.add_subparsers()``.
-        make_backend: Builds the backend from the parsed args (e.g. ``--model``);
-            None lets each recipe use its declared models.
+        make_backend: Builds a Backend or BackendPool from the parsed args (e.g.
+            ``--model``, ``--backend scripted:FILE``); None: a fresh BackendPool
+            (each recipe's declared models). Either way one pool is shared by
+            all recipes of the command and closed at the end.
 
     Returns:
         The new parser (add backend/model options to it as ``sfrun run`` does).
@@ -187,7 +236,9 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
         metavar="KEY",
         help="output holding a first-turn answer, for two-turn metrics (default: first)",
     )
-    p.add_argument("--item-timeout", type=float, metavar="SECONDS", help="fail an item that runs longer than this")
+    p.add_argument("--item-timeout", type=float, metavar="SECONDS", help="per-item wall-clock budget")
+    p.add_argument("--max-calls", type=_positive_int, metavar="N", help="per-item budget of model calls")
+    p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="per-item budget of tokens")
     p.add_argument("--retry-errors", action="store_true", help="rerun items whose stored result is a failure")
     p.add_argument("--report", action="store_true", help="also write DIR/report.html")
     p.set_defaults(func=functools.partial(run_eval_command, make_backend=make_backend))
@@ -254,7 +305,7 @@ def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple
     plans = []
     labels: set[str] = set()
     for spec_text in args.recipes:
-        target = load_target(spec_text, backend)
+        target = load_target(spec_text, backend, _limits(args))
         target.label = _unique(target.label, spec_text, labels)
         labels.add(target.label)
         items = build_items(
@@ -280,7 +331,8 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     runs: dict[str, Any] = {}
     failures: dict[str, list[dict[str, Any]]] = {}
     rows = load_rows(args.data)  # fail fast on bad data, before a model is loaded
-    backend = make_backend(args) if make_backend else None
+    made = make_backend(args) if make_backend else None
+    backend = shared_pool(made)
     try:
         plans = _plan(args, rows, backend)
         with ResultStore.in_dir(out) as store:
@@ -290,10 +342,11 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
                     "version": STORE_VERSION,
                     "recipe": target.label,
                     "fingerprint": target.fingerprint,
-                    "models": await resolve_models(backend, run_item, items, args.seed),
+                    "models": await resolve_models(target, backend, run_item, items, args.seed),
                     "metric": args.metric,
                     "first_key": args.first_key,
                     "seed": args.seed,
+                    "limits": _limits(args),
                     "fixed_inputs": {k: coerce(v, target.input_types.get(k), where=k) for k, v in fixed.items()},
                 }
                 spec = EvalSpec(
@@ -303,7 +356,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
                     first_key=args.first_key,
                     samples=args.samples,
                     seed=args.seed,
-                    item_timeout=args.item_timeout,
+                    item_timeout=None if args.item_timeout is None else 2 * args.item_timeout + 5,  # backstop
                 )
                 store.register_run(spec.run_key, spec.label, {**key_parts, "source": spec_text})
                 if args.retry_errors:
@@ -333,8 +386,9 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
                     if r.error is not None
                 ]
     finally:
-        if backend is not None and hasattr(backend, "aclose"):
-            await backend.aclose()
+        await backend.aclose()
+        if made is not None and made is not backend and hasattr(made, "aclose"):
+            await made.aclose()
     comparison = compare(summaries)
     for label, summary in summaries:
         print_summary(console, label, summary)
@@ -367,6 +421,12 @@ def _unique(label: str, spec_text: str, taken: set[str]) -> str:
     while alt in taken:
         alt, n = f"{Path(split_recipe_spec(spec_text)[0]).stem}:{label}#{n}", n + 1
     return alt
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-item budget limits given on the command line."""
+    limits = {"max_calls": args.max_calls, "max_tokens": args.max_tokens, "timeout_s": args.item_timeout}
+    return {k: v for k, v in limits.items() if v is not None}
 
 
 def _json_safe(value: Any) -> Any:

@@ -1,0 +1,280 @@
+"""`sfrun`: run, check and draw .sf recipes from the shell.
+
+Exit codes: 0 success, 1 compile errors, 2 bad usage or input (missing file,
+unknown recipe, bad value), 3 a failed run (backend error, budget exceeded),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from sfdsl.errors import BackendError, BudgetExceeded, CompileError, SfdslError, StepError
+
+EXIT_COMPILE, EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sfrun` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", 0))
+    try:
+        return int(args.handler(args))
+    except CompileError as exc:
+        print(exc.render(), file=sys.stderr)
+        errors = sum(1 for d in exc.diagnostics if d.is_error)
+        print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        return EXIT_COMPILE
+    except (BackendError, BudgetExceeded, StepError) as exc:
+        print(f"sfrun: run failed: {exc}", file=sys.stderr)
+        return EXIT_RUN
+    except SfdslError as exc:
+        print(f"sfrun: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sfrun: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def configure_logging(verbosity: int) -> None:
+    """Events go to stderr: warnings by default, info with -v, debug with -vv."""
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sfrun", description="Run LLM self-feedback recipes written in .sf.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log events to stderr (-vv: debug)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a recipe", description="Run a recipe and print its result.")
+    run.add_argument("file", help=".sf file")
+    run.add_argument("recipe", nargs="?", help="recipe name (default: the file's last recipe)")
+    run.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="an input value")
+    run.add_argument("--inputs-json", metavar="FILE", help="a JSON object of inputs")
+    add_backend_options(run)
+    run.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    run.add_argument("--trace", metavar="FILE", help="append a JSONL trace of events to FILE")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--steps", action="store_true", help="with --json, include every step record")
+    run.add_argument("--max-calls", type=int, help="budget: model calls")
+    run.add_argument("--max-tokens", type=int, help="budget: generated tokens")
+    run.add_argument("--timeout", type=float, help="budget: wall-clock seconds")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check", help="check recipes and print cost bounds",
+                                description="Parse and check .sf files; print errors, warnings and cost bounds.")
+    check.add_argument("files", nargs="+", help=".sf files")
+    check.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
+                       help="bound the cost for these inputs instead of the defaults")
+    check.set_defaults(handler=cmd_check)
+
+    graph = commands.add_parser("graph", help="print a recipe's plan", description="Print a recipe's execution plan.")
+    graph.add_argument("file")
+    graph.add_argument("recipe", nargs="?")
+    graph.add_argument("--format", choices=("mermaid", "dot", "text"), default="mermaid")
+    graph.set_defaults(handler=cmd_graph)
+
+    try:
+        from sfdsl.eval.cli import add_data_parser, add_eval_parser
+    except ImportError:  # pragma: no cover - eval ships with the package
+        pass
+    else:
+        add_eval_parser(commands)
+        add_data_parser(commands)
+    return parser
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", metavar="SPEC",
+                        help="use one backend for every model: 'llama', 'scripted:FILE.json' or 'openai:BASE_URL'")
+    parser.add_argument("--model", metavar="PATH|ALIAS", help="GGUF file or alias for llama models")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk cache")
+
+
+def make_pool(args: argparse.Namespace) -> Any:
+    """A backend pool from --backend, --model and --no-cache."""
+    from sfdsl.runtime.pool import DEFAULT_FACTORIES, BackendPool, scripted_from_file
+
+    wrap = None
+    if not args.no_cache:
+        from sfdsl.runtime.cache import CachedBackend
+
+        def wrap(backend: Any) -> Any:
+            return CachedBackend(backend)
+
+    spec = args.backend
+    if spec is None:
+        return BackendPool(model=args.model, wrap=wrap)
+    kind, _, rest = spec.partition(":")
+    if kind == "scripted":
+        return BackendPool(backend=scripted_from_file(rest))
+    if kind == "llama":
+        factory = DEFAULT_FACTORIES["llama"]
+        return BackendPool(factories={"llama": factory, "openai": lambda p: factory({}),
+                                      "scripted": lambda p: factory({})}, model=args.model or rest or None, wrap=wrap)
+    if kind == "openai":
+        openai = DEFAULT_FACTORIES["openai"]
+        base_url = rest
+
+        def any_to_openai(params: dict[str, Any]) -> Any:
+            return openai({"base_url": base_url, **({"model": args.model} if args.model else {})})
+
+        return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
+                           wrap=wrap)
+    from sfdsl.errors import InputError
+
+    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL")
+
+
+def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
+    from sfdsl.errors import InputError
+
+    inputs: dict[str, Any] = {}
+    if json_file:
+        path = Path(json_file)
+        if not path.is_file():
+            raise InputError(f"inputs file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path} must hold a JSON object of inputs")
+        inputs.update(data)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"bad input {pair!r}: write -i key=value")
+        inputs[key.strip()] = value
+    return inputs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sfdsl.api import load
+    from sfdsl.runtime.context import Budget
+
+    program = load(args.file)
+    recipe = program.recipe(args.recipe)
+    inputs = parse_inputs(args.input, args.inputs_json)
+    budget = Budget(max_calls=args.max_calls, max_tokens=args.max_tokens, timeout_s=args.timeout)
+
+    async def go() -> Any:
+        pool = make_pool(args)
+        try:
+            return await recipe.arun(inputs, backend=pool, seed=args.seed, budget=budget, trace=args.trace,
+                                    from_text=True)
+        finally:
+            await pool.aclose()
+
+    result = asyncio.run(go())
+    if args.json:
+        data = result.summary()
+        if args.steps:
+            data["steps"] = [s.model_dump(mode="json") for s in result.steps]
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    print_result(result)
+    return 0
+
+
+def print_result(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    if result.abstained:
+        table.add_row("abstained", result.reason or "yes")
+    table.add_row("answer", _shown(result.answer))
+    if result.score is not None:
+        table.add_row("score", f"{result.score:.3f}")
+    for key, value in result.outputs.items():
+        if key not in ("answer", "score"):
+            table.add_row(key, _shown(value))
+    cost = result.cost
+    bound = result.bound or {}
+    table.add_row("cost", f"{cost.calls} calls ({cost.cached_calls} cached), {cost.completion_tokens} generated + "
+                          f"{cost.prompt_tokens} prompt tokens, {cost.wall_s:.2f} s")
+    table.add_row("bound", f"≤ {bound.get('calls')} calls, ≤ {bound.get('tokens')} generated tokens")
+    table.add_row("run", f"{result.run_id} (seed {result.seed})")
+    Console(highlight=False, soft_wrap=True).print(table)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(no answer)"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from sfdsl.compiler import compile_file, recipe_key
+    from sfdsl.diagnostics import render_all
+    from sfdsl.errors import SourceNotFoundError
+
+    failed = False
+    for file in args.files:
+        try:
+            compiled = compile_file(file)
+        except CompileError as exc:
+            print(exc.render())
+            errors = sum(1 for d in exc.diagnostics if d.is_error)
+            print(f"{file}: {errors} error{'s' if errors != 1 else ''}")
+            failed = True
+            continue
+        except SourceNotFoundError as exc:
+            print(f"sfrun: error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        if compiled.warnings:
+            print(render_all(compiled.warnings, compiled.program.sources))
+        print(f"{file}: ok ({len(compiled.warnings)} warning{'s' if len(compiled.warnings) != 1 else ''})")
+        for recipe in compiled.recipes():
+            bound = compiled.bounds[recipe_key(compiled.program, compiled.main, recipe.name)]
+            if args.input:
+                from sfdsl.api import Program
+
+                bound = Program(compiled).recipe(recipe.name).bound(_text_inputs(recipe, args.input))
+            params = ", ".join(f"{p.name}: {p.type}" for p in recipe.params)
+            print(f"  recipe {recipe.name}({params})")
+            print(f"    cost bound: {bound}")
+    return EXIT_COMPILE if failed else 0
+
+
+def _text_inputs(recipe: Any, pairs: list[str]) -> dict[str, Any]:
+    from sfdsl.inputs import bind_inputs
+
+    given = parse_inputs(pairs, None)
+    names = {p.name for p in recipe.params}
+    return bind_inputs(recipe, {k: v for k, v in given.items() if k in names}, from_text=True)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from sfdsl.api import load
+    from sfdsl.plan import dump, to_dot, to_mermaid
+
+    recipe = load(args.file).recipe(args.recipe)
+    render = {"mermaid": lambda p: to_mermaid(p, recipe.name), "dot": lambda p: to_dot(p, recipe.name),
+              "text": dump}[args.format]
+    print(render(recipe.plan))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
