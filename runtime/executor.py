@@ -303,7 +303,7 @@ class Executor:
                 stopped = True
             assert inner.loop is not None
             score = inner.loop.score
-            entry = {k: plain(v) for k, v in inner.values.items() if k not in ("history",)}
+            entry = {k: v for k, v in inner.values.items() if k != "history"}
             entry["score"] = score
             history.append(entry)
             done_rounds = r + 1
@@ -314,7 +314,7 @@ class Executor:
             if not inner.loop.has_next:
                 raise StepError("refine body finished without `next`", location=str(node.span))
             current = inner.loop.next
-        if keep == "best" and best is not None:
+        if keep == "best" and best is not None and not stopped:
             score, current = best
         return RefineOutcome(value=current, score=score, rounds=done_rounds, history=tuple(history), first=first,
                              stopped=stopped)

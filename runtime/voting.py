@@ -1,6 +1,7 @@
 """Vote tallies: majority and score-weighted, with early stopping. NoAnswer never votes.
 
-Ties go to the answer that reached the tied count first (the earliest sample).
+Ties go to the answer that reached the tied count first: counting the samples in order,
+the one whose last vote came earliest.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Tally:
 
     expected: int
     weights: dict[str, float] = field(default_factory=dict)
-    first_seen: dict[str, int] = field(default_factory=dict)
+    reached: dict[str, int] = field(default_factory=dict)
     representative: dict[str, Any] = field(default_factory=dict)
     seen: int = 0
     valid: int = 0
@@ -40,13 +41,13 @@ class Tally:
         self.valid += 1
         key = vote_key(value)
         self.weights[key] = self.weights.get(key, 0.0) + weight
-        self.first_seen.setdefault(key, self.seen)
+        self.reached[key] = self.seen
         self.representative.setdefault(key, value)
 
     def leader(self) -> str | None:
         if not self.weights:
             return None
-        return max(self.weights, key=lambda k: (self.weights[k], -self.first_seen[k]))
+        return max(self.weights, key=lambda k: (self.weights[k], -self.reached[k]))
 
     def decided(self, *, stop: str | None, margin: float | None, max_weight: float = 1.0) -> bool:
         """Whether no remaining vote can change the winner (or the margin threshold is met)."""

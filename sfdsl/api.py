@@ -116,7 +116,7 @@ class Recipe:
 
     def bound(self, inputs: dict[str, Any] | None = None) -> Bound:
         """The static worst-case cost of a run with these inputs."""
-        bound = bind_inputs(self.ast, inputs or {})
+        bound = bind_inputs(self.ast, inputs or {}, require_all=False)
         try:
             return recipe_bound(self.program.compiled.program, self.file, self.ast, bound)
         except BoundError as exc:
@@ -156,13 +156,14 @@ class Recipe:
                 outcome = await executor.run(self.file, self.ast, bound_inputs)
         except TimeoutError:
             ctx.trace.emit("run_failed", reason="timeout")
+            ctx.trace.close()
             raise BudgetExceeded(f"wall-clock budget of {budget.timeout_s}s exceeded", partial=ctx.partial()) from None
         except BaseException as exc:
             ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc))
+            ctx.trace.close()
             raise
         finally:
             ctx.cost.wall_s = ctx.elapsed()
-            ctx.trace.close()
         result = RunResult(
             run_id=run_id, recipe=self.name, answer=outcome.answer, score=outcome.score,
             abstained=outcome.abstained, reason=outcome.reason,
@@ -172,6 +173,7 @@ class Recipe:
         )
         ctx.trace.emit("run_finished", recipe=self.name, calls=ctx.cost.calls,
                        completion_tokens=ctx.cost.completion_tokens, wall_s=ctx.cost.wall_s)
+        ctx.trace.close()
         return result
 
     def run(self, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:

@@ -72,7 +72,10 @@ def check_program(program: Program) -> list[Diagnostic]:
             checker = RecipeChecker(program, file, recipe, calls)
             checker.run()
             diagnostics += checker.diagnostics
-    for cycle in nx.simple_cycles(calls):
+    for found in nx.simple_cycles(calls):
+        spans = [calls.edges[a, found[(i + 1) % len(found)]]["span"] for i, a in enumerate(found)]
+        start = min(range(len(found)), key=lambda i: (spans[i].file, spans[i].line, spans[i].column))
+        cycle = found[start:] + found[:start]
         first, second = cycle[0], cycle[1 % len(cycle)]
         span = calls.edges[first, second]["span"]
         path = " → ".join(n.split("::")[1] for n in cycle + [cycle[0]])
@@ -258,7 +261,7 @@ class RecipeChecker:
             given.add(f.name)
             if f.name == "reason" and abstain:
                 continue
-            if declared and f.name not in declared:
+            if declared and f.name not in declared and f.name not in ("answer", "score"):
                 msg = with_suggestion(f"recipe '{self.recipe.name}' does not declare output '{f.name}'", f.name, declared)
                 self.error("SF521", msg, f, "declare it after `->`, e.g. -> (answer, " + f.name + ")")
             elif f.name in declared and declared[f.name].type is not None:
@@ -400,9 +403,12 @@ class RecipeChecker:
         if spec is None:
             msg = with_suggestion(f"unknown evaluate mode '{node.mode}'", node.mode, steps.EVALUATE_MODES)
             self.error("SF212", msg, node, "modes: " + ", ".join(steps.EVALUATE_MODES))
-            spec = {}
         self.use_prompt(node.prompt, node, scope)
         self.use_model(node.using, node)
+        if spec is None:
+            for arg in node.args:
+                self.infer(arg.value, scope)
+            return "score"
         args = self.check_args(node.args, spec, f"evaluate {node.mode}", node, scope)
         if node.mode == "likelihood" and "of" in args and is_list(self.infer(args["of"].value, scope)):
             return list_of("score")
@@ -486,10 +492,10 @@ class RecipeChecker:
         spec = steps.SEARCH_STRATEGIES.get(node.strategy)
         if spec is None:
             msg = with_suggestion(f"unknown search strategy '{node.strategy}'", node.strategy, steps.SEARCH_STRATEGIES)
-            self.error("SF214", msg, node)
-            spec = {}
+            self.error("SF214", msg, node, "strategies: " + ", ".join(steps.SEARCH_STRATEGIES))
         self.infer(node.root, scope)
-        self.check_args(node.args, spec, f"search {node.strategy}", node, scope)
+        if spec is not None:
+            self.check_args(node.args, spec, f"search {node.strategy}", node, scope)
         names = [p.name for p in node.parts]
         for part in node.parts:
             if part.name not in steps.SEARCH_PARTS:

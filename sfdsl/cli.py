@@ -262,7 +262,7 @@ def _text_inputs(recipe: Any, pairs: list[str]) -> dict[str, Any]:
 
     given = parse_inputs(pairs, None)
     names = {p.name for p in recipe.params}
-    return bind_inputs(recipe, {k: v for k, v in given.items() if k in names}, from_text=True)
+    return bind_inputs(recipe, {k: v for k, v in given.items() if k in names}, from_text=True, require_all=False)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sfdsl import ast
 from sfdsl.checker import check_program
-from sfdsl.cost import Bound, BoundError, recipe_bound
+from sfdsl.cost import Bound, bound_errors, recipe_bound
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
 from sfdsl.plan import Plan, build_plan, collect_prompts
@@ -50,15 +50,20 @@ def compile_program(program: Program) -> CompiledProgram:
     """Check every module, then plan and bound each recipe of the main file."""
     diagnostics = check_program(program)
     compiled = CompiledProgram(program=program)
-    if not any(d.is_error for d in diagnostics):
-        for file, module in program.modules.items():
-            for recipe in module.recipes:
-                key = recipe_key(program, file, recipe.name)
+    clean = not any(d.is_error for d in diagnostics)
+    for file, module in program.modules.items():
+        for recipe in module.recipes:
+            key = recipe_key(program, file, recipe.name)
+            try:
+                problems = bound_errors(program, file, recipe)
+            except Exception:  # noqa: BLE001 - an ill-typed recipe may defeat the cost model
+                if clean:
+                    raise
+                continue
+            diagnostics += problems
+            if clean and not problems:
                 compiled.plans[key] = build_plan(recipe.body, collect_prompts(recipe.body))
-                try:
-                    compiled.bounds[key] = recipe_bound(program, file, recipe)
-                except BoundError as exc:
-                    diagnostics.append(exc.diagnostic)
+                compiled.bounds[key] = recipe_bound(program, file, recipe)
     compiled.warnings = [d for d in diagnostics if not d.is_error]
     if any(d.is_error for d in diagnostics):
         raise CompileError(diagnostics=_unique(diagnostics), sources=program.sources)

@@ -61,8 +61,22 @@ def recipe_bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[s
     """The worst-case cost of one run of ``recipe`` with ``inputs`` (defaults fill the rest).
 
     Raises:
-        BoundError: when a loop bound is not known before the run.
+        BoundError: for the first loop bound that is not known before the run.
     """
+    errors = bound_errors(program, file, recipe, inputs)
+    if errors:
+        raise BoundError(errors[0])
+    return _bound(program, file, recipe, inputs)[0]
+
+
+def bound_errors(program: Program, file: str, recipe: ast.Recipe,
+                 inputs: dict[str, Any] | None = None) -> list[Diagnostic]:
+    """Every bound problem of a recipe (loops bounded only at run time), without stopping at the first."""
+    return _bound(program, file, recipe, inputs)[1]
+
+
+def _bound(program: Program, file: str, recipe: ast.Recipe,
+           inputs: dict[str, Any] | None) -> tuple[Bound, list[Diagnostic]]:
     env: dict[str, Abstract] = {}
     inputs = inputs or {}
     for param in recipe.params:
@@ -73,7 +87,8 @@ def recipe_bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[s
         else:
             env[param.name] = UNKNOWN
     model = _CostModel(program, file, recipe)
-    return model.block(recipe.body, env)
+    bound = model.block(recipe.body, env)
+    return bound, model.errors
 
 
 def _known(value: Any) -> Abstract:
@@ -86,6 +101,7 @@ class _CostModel:
         self.prompts = collect_prompts(recipe.body)
         self.models = collect_models(recipe.body)
         self.last_yield = UNKNOWN
+        self.errors: list[Diagnostic] = []
 
     # ------------------------------------------------------------ helpers
 
@@ -99,14 +115,19 @@ class _CostModel:
         try:
             return evaluate(expr, lookup)
         except NotStatic as exc:
-            raise BoundError(Diagnostic(
+            return self.fail(Diagnostic(
                 code="SF412",
                 message=f"{what} must be known before the run, but '{exc}' is only known at run time",
                 span=expr.span,
                 hint="use a literal or a recipe input",
-            )) from None
+            ))
         except ExprError as exc:
-            raise BoundError(Diagnostic(code="SF413", message=f"{what}: {exc}", span=expr.span)) from None
+            return self.fail(Diagnostic(code="SF413", message=f"{what}: {exc}", span=expr.span))
+
+    def fail(self, diagnostic: Diagnostic) -> int:
+        """Record a bound problem and go on with a bound of 1, so every problem is reported."""
+        self.errors.append(diagnostic)
+        return 1
 
     def arg(self, args: list[ast.Arg], name: str, env: dict[str, Abstract], default: Any, what: str) -> Any:
         for a in args:
@@ -246,7 +267,7 @@ class _CostModel:
             cap = int(self.static(limit.value, env, "`limit:` of map"))
             length = cap if length is None else min(length, cap)
         if length is None:
-            raise BoundError(Diagnostic(
+            length = self.fail(Diagnostic(
                 code="SF411",
                 message="unbounded loop: map over a list whose length is unknown before the run",
                 span=node.span,
@@ -269,6 +290,7 @@ class _CostModel:
             except (NotStatic, ExprError):
                 callee_env_unknown.append(a.name)
         model = _CostModel(self.program, file, callee)
+        model.errors = self.errors
         callee_env: dict[str, Abstract] = {}
         for p in callee.params:
             if p.name in inputs:

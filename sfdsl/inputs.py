@@ -11,11 +11,13 @@ from sfdsl.errors import InputError
 from sfdsl.expressions import NotStatic, evaluate
 
 
-def bind_inputs(recipe: ast.Recipe, given: dict[str, Any], *, from_text: bool = False) -> dict[str, Any]:
+def bind_inputs(recipe: ast.Recipe, given: dict[str, Any], *, from_text: bool = False,
+                require_all: bool = True) -> dict[str, Any]:
     """Check ``given`` against the recipe's inputs, convert types, fill defaults.
 
     Args:
         from_text: values are command-line strings to convert (``-i n=8``).
+        require_all: when false, required inputs may be missing (for cost bounds).
 
     Raises:
         InputError: naming the unknown, missing or mistyped input.
@@ -31,7 +33,7 @@ def bind_inputs(recipe: ast.Recipe, given: dict[str, Any], *, from_text: bool = 
             bound[name] = convert(given[name], str(param.type), name=name, from_text=from_text)
         elif param.default is not None:
             bound[name] = evaluate(param.default, _no_names)
-        else:
+        elif require_all:
             raise InputError(f"recipe '{recipe.name}' needs input '{name}' ({param.type}); pass -i {name}=...")
     return bound
 

@@ -223,3 +223,10 @@ def test_compare_and_pareto() -> None:
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert [r["pareto"] for r in rows] == [True, True, False]
     assert pareto_front([(1, 0.5), (1, 0.5)]) == [True, True]
+
+
+def test_cli_metric_names_match_metrics() -> None:
+    from sfdsl.eval.cli import METRIC_NAMES
+    from sfdsl.eval.metrics import METRICS
+
+    assert sorted(METRICS) == list(METRIC_NAMES)

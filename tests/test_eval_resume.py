@@ -25,7 +25,7 @@ ENTRY = textwrap.dedent(
 
     def fake_target(spec, backend, limits=None):
         async def run_item(inputs, seed):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
             return RunResult(run_id="r", recipe="slow", answer=inputs["question"].upper(),
                              cost=Cost(calls=1, prompt_tokens=4, completion_tokens=1))
         return cli.Target(label="slow", fingerprint="slow-v1", input_types={"question": "str"},

@@ -9,176 +9,28 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from sfdsl.errors import SfdslError
 from sfdsl.eval import generate
 from sfdsl.eval.data import DataError, Item, Row, build_items, coerce, load_rows, parse_assignments
-from sfdsl.eval.metrics import METRICS, compare, get_metric, summarize
-from sfdsl.eval.report import write_report
-from sfdsl.eval.runner import EvalSpec, RunItem, make_progress, make_run_key, run_eval, stderr_logger
-from sfdsl.eval.store import ResultStore
-from sfdsl.eval.table import print_comparison, print_summary
+from sfdsl.eval.glue import Target, Warmup, load_target, resolve_models, shared_pool, split_recipe_spec
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# Heavier modules (numpy, matplotlib, rich, sqlite) are imported when a command runs,
+# so registering these subcommands keeps `sfrun` start-up fast.
+
+#: Names of the correctness metrics (see ``sfdsl.eval.metrics.METRICS``).
+METRIC_NAMES = ("contains", "exact", "numeric", "regex")
 
 #: Builds the backend (Backend or BackendPool) shared by every run from the parsed arguments.
 MakeBackend = Callable[[argparse.Namespace], Any]
 
 #: Bumped when the meaning of stored results changes, invalidating old run keys.
 STORE_VERSION = 1
-
-
-@dataclass
-class Target:
-    """A loaded recipe ready to evaluate.
-
-    Attributes:
-        label: Display name (unique among the recipes of one command).
-        fingerprint: Hash of the recipe source, imports included.
-        input_types: Input name -> type name.
-        required: Inputs without a default.
-        run_item: ``await run_item(inputs, seed) -> RunResult``.
-        model_ids: Ids of the models this recipe has used so far ("" before its
-            first run); None to use the shared backend's ids.
-    """
-
-    label: str
-    fingerprint: str
-    input_types: dict[str, str | None]
-    required: set[str]
-    run_item: RunItem
-    model_ids: Callable[[], str] | None = None
-
-
-def split_recipe_spec(spec: str) -> tuple[str, str | None]:
-    """``FILE.sf`` or ``FILE.sf:RECIPE`` -> (path, recipe name or None)."""
-    path, sep, name = spec.rpartition(":")
-    if sep and path.endswith(".sf") and name and "/" not in name:
-        return path, name
-    return spec, None
-
-
-def shared_pool(backend: Any) -> Any:
-    """The BackendPool every recipe of one command shares (so models load once).
-
-    Args:
-        backend: None (recipes' declared models), a Backend (answers every
-            model), or a BackendPool (used as is).
-    """
-    from sfdsl.runtime.pool import BackendPool
-
-    if isinstance(backend, BackendPool):
-        return backend
-    return BackendPool(backend=backend) if backend is not None else BackendPool()
-
-
-def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> Target:
-    """Glue to the sfdsl API: compile a recipe and wrap ``recipe.arun`` as a run_item.
-
-    The recipe runs through a per-recipe view of the shared ``pool`` that
-    records which models it used, so the run key names exactly its models.
-    ``limits`` (``max_calls``, ``max_tokens``, ``timeout_s``) become each
-    item's Budget.
-
-    Raises:
-        SfdslError: CompileError, SourceNotFoundError, RecipeNotFoundError...
-    """
-    import sfdsl
-    from sfdsl.runtime.context import Budget
-    from sfdsl.runtime.pool import BackendPool
-
-    class RecipePool(BackendPool):
-        """Delegates to the shared pool; remembers the model ids handed out."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.used: set[str] = set()
-
-        async def get(self, backend: str, params: dict[str, Any]) -> Any:
-            got = await pool.get(backend, params)
-            self.used.add(str(got.model_id))
-            return got
-
-        def model_ids(self) -> str:
-            return ",".join(sorted(self.used))
-
-        async def aclose(self) -> None:  # the shared pool owns the models
-            return None
-
-    path, name = split_recipe_spec(spec)
-    recipe = sfdsl.load(path).recipe(name)
-    params = [_param(p) for p in recipe.params]
-    view = RecipePool()
-    budget = Budget(**limits) if limits else None
-
-    async def run_item(inputs: dict[str, Any], seed: int) -> Any:
-        return await recipe.arun(inputs, backend=view, seed=seed, budget=budget)
-
-    return Target(
-        label=recipe.name,
-        fingerprint=recipe.fingerprint,
-        input_types={p[0]: p[1] for p in params},
-        required={p[0] for p in params if p[2] is None},
-        run_item=run_item,
-        model_ids=view.model_ids,
-    )
-
-
-def _param(p: Any) -> tuple[str, str | None, Any]:
-    """(name, type name, default) from a tuple or a Param-like object; default None means required."""
-    if isinstance(p, tuple):
-        return (p[0], None if p[1] is None else str(p[1]), p[2] if len(p) > 2 else None)
-    return (p.name, None if p.type is None else str(p.type), getattr(p, "default", None))
-
-
-def model_ids(backend: Any) -> str:
-    """A string naming the backend's models, for the run key ("" if not known yet)."""
-    if backend is None:
-        return "default"
-    if hasattr(backend, "model_ids"):
-        return str(backend.model_ids())
-    return str(getattr(backend, "model_id", type(backend).__name__))
-
-
-class _Warmup:
-    """Wraps a run_item so one item can run early (to make a lazy BackendPool load its models)
-    and its outcome is replayed, not recomputed, when the eval loop reaches that item."""
-
-    def __init__(self, run_item: RunItem) -> None:
-        self._run_item = run_item
-        self._saved: dict[str, tuple[Any, BaseException | None]] = {}
-
-    @staticmethod
-    def _key(inputs: dict[str, Any], seed: int) -> str:
-        return json.dumps([inputs, seed], sort_keys=True, default=str)
-
-    async def warm(self, inputs: dict[str, Any], seed: int) -> None:
-        try:
-            self._saved[self._key(inputs, seed)] = (await self._run_item(dict(inputs), seed), None)
-        except Exception as exc:  # noqa: BLE001 - replayed to the eval loop, which records it
-            self._saved[self._key(inputs, seed)] = (None, exc)
-
-    async def __call__(self, inputs: dict[str, Any], seed: int) -> Any:
-        saved = self._saved.pop(self._key(inputs, seed), None)
-        if saved is None:
-            return await self._run_item(inputs, seed)
-        if saved[1] is not None:
-            raise saved[1]
-        return saved[0]
-
-
-async def resolve_models(target: Target, backend: Any, run_item: _Warmup, items: list[Item], seed: int) -> str:
-    """Model ids for the run key; if the models are not loaded yet, run the first item to load them."""
-
-    def ids() -> str:
-        return target.model_ids() if target.model_ids is not None else model_ids(backend)
-
-    if not ids() and items:
-        await run_item.warm(items[0].inputs, seed)
-    return ids()
 
 
 def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None) -> argparse.ArgumentParser:
@@ -213,7 +65,7 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
         help="feed a recipe input from a column (default: columns named like the inputs)",
     )
     p.add_argument("--gold", default="answer", metavar="COLUMN", help="gold answer column (default: answer)")
-    p.add_argument("--metric", choices=sorted(METRICS), default="exact", help="correctness metric (default: exact)")
+    p.add_argument("--metric", choices=METRIC_NAMES, default="exact", help="correctness metric (default: exact)")
     p.add_argument(
         "--concurrency", "-k", type=_positive_int, default=8, metavar="K", help="items in flight (default: 8)"
     )
@@ -287,6 +139,8 @@ def run_eval_command(args: argparse.Namespace, *, make_backend: MakeBackend | No
     message without a traceback (exit 1); Ctrl-C exits 130 and the run can be
     resumed by rerunning the same command.
     """
+    from rich.console import Console
+
     try:
         console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
         return asyncio.run(_eval(args, make_backend, console))
@@ -323,6 +177,11 @@ def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple
 
 
 async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, console: Console) -> int:
+    from sfdsl.eval.metrics import compare, get_metric, summarize
+    from sfdsl.eval.runner import EvalSpec, make_progress, make_run_key, run_eval, stderr_logger
+    from sfdsl.eval.store import ResultStore
+    from sfdsl.eval.table import print_comparison, print_summary
+
     out = Path(args.out)
     logger = stderr_logger()
     matcher = get_metric(args.metric)
@@ -337,7 +196,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
         plans = _plan(args, rows, backend)
         with ResultStore.in_dir(out) as store:
             for spec_text, target, items in plans:
-                run_item = _Warmup(target.run_item)
+                run_item = Warmup(target.run_item)
                 key_parts = {
                     "version": STORE_VERSION,
                     "recipe": target.label,
@@ -408,6 +267,8 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     metrics_path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     console.print(f"metrics: {metrics_path}")
     if args.report:
+        from sfdsl.eval.report import write_report
+
         path = write_report(out / "report.html", summaries, comparison, meta=meta, failures=failures)
         console.print(f"report: {path}")
     return 0
@@ -447,4 +308,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
-__all__ = ["add_eval_parser", "add_data_parser", "run_eval_command", "run_data_command", "load_target", "DataError"]
+__all__ = [
+    "DataError",
+    "Target",
+    "add_data_parser",
+    "add_eval_parser",
+    "load_target",
+    "run_data_command",
+    "run_eval_command",
+]

@@ -1,0 +1,30 @@
+"""Shared test helpers: compiling source, running recipes on the scripted backend."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sfdsl
+from sfdsl.runtime.results import RunResult
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_source(source: str, backend: Any, recipe: str | None = None, **inputs: Any) -> RunResult:
+    """Compile source and run one recipe on the given backend."""
+    return sfdsl.compile(source).recipe(recipe).run(inputs, backend=backend)
+
+
+async def arun_source(source: str, backend: Any, recipe: str | None = None, **inputs: Any) -> RunResult:
+    return await sfdsl.compile(source).recipe(recipe).arun(inputs, backend=backend)
+
+
+@pytest.fixture
+def event_loop_runner() -> Any:
+    """Run a coroutine to completion in a fresh loop."""
+    return asyncio.run

@@ -1,0 +1,94 @@
+"""The sfrun command line: run, check, graph; clear one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sfdsl.cli import main
+
+OK = Path(__file__).parent / "fixtures" / "ok"
+ERRORS = Path(__file__).parent / "fixtures" / "errors"
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(["The answer is 4", "The answer is 5", "The answer is 4", "hmm", "x"]))
+    return path
+
+
+def test_run_prints_answer_and_cost(script: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", str(OK / "self_consistency.sf"), "-i", "question=2+2", "--backend", f"scripted:{script}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "answer" in out and " 4" in out and "0.667" in out and "bound" in out
+
+
+def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"question": "{{ 7*7 }}", "n": 3}))
+    trace = tmp_path / "t.jsonl"
+    code = main(["run", str(OK / "self_consistency.sf"), "--inputs-json", str(inputs), "--json", "--steps",
+                 "--backend", f"scripted:{script}", "--trace", str(trace)])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["answer"] == 4 and data["cost"]["calls"] == 1 and len(data["steps"]) == 3
+    assert trace.read_text().count("\n") >= 5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "missing.sf"], "recipe file not found: missing.sf"),
+        (["run", str(OK / "self_consistency.sf"), "nope"], "no recipe 'nope'"),
+        (["run", str(OK / "self_consistency.sf"), "-i", "question=x", "-i", "n=lots"], "input 'n' must be int"),
+        (["run", str(OK / "self_consistency.sf"), "-i", "qestion=x"], "did you mean 'question'"),
+        (["run", str(OK / "self_consistency.sf"), "-i", "oops"], "write -i key=value"),
+        (["run", str(OK / "self_consistency.sf"), "-i", "question=x", "--backend", "scripted:/nope.json"],
+         "script file not found"),
+        (["run", str(OK / "self_consistency.sf"), "-i", "question=x", "--model", "/nope/model.gguf"], "/nope/model.gguf"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("sfrun:")]) == 1
+
+
+def test_check_prints_bounds_and_fails_on_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(OK / "self_consistency.sf")]) == 0
+    out = capsys.readouterr().out
+    assert "cost bound: ≤ 1 model calls, ≤ 1280 generated tokens, ≤ 5 sequences at once" in out
+    assert main(["check", str(OK / "self_consistency.sf"), "-i", "n=2"]) == 0
+    assert "≤ 512 generated tokens" in capsys.readouterr().out
+    assert main(["check", str(ERRORS / "type_mismatch.sf"), str(OK / "self_consistency.sf")]) == 1
+    out = capsys.readouterr().out
+    assert "error[SF305]" in out and "tempreature" in out and "ok (0 warnings)" in out
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot", "text"])
+def test_graph_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", str(OK / "constructs.sf"), "everything", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "fixed" in out and "refine" in out
+
+
+def test_compile_error_exit_1_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sf"
+    bad.write_text("recipe r( {")
+    proc = subprocess.run([sys.executable, "-m", "sfdsl.cli", "run", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "bad.sf:1:11: error[" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_for_each_command() -> None:
+    for command in ("run", "check", "graph", "eval", "data"):
+        proc = subprocess.run([sys.executable, "-m", "sfdsl.cli", command, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: sfrun" in proc.stdout
