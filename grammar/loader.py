@@ -27,8 +27,12 @@ def parser() -> Lark:
     )
 
 
+#: Words the grammar reserves; they cannot name steps.
 KEYWORDS = frozenset(
-    """import recipe model prompt chat generate deepen extract from after regex choice
-    evaluate vote times by refine as map in call search with using if else return
-    abstain stop when next score yield and or not true false none matches""".split()
+    (
+        "import", "recipe", "model", "prompt", "chat", "generate", "deepen", "extract", "from", "after", "regex",
+        "choice", "evaluate", "vote", "times", "by", "refine", "as", "map", "in", "call", "search", "with",
+        "using", "if", "else", "return", "abstain", "stop", "when", "next", "score", "yield", "and", "or", "not",
+        "true", "false", "none", "matches",
+    )
 )

@@ -10,9 +10,9 @@ from typing import Any, TextIO
 
 import structlog
 from pydantic import BaseModel
+from sfdsl.runtime.results import Cost, StepRecord
 
 from sfdsl.errors import BudgetExceeded
-from sfdsl.runtime.results import Cost, StepRecord
 
 log = structlog.get_logger("sfdsl")
 
@@ -68,7 +68,9 @@ class RunContext:
         if limit is not None and self.cost.calls >= limit:
             raise BudgetExceeded(f"calls budget exhausted ({limit} calls) before {what}", partial=self.partial())
 
-    def charge(self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False) -> Cost:
+    def charge(
+        self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False
+    ) -> Cost:
         """Account for one backend call; raise when the token budget is exceeded."""
         step = Cost(calls=calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                     cached_calls=calls if cached else 0)

@@ -20,12 +20,12 @@ from collections import deque
 from typing import Any
 
 import structlog
-
-from sfdsl.errors import BackendError, ContextOverflow
 from sfdsl.runtime.jobs import Commit, GenJob, GenResult, Job, Reply, ScoreJob
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel, ModelParams
 from sfdsl.runtime.sampling import SamplingParams
+
+from sfdsl.errors import BackendError, ContextOverflow
 
 __all__ = ["Engine", "GenResult"]
 

@@ -59,7 +59,7 @@ def _int(text: str, **kw: Any) -> Any:
     value = _number(text, **kw)
     if isinstance(value, NoAnswer):
         return value
-    return int(round(value))
+    return round(value)
 
 
 def _normalise(text: str, *, case: str, strip: bool) -> str:

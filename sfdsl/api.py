@@ -40,7 +40,7 @@ def load(path: str | Path) -> Program:
     return Program(compile_file(path))
 
 
-def compile(text: str, *, file: str = "<string>") -> Program:  # noqa: A001 - mirrors the language's verb
+def compile(text: str, *, file: str = "<string>") -> Program:
     """Check and plan .sf source held in a string."""
     return Program(compile_text(text, file=file))
 

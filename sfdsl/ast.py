@@ -5,7 +5,7 @@ Class names mirror the grammar's rule names (grammar/sf.lark).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,7 +86,7 @@ class BinOp(Node):
 
 
 Expr = Annotated[
-    Union[Name, Const, RegexLit, ListExpr, DictExpr, Attr, Index, Func, Unary, BinOp],
+    Name | Const | RegexLit | ListExpr | DictExpr | Attr | Index | Func | Unary | BinOp,
     Field(discriminator="kind"),
 ]
 
@@ -188,10 +188,10 @@ class Search(Node):
 
 
 Step = Annotated[
-    Union[Generate, Deepen, Extract, Evaluate, Vote, VoteTimes, Refine, MapStep, CallRecipe, Search],
+    Generate | Deepen | Extract | Evaluate | Vote | VoteTimes | Refine | MapStep | CallRecipe | Search,
     Field(discriminator="kind"),
 ]
-Rhs = Union[Step, Expr]
+Rhs = Step | Expr
 STEP_KINDS = ("generate", "deepen", "extract", "evaluate", "vote", "vote_times", "refine", "map", "call", "search")
 
 
@@ -273,7 +273,7 @@ class Yield(Node):
 
 
 Stmt = Annotated[
-    Union[ModelDecl, PromptDecl, Assign, If, Return, Abstain, Stop, Next, ScoreStmt, Yield],
+    ModelDecl | PromptDecl | Assign | If | Return | Abstain | Stop | Next | ScoreStmt | Yield,
     Field(discriminator="stmt"),
 ]
 

@@ -262,7 +262,8 @@ class RecipeChecker:
             if f.name == "reason" and abstain:
                 continue
             if declared and f.name not in declared and f.name not in ("answer", "score"):
-                msg = with_suggestion(f"recipe '{self.recipe.name}' does not declare output '{f.name}'", f.name, declared)
+                msg = f"recipe '{self.recipe.name}' does not declare output '{f.name}'"
+                msg = with_suggestion(msg, f.name, declared)
                 self.error("SF521", msg, f, "declare it after `->`, e.g. -> (answer, " + f.name + ")")
             elif f.name in declared and declared[f.name].type is not None:
                 want = str(declared[f.name].type)
@@ -499,7 +500,8 @@ class RecipeChecker:
         names = [p.name for p in node.parts]
         for part in node.parts:
             if part.name not in steps.SEARCH_PARTS:
-                self.error("SF405", with_suggestion(f"unknown search part '{part.name}'", part.name, steps.SEARCH_PARTS),
+                msg = with_suggestion(f"unknown search part '{part.name}'", part.name, steps.SEARCH_PARTS)
+                self.error("SF405", msg,
                            part)
                 continue
             body_scope = Scope(scope)

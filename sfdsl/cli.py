@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "verbose", 0))
     try:
-        return int(args.handler(args))
+        handler = getattr(args, "handler", None) or args.func
+        return int(handler(args))
     except CompileError as exc:
         print(exc.render(), file=sys.stderr)
         errors = sum(1 for d in exc.diagnostics if d.is_error)
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - eval ships with the package
         pass
     else:
-        add_eval_parser(commands)
+        add_backend_options(add_eval_parser(commands, make_backend=make_pool))
         add_data_parser(commands)
     return parser
 

@@ -56,7 +56,7 @@ def compile_program(program: Program) -> CompiledProgram:
             key = recipe_key(program, file, recipe.name)
             try:
                 problems = bound_errors(program, file, recipe)
-            except Exception:  # noqa: BLE001 - an ill-typed recipe may defeat the cost model
+            except Exception:
                 if clean:
                     raise
                 continue

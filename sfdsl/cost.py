@@ -330,7 +330,7 @@ def deepen_budgets(budget: int, gamma: float, cap: int) -> list[int]:
     budgets: list[int] = []
     spent, current = 0, max(1, budget)
     while spent < cap and len(budgets) < 64:
-        step = min(int(math.ceil(current)), cap - spent)
+        step = min(math.ceil(current), cap - spent)
         budgets.append(step)
         spent += step
         current = current * max(gamma, 1.0)

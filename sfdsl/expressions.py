@@ -57,7 +57,10 @@ def _mean(xs: list[Any]) -> Any:
     return sum(nums) / len(nums) if nums else NoAnswer("mean of nothing")
 
 
-def _lookup(table: dict[str, Any], key: Any, default: Any = NoAnswer("not in table")) -> Any:
+_NOT_IN_TABLE = NoAnswer("not in table")
+
+
+def _lookup(table: dict[str, Any], key: Any, default: Any = _NOT_IN_TABLE) -> Any:
     if isinstance(key, list):
         return [_lookup(table, k, default) for k in key]
     return table.get(str(scalar(key)).strip().lower(), table.get(str(scalar(key)), default))

@@ -120,7 +120,8 @@ class _Builder(Transformer[Token, Any]):
         name, *rest = c
         body, returns = rest[-1], rest[-2]
         params = [p for p in rest[:-2] if p is not None]
-        return ast.Recipe(span=_span_of(self.file, name), name=str(name), params=params, returns=returns or [], body=body)
+        span = _span_of(self.file, name)
+        return ast.Recipe(span=span, name=str(name), params=params, returns=returns or [], body=body)
 
     def returns(self, meta: Any, c: list[Any]) -> list[ast.OutField]:
         return [f for f in c if f is not None]
@@ -145,7 +146,8 @@ class _Builder(Transformer[Token, Any]):
         name, body = c
         span = _span_of(self.file, name)
         if isinstance(body, Token):
-            return ast.PromptDecl(span=span, name=str(name), text=decode_string(body), body_span=_span_of(self.file, body))
+            body_span = _span_of(self.file, body)
+            return ast.PromptDecl(span=span, name=str(name), text=decode_string(body), body_span=body_span)
         turns, body_span = body
         return ast.PromptDecl(span=span, name=str(name), turns=turns, body_span=body_span)
 

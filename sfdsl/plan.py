@@ -56,10 +56,7 @@ def build_plan(block: ast.Block, prompts: dict[str, ast.PromptDecl]) -> Plan:
 
 
 def _node_id(stmt: Any, graph: nx.DiGraph) -> str:
-    if stmt.stmt == "assign":
-        base = stmt.target
-    else:
-        base = f"{stmt.stmt}@{stmt.span.line}:{stmt.span.column}"
+    base = stmt.target if stmt.stmt == "assign" else f"{stmt.stmt}@{stmt.span.line}:{stmt.span.column}"
     node_id, i = base, 2
     while node_id in graph:
         node_id, i = f"{base}#{i}", i + 1

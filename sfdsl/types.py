@@ -51,9 +51,7 @@ def assignable(src: str, dst: str) -> bool:
         return src in ("int", "score", "bool")
     if dst == "str":
         return src in ("text", "vote", "refined", "result", "search")
-    if dst == "list[str]" and src == "str":
-        return True  # a single stop string
-    return False
+    return dst == "list[str]" and src == "str"  # a single stop string
 
 
 def join(a: str, b: str) -> str:

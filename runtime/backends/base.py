@@ -172,7 +172,7 @@ class Backend(ABC):
         scores = await self.score(ScoreRequest(prompt=request.prompt, continuations=request.choices))
         return normalise_logprobs([s.logprob for s in scores])
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release resources (threads, contexts, connections)."""
 
 

@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from sfdsl.errors import BackendError, BackendTimeout, InputError, SfdslError
-from sfdsl.models import file_fingerprint, resolve_model_path
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -37,6 +35,9 @@ from sfdsl.runtime.chat_template import ChatTemplate
 from sfdsl.runtime.engine import Engine, GenResult
 from sfdsl.runtime.llama_lib import ModelParams
 from sfdsl.runtime.sampling import SamplingParams
+
+from sfdsl.errors import BackendError, BackendTimeout, InputError, SfdslError
+from sfdsl.models import file_fingerprint, resolve_model_path
 
 __all__ = ["LlamaBackend"]
 
@@ -174,7 +175,7 @@ class LlamaBackend(Backend):
             return await asyncio.wait_for(awaitable, self.timeout_s)
         except SfdslError:
             raise
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise BackendTimeout(f"llama backend call exceeded {self.timeout_s}s") from exc
         except (ValueError, OSError, RuntimeError) as exc:
             raise BackendError(f"llama backend failed: {exc}") from exc

@@ -44,8 +44,6 @@ from typing import Any
 
 import httpx
 import structlog
-
-from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -57,6 +55,8 @@ from sfdsl.runtime.backends.base import (
     SequenceScore,
     normalise_logprobs,
 )
+
+from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
 
 log = structlog.get_logger(__name__)
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Union
 
-from sfdsl.errors import ScriptExhausted
 from sfdsl.runtime.backends.base import (
     Backend,
     Completion,
@@ -34,10 +32,12 @@ from sfdsl.runtime.backends.base import (
     SequenceScore,
 )
 
-ReplyFn = Callable[[str, int], Union[str, Awaitable[str]]]
-Script = Union[Sequence[str], Mapping[str, Union[str, Sequence[str]]], ReplyFn]
+from sfdsl.errors import ScriptExhausted
+
+ReplyFn = Callable[[str, int], str | Awaitable[str]]
+Script = Sequence[str] | Mapping[str, str | Sequence[str]] | ReplyFn
 ScoreFn = Callable[[str, str], float]
-Scores = Union[Mapping[str, float], ScoreFn]
+Scores = Mapping[str, float] | ScoreFn
 
 
 class ScriptedBackend(Backend):
@@ -166,4 +166,4 @@ def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-__all__ = ["ScriptedBackend", "Script", "Scores", "Prompt"]
+__all__ = ["Prompt", "Scores", "Script", "ScriptedBackend"]

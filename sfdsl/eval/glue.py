@@ -139,7 +139,7 @@ class Warmup:
     async def warm(self, inputs: dict[str, Any], seed: int) -> None:
         try:
             self._saved[self._key(inputs, seed)] = (await self._run_item(dict(inputs), seed), None)
-        except Exception as exc:  # noqa: BLE001 - replayed to the eval loop, which records it
+        except Exception as exc:
             self._saved[self._key(inputs, seed)] = (None, exc)
 
     async def __call__(self, inputs: dict[str, Any], seed: int) -> Any:

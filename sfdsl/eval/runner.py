@@ -158,7 +158,7 @@ async def _run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, l
         result, error, kind = exc.partial, str(exc) or "budget exceeded", "BudgetExceeded"
     except TimeoutError:
         error, kind = f"item timed out after {spec.item_timeout}s", "Timeout"
-    except Exception as exc:  # noqa: BLE001 - one item's failure must not stop the run
+    except Exception as exc:
         error, kind = str(exc) or type(exc).__name__, type(exc).__name__
     wall = time.perf_counter() - t0
     if error is not None:
