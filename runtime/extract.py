@@ -79,7 +79,7 @@ def _text(text: str, **kw: Any) -> Any:
 
 def _list(text: str, **kw: Any) -> Any:
     parts = re.split(r"[\n,;]+", text)
-    items = []
+    items: list[str] = []
     for part in parts:
         part = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", part)
         item = _normalise(part, case="keep", strip=kw["strip"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +17,8 @@ from sfdsl import ast
 from sfdsl.expressions import regex_flags
 from sfdsl.values import SearchOutcome
 
-Expand = Callable[[str, int], Awaitable[list[str]]]
-Value = Callable[[str, int], Awaitable[float]]
+Expand = Callable[[str, int], Coroutine[Any, Any, list[str]]]
+Value = Callable[[str, int], Coroutine[Any, Any, float]]
 
 
 def _child(state: str, step: str, join: str) -> str:

@@ -41,7 +41,8 @@ class Tally:
         self.valid += 1
         key = vote_key(value)
         self.weights[key] = self.weights.get(key, 0.0) + weight
-        self.reached[key] = self.seen
+        if weight != 0 or key not in self.reached:
+            self.reached[key] = self.seen  # a zero-weight vote does not move when the count was reached
         self.representative.setdefault(key, value)
 
     def leader(self) -> str | None:

@@ -44,7 +44,8 @@ class Scope:
         return None
 
     def visible(self) -> list[str]:
-        names, scope = [], self
+        names: list[str] = []
+        scope: Scope | None = self
         while scope is not None:
             names += list(scope.names)
             scope = scope.parent

@@ -77,6 +77,12 @@ def _argmax(xs: list[Any]) -> int:
     return best
 
 
+def _argmin(xs: list[Any]) -> int:
+    """Index of the smallest number (no-answers never win; ties keep the earliest)."""
+    nums = [_numeric(x) for x in xs]
+    return min(range(len(nums)), key=lambda i: (nums[i] if isinstance(nums[i], (int, float)) else math.inf, i))
+
+
 def _join(xs: list[Any], sep: str = "\n") -> str:
     return sep.join(str(scalar(x)) for x in xs)
 
@@ -111,6 +117,7 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int, str]] = {
     "lookup": (_lookup, 2, 3, "any"),
     "mask": (_mask, 2, 3, "str"),
     "argmax": (_argmax, 1, 1, "int"),
+    "argmin": (_argmin, 1, 1, "int"),
     "exp": (lambda x: math.exp(_numeric(x)), 1, 1, "float"),
     "log": (lambda x: math.log(max(_numeric(x), 1e-300)), 1, 1, "float"),
 }

@@ -334,10 +334,10 @@ class _Builder(Transformer[Token, Any]):
     def name(self, meta: Any, c: list[Any]) -> ast.Name:
         return ast.Name(span=_span_of(self.file, c[0]), id=str(c[0]))
 
-    def list(self, meta: Any, c: list[Any]) -> ast.ListExpr:
+    def list_lit(self, meta: Any, c: list[Any]) -> ast.ListExpr:
         return ast.ListExpr(span=self._s(meta), items=[x for x in c if x is not None])
 
-    def dict(self, meta: Any, c: list[Any]) -> ast.DictExpr:
+    def dict_lit(self, meta: Any, c: list[Any]) -> ast.DictExpr:
         pairs = [p for p in c if p is not None]
         return ast.DictExpr(span=self._s(meta), keys=[k for k, _ in pairs], values=[v for _, v in pairs])
 
