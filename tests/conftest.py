@@ -28,3 +28,12 @@ async def arun_source(source: str, backend: Any, recipe: str | None = None, **in
 def event_loop_runner() -> Any:
     """Run a coroutine to completion in a fresh loop."""
     return asyncio.run
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Any:
+    """The CLI configures structlog globally (stderr, warnings only); undo that after each test."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
