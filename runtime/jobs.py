@@ -182,11 +182,11 @@ class GenJob(Job):
     def _sample(self, seq: _Seq, idx: int, model: LoadedModel, pool: SeqPool) -> None:
         lib = model.lib
         token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))
-        if seq.logprobs is not None:
-            seq.logprobs.append(float(log_softmax_row(lib, model.ctx, idx, model.n_vocab)[token]))
         if model.is_eog(token):
             self._finish(seq, "eos", model, pool)
             return
+        if seq.logprobs is not None:  # one per text token: the end-of-generation token is not counted
+            seq.logprobs.append(float(log_softmax_row(lib, model.ctx, idx, model.n_vocab)[token]))
         seq.generated += 1
         if seq.stream.push(model.piece(token)):
             self._finish(seq, "stop", model, pool)

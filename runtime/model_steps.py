@@ -139,14 +139,19 @@ class ModelCaller:
         base = self.prompt(node.prompt, lookup)
         import asyncio
 
-        async def one(i: int) -> Text:
-            text, tokens, prompt_tokens, rounds = "", 0, 0, 0
-            finish = "length"
-            for r, budget in enumerate(budgets):
-                if r > 0:
-                    if finish != "length" or (done is not None and _matches(done, text)):
-                        break
-                    text += f" {trigger} "
+        # The first round of all n samples is one batched request (the bound counts it as one call);
+        # each unfinished sample then continues on its own.
+        params.setdefault("temperature", 0.7 if n > 1 else 0.0)
+        first = self.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path)
+        firsts = await self.complete(backend, first, "/".join(path))
+
+        async def one(i: int, c: Completion) -> Text:
+            text, tokens, prompt_tokens = c.text, c.completion_tokens, c.prompt_tokens
+            finish, rounds = c.finish_reason, 1
+            for r, budget in enumerate(budgets[1:], start=1):
+                if finish != "length" or (done is not None and _matches(done, text)):
+                    break
+                text += f" {trigger} "
                 request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",))
                 [c] = await self.complete(backend, request, "/".join(path))
                 text += c.text
@@ -156,7 +161,7 @@ class ModelCaller:
             return Text(text=text, tokens=tokens, prompt_tokens=prompt_tokens, finish=finish, index=i, rounds=rounds)
 
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(i)) for i in range(n)]
+            tasks = [group.create_task(one(i, c)) for i, c in enumerate(firsts)]
         texts = [t.result() for t in tasks]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 

@@ -174,6 +174,9 @@ def _eval_dict(node: ast.DictExpr, lookup: Lookup) -> Any:
 
 def _eval_attr(node: ast.Attr, lookup: Lookup) -> Any:
     value = evaluate(node.value, lookup)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        # a field of each record (e.g. a refine's history); a missing or empty field is no answer
+        return [v[node.attr] if v.get(node.attr) is not None else NoAnswer(f"no {node.attr}") for v in value]
     if isinstance(value, list) and node.attr in ("text", "score", "label", "answer", "logprob", "tokens"):
         return [field_of(v, node.attr) if not isinstance(v, NoAnswer) else v for v in value]
     try:

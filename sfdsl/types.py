@@ -116,8 +116,8 @@ class ExprTyper:
         if is_list(base):
             inner = elem(base)
             fields = RECORD_FIELDS.get(inner)
-            if inner == ANY:
-                return list_of(ANY)
+            if inner in (ANY, "dict"):
+                return list_of(ANY)  # e.g. refined.history.score: one field of each record
             if fields and node.attr in fields and node.attr in VECTORISED_FIELDS:
                 return list_of(fields[node.attr])
         fields = RECORD_FIELDS.get(base, {})

@@ -1,0 +1,254 @@
+"""Benchmark: how much sfdsl's batching engine speeds up n-sample decoding over sequential calls.
+
+Scenario 1 (one prompt, ``--n`` samples of ``--max-tokens`` tokens, temperature 0.7, fixed seeds):
+  (a) one sample through sfdsl's LlamaBackend;
+  (b) n samples one after another through ``llama_cpp.Llama`` (what peers do);
+  (c) the same n samples through sfdsl as one n-sample request (swap in any
+      ``SampleFn``, e.g. a recipe-level vote, with ``measure_vote``);
+  (d) a bare low-level batched loop with nothing around it: the ceiling.
+Scenario 2: ``--concurrent`` requests x n samples, one after another vs all at once.
+
+Throughput counts the tokens actually generated (a sample may end early at EOS).
+Run: ``python benchmarks/bench_batching.py --repeat 3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from sfdsl.models import resolve_model_path
+from sfdsl.runtime.backends.base import GenerateRequest, Message, Prompt
+from sfdsl.runtime.backends.llama import LlamaBackend
+from sfdsl.runtime.llama_lib import cpu_has_amx, default_threads, import_llama_cpp
+
+SampleFn = Callable[[], Awaitable[int]]  # runs one workload, returns the tokens it generated
+TOPICS = ("a robot who learns to paint", "a lighthouse keeper", "a city under the sea", "the last dragon")
+
+
+@dataclass(frozen=True)
+class Result:
+    seconds: float
+    tokens: int
+
+    @property
+    def tps(self) -> float:
+        return self.tokens / self.seconds
+
+
+def story_prompt(topic: str) -> Prompt:
+    return Prompt(messages=(Message(role="user", content=f"Write a long story about {topic}."),))
+
+
+def backend_sampler(backend: LlamaBackend, prompt: Prompt, *, n: int, max_tokens: int, seed: int) -> SampleFn:
+    """The default vote step: one n-sample generate request."""
+
+    async def sample() -> int:
+        req = GenerateRequest(prompt=prompt, n=n, temperature=0.7, max_tokens=max_tokens, seed=seed)
+        return sum(c.completion_tokens for c in await backend.generate(req))
+
+    return sample
+
+
+async def measure_vote(sample: SampleFn) -> Result:
+    """Time one vote step (c); ``sample`` may be any sfdsl-level callable."""
+    start = time.perf_counter()
+    tokens = await sample()
+    return Result(time.perf_counter() - start, tokens)
+
+
+async def measure_concurrent(samples: list[SampleFn], *, together: bool) -> Result:
+    start = time.perf_counter()
+    if together:
+        tokens = sum(await asyncio.gather(*(s() for s in samples)))
+    else:
+        tokens = 0
+        for s in samples:
+            tokens += await s()
+    return Result(time.perf_counter() - start, tokens)
+
+
+def peer_llama(path: str, *, n_threads: int, flash_attn: bool) -> Any:
+    """A high-level ``llama_cpp.Llama`` configured like the engine (same threads, attention, buffers)."""
+    lib = import_llama_cpp()
+    import llama_cpp.llama_cpp as raw  # what llama_cpp.Llama calls
+
+    original = raw.llama_model_default_params
+
+    def patched() -> Any:
+        params = original()
+        params.use_extra_bufts = not cpu_has_amx()  # same AMX workaround as the engine
+        return params
+
+    raw.llama_model_default_params = patched
+    try:
+        return lib.Llama(path, n_ctx=2048, n_batch=512, n_threads=n_threads, flash_attn=flash_attn, verbose=False)
+    finally:
+        raw.llama_model_default_params = original
+
+
+def measure_peer(llm: Any, text: str, *, n: int, max_tokens: int, seed: int) -> Result:
+    """(b): n samples, one ``create_completion`` call each (the prompt KV is reused between calls)."""
+    start = time.perf_counter()
+    tokens = 0
+    for i in range(n):
+        out = llm.create_completion(
+            text, max_tokens=max_tokens, temperature=0.7, top_p=1.0, top_k=0, min_p=0.0, seed=seed + i
+        )
+        tokens += out["usage"]["completion_tokens"]
+    return Result(time.perf_counter() - start, tokens)
+
+
+class BareLoop:
+    """(d): prompt decoded once, KV copied to n sequences, one llama_decode per step; no sfdsl."""
+
+    def __init__(self, path: str, *, n: int, n_threads: int, flash_attn: bool) -> None:
+        lib = self.lib = import_llama_cpp()
+        mparams = lib.llama_model_default_params()
+        mparams.use_extra_bufts = not cpu_has_amx()
+        self.model = lib.llama_model_load_from_file(path.encode(), mparams)
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch, cparams.n_seq_max = 8192, 512, 512, n
+        cparams.n_threads = cparams.n_threads_batch = n_threads
+        cparams.kv_unified = True
+        cparams.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self.ctx = lib.llama_init_from_model(self.model, cparams)
+        self.vocab = lib.llama_model_get_vocab(self.model)
+        self.batch = lib.llama_batch_init(512, 0, 1)
+        self.n = n
+
+    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        b = self.batch
+        b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, logits
+        b.seq_id[i][0] = seq
+
+    def run(self, text: str, *, max_tokens: int, seed: int) -> Result:
+        lib, ctx = self.lib, self.ctx
+        start = time.perf_counter()
+        data = text.encode()
+        buf = (lib.llama_token * (len(data) + 8))()
+        n_prompt = lib.llama_tokenize(self.vocab, data, len(data), buf, len(buf), True, True)
+        samplers = []
+        for i in range(self.n):
+            chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(0.7))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed + i))
+            samplers.append(chain)
+        for p in range(n_prompt):
+            self._put(p, buf[p], p, 0, p == n_prompt - 1)
+        self.batch.n_tokens = n_prompt
+        assert lib.llama_decode(ctx, self.batch) == 0
+        mem = lib.llama_get_memory(ctx)
+        for s in range(1, self.n):
+            lib.llama_memory_seq_cp(mem, 0, s, -1, -1)
+        live = {s: n_prompt - 1 for s in range(self.n)}  # seq -> batch index of its logits
+        tokens, pos = 0, n_prompt
+        for _ in range(max_tokens):
+            nxt = {}
+            for s, idx in live.items():
+                tok = lib.llama_sampler_sample(samplers[s], ctx, idx)
+                if not lib.llama_vocab_is_eog(self.vocab, tok):
+                    nxt[s] = tok
+            tokens += len(nxt)
+            if not nxt or _ == max_tokens - 1:
+                break
+            for i, (s, tok) in enumerate(nxt.items()):
+                self._put(i, tok, pos, s, True)
+            self.batch.n_tokens = len(nxt)
+            assert lib.llama_decode(ctx, self.batch) == 0
+            live = {s: i for i, s in enumerate(nxt)}
+            pos += 1
+        elapsed = time.perf_counter() - start
+        for s in range(self.n):
+            lib.llama_memory_seq_rm(mem, s, -1, -1)
+            lib.llama_sampler_free(samplers[s])
+        return Result(elapsed, tokens)
+
+    def close(self) -> None:
+        self.lib.llama_batch_free(self.batch)
+        self.lib.llama_free(self.ctx)
+        self.lib.llama_model_free(self.model)
+
+
+async def one_round(args: argparse.Namespace, backend: LlamaBackend, llm: Any, bare: BareLoop) -> dict[str, Result]:
+    prompt = story_prompt(TOPICS[0])
+    text = backend.render(prompt)
+    n, mt, seed = args.n, args.max_tokens, args.seed
+    out = {
+        "a_single": await measure_vote(backend_sampler(backend, prompt, n=1, max_tokens=mt, seed=seed)),
+        "b_peer_sequential": measure_peer(llm, text, n=n, max_tokens=mt, seed=seed),
+        "c_sfdsl_vote": await measure_vote(backend_sampler(backend, prompt, n=n, max_tokens=mt, seed=seed)),
+        "d_bare_batched": bare.run(text, max_tokens=mt, seed=seed),
+    }
+    requests = [
+        backend_sampler(backend, story_prompt(TOPICS[i % len(TOPICS)]), n=n, max_tokens=mt, seed=seed + 100 * i)
+        for i in range(args.concurrent)
+    ]
+    out["e_requests_sequential"] = await measure_concurrent(requests, together=False)
+    out["f_requests_concurrent"] = await measure_concurrent(requests, together=True)
+    return out
+
+
+def report(rounds: list[dict[str, Result]], args: argparse.Namespace) -> None:
+    med = {k: Result(statistics.median(r[k].seconds for r in rounds), rounds[0][k].tokens) for k in rounds[0]}
+    tps = {k: statistics.median(r[k].tps for r in rounds) for k in rounds[0]}
+    print(f"\nmedian of {len(rounds)} round(s); n={args.n}, max_tokens={args.max_tokens}, threads={args.threads}, "
+          f"flash_attn={args.flash_attn}")
+    print(f"{'workload':26s} {'seconds':>8s} {'tokens':>7s} {'tok/s':>8s}")
+    for k in med:
+        print(f"{k:26s} {med[k].seconds:8.2f} {med[k].tokens:7d} {tps[k]:8.1f}")
+    print(f"\n(c) vs (b) throughput speed-up : {tps['c_sfdsl_vote'] / tps['b_peer_sequential']:.2f}x  (target >= 1.8)")
+    print(f"(c) vs (d) sfdsl / bare tok/s  : {tps['c_sfdsl_vote'] / tps['d_bare_batched']:.2f}    (target >= 0.90)")
+    print(f"(b)/(c) wall time              : {med['b_peer_sequential'].seconds / med['c_sfdsl_vote'].seconds:.2f}x")
+    print(f"cross-request batching (f vs e): {tps['f_requests_concurrent'] / tps['e_requests_sequential']:.2f}x "
+          f"({args.concurrent} requests x {args.n} samples)")
+
+
+async def main(args: argparse.Namespace) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    path = str(resolve_model_path(args.model))
+    width = max(args.n, args.n * args.concurrent)
+    backend = LlamaBackend.from_params(
+        {"path": path, "n_seq_max": width, "n_threads": args.threads, "flash_attn": args.flash_attn}
+    )
+    llm = peer_llama(path, n_threads=args.threads, flash_attn=args.flash_attn)
+    bare = BareLoop(path, n=args.n, n_threads=args.threads, flash_attn=args.flash_attn)
+    try:
+        if args.warmup:  # page the weights in and let every path allocate its buffers
+            await backend_sampler(backend, story_prompt(TOPICS[0]), n=2, max_tokens=4, seed=0)()
+            measure_peer(llm, "Hello", n=1, max_tokens=4, seed=0)
+            bare.run("Hello", max_tokens=4, seed=0)
+        rounds = []
+        for i in range(args.repeat):
+            rounds.append(await one_round(args, backend, llm, bare))
+            print(f"round {i + 1}: " + ", ".join(f"{k[0]}={v.tps:.1f}" for k, v in rounds[-1].items()), flush=True)
+        report(rounds, args)
+    finally:
+        bare.close()
+        await backend.aclose()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", help="GGUF path or alias (default: embedded SmolLM2-135M)")
+    parser.add_argument("--n", type=int, default=8, help="samples per vote")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--concurrent", type=int, default=4, help="requests in scenario 2")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; medians are reported")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
