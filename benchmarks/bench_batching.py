@@ -3,10 +3,11 @@
 Scenario 1 (one prompt, ``--n`` samples of ``--max-tokens`` tokens, temperature 0.7, fixed seeds):
   (a) one sample through sfdsl's LlamaBackend;
   (b) n samples one after another through ``llama_cpp.Llama`` (what peers do);
-  (c) the same n samples through sfdsl as one n-sample request (swap in any
-      ``SampleFn``, e.g. a recipe-level vote, with ``measure_vote``);
+  (c) the same n samples as a `vote` step of a compiled .sf recipe, run by the sfdsl
+      runtime (executor, budget accounting, trace) on the same engine;
   (d) a bare low-level batched loop with nothing around it: the ceiling.
-Scenario 2: ``--concurrent`` requests x n samples, one after another vs all at once.
+Scenario 2: ``--concurrent`` recipe runs x n samples, one after another vs all at once
+(cross-request batching: the engine merges the runs' sequences into one batch).
 
 Throughput counts the tokens actually generated (a sample may end early at EOS).
 Run: ``python benchmarks/bench_batching.py --repeat 3``.
@@ -25,10 +26,12 @@ from typing import Any
 
 import structlog
 
+import sfdsl
 from sfdsl.models import resolve_model_path
 from sfdsl.runtime.backends.base import GenerateRequest, Message, Prompt
 from sfdsl.runtime.backends.llama import LlamaBackend
 from sfdsl.runtime.llama_lib import cpu_has_amx, default_threads, import_llama_cpp
+from sfdsl.runtime.pool import BackendPool
 
 SampleFn = Callable[[], Awaitable[int]]  # runs one workload, returns the tokens it generated
 TOPICS = ("a robot who learns to paint", "a lighthouse keeper", "a city under the sea", "the last dragon")
@@ -46,6 +49,27 @@ class Result:
 
 def story_prompt(topic: str) -> Prompt:
     return Prompt(messages=(Message(role="user", content=f"Write a long story about {topic}."),))
+
+
+VOTE_RECIPE = """
+recipe vote_bench(text: str, n: int = 8, max_tokens: int = 64, seed: int = 0) {
+  prompt p = "{{ text }}"
+  samples = generate p (n: n, temperature: 0.7, max_tokens: max_tokens, seed: seed)
+  answers = extract text from samples
+  return vote answers by majority
+}
+"""
+
+
+def recipe_sampler(pool: BackendPool, text: str, *, n: int, max_tokens: int, seed: int) -> SampleFn:
+    """(c): the n samples as a vote step of a real recipe, through the whole sfdsl runtime."""
+    recipe = sfdsl.compile(VOTE_RECIPE).recipe()
+
+    async def sample() -> int:
+        result = await recipe.arun({"text": text, "n": n, "max_tokens": max_tokens, "seed": seed}, backend=pool)
+        return result.cost.completion_tokens
+
+    return sample
 
 
 def backend_sampler(backend: LlamaBackend, prompt: Prompt, *, n: int, max_tokens: int, seed: int) -> SampleFn:
@@ -119,7 +143,8 @@ class BareLoop:
         cparams.n_ctx, cparams.n_batch, cparams.n_ubatch, cparams.n_seq_max = 8192, 512, 512, n
         cparams.n_threads = cparams.n_threads_batch = n_threads
         cparams.kv_unified = True
-        cparams.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        on, off = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED, lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cparams.flash_attn_type = on if flash_attn else off
         self.ctx = lib.llama_init_from_model(self.model, cparams)
         self.vocab = lib.llama_model_get_vocab(self.model)
         self.batch = lib.llama_batch_init(512, 0, 1)
@@ -182,14 +207,16 @@ async def one_round(args: argparse.Namespace, backend: LlamaBackend, llm: Any, b
     prompt = story_prompt(TOPICS[0])
     text = backend.render(prompt)
     n, mt, seed = args.n, args.max_tokens, args.seed
+    pool = BackendPool(backend=backend)
     out = {
         "a_single": await measure_vote(backend_sampler(backend, prompt, n=1, max_tokens=mt, seed=seed)),
         "b_peer_sequential": measure_peer(llm, text, n=n, max_tokens=mt, seed=seed),
-        "c_sfdsl_vote": await measure_vote(backend_sampler(backend, prompt, n=n, max_tokens=mt, seed=seed)),
+        "c_sfdsl_vote": await measure_vote(recipe_sampler(pool, text, n=n, max_tokens=mt, seed=seed)),
         "d_bare_batched": bare.run(text, max_tokens=mt, seed=seed),
     }
     requests = [
-        backend_sampler(backend, story_prompt(TOPICS[i % len(TOPICS)]), n=n, max_tokens=mt, seed=seed + 100 * i)
+        recipe_sampler(pool, backend.render(story_prompt(TOPICS[i % len(TOPICS)])), n=n, max_tokens=mt,
+                       seed=seed + 100 * i)
         for i in range(args.concurrent)
     ]
     out["e_requests_sequential"] = await measure_concurrent(requests, together=False)
@@ -245,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="rounds; medians are reported")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True)
     return parser.parse_args(argv)
 

@@ -17,6 +17,7 @@ import asyncio
 import queue
 import threading
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -108,7 +109,7 @@ class Engine:
         await asyncio.to_thread(self._thread.join)
 
     async def _submit(self, job: Job, future: asyncio.Future[Any]) -> Any:
-        if self._closed:
+        if self._closed or not self._thread.is_alive():
             raise BackendError("the llama engine is closed")
         if not job.prompt:
             raise BackendError("cannot decode an empty prompt (the model adds no BOS token)")
@@ -245,8 +246,4 @@ class Engine:
 
 def _fit_batch(params: ModelParams) -> ModelParams:
     """Make room for one decode token per sequence in every batch."""
-    if params.n_batch >= params.n_seq_max:
-        return params
-    from dataclasses import replace
-
-    return replace(params, n_batch=params.n_seq_max)
+    return params if params.n_batch >= params.n_seq_max else replace(params, n_batch=params.n_seq_max)

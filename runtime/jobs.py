@@ -10,6 +10,7 @@ retried without undoing anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,10 +44,8 @@ class Reply:
         self._post(self._set_exception, exc)
 
     def _post(self, fn: Callable[[Any], None], arg: Any) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed; nobody is waiting
             self._loop.call_soon_threadsafe(fn, arg)
-        except RuntimeError:  # the caller's loop is closed; nobody is waiting
-            pass
 
     def _set_result(self, value: Any) -> None:
         if not self._future.done():

@@ -69,7 +69,9 @@ class ModelParams:
     n_batch: int = 512
     n_gpu_layers: int | None = None  # None = all layers when offload is supported, else 0
     main_gpu: int = 0
-    flash_attn: FlashAttn = False
+    # On by default: with it off, a sequence's logits depend on what shares its batch, so a seeded
+    # sample would not repeat exactly when other requests join (measured on SmolLM2).
+    flash_attn: FlashAttn = True
     n_threads: int | None = None
     # ggml "extra" CPU buffer types (AMX, weight repacking). "auto" disables them on
     # AMX CPUs: ggml's AMX matmul segfaults on multi-token batches in llama-cpp-python 0.3.36.

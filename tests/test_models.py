@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def test_aliases(config: Path, gguf: Path) -> None:
 
 
 def test_alias_to_missing_file(config: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="/nonexistent/x.gguf"):
+    with pytest.raises(ModelNotFoundError, match=re.escape("/nonexistent/x.gguf")):
         resolve_model_path("gone")
 
 

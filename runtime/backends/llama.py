@@ -2,7 +2,8 @@
 
 Example:
     >>> backend = LlamaBackend.from_params({"model": "default", "n_seq_max": 8})  # doctest: +SKIP
-    >>> await backend.generate(GenerateRequest(prompt=Prompt(text="2+2="), n=4, temperature=0.7, seed=1))  # doctest: +SKIP
+    >>> request = GenerateRequest(prompt=Prompt(text="2+2="), n=4, temperature=0.7, seed=1)  # doctest: +SKIP
+    >>> await backend.generate(request)  # doctest: +SKIP
 
 Tokenization: a text prompt is tokenized as is (BOS added when the model
 wants one; special-token text such as ``<|im_end|>`` is parsed). A chat
