@@ -64,7 +64,7 @@ class ModelParams:
     """How to load one GGUF model and size its context."""
 
     path: Path
-    n_ctx: int = 0  # total KV cells shared by all sequences; 0 = min(train ctx, 8192)
+    n_ctx: int = 0  # total KV cells shared by all sequences; 0 = min(train ctx, 4096)
     n_seq_max: int = 16
     n_batch: int = 512
     n_gpu_layers: int | None = None  # None = all layers when offload is supported, else 0
@@ -111,7 +111,7 @@ class LoadedModel:
             self.vocab = lib.llama_model_get_vocab(self.model)
             self.n_vocab = int(lib.llama_vocab_n_tokens(self.vocab))
             train_ctx = int(lib.llama_model_n_ctx_train(self.model))
-            n_ctx = params.n_ctx or min(train_ctx, 8192)
+            n_ctx = params.n_ctx or min(train_ctx, 4096)
             cparams = lib.llama_context_default_params()
             cparams.n_ctx = n_ctx
             cparams.n_batch = params.n_batch
