@@ -214,7 +214,8 @@ def to_mermaid(plan: Plan, title: str) -> str:
 
 
 def _mid(prefix: str, node_id: str) -> str:
-    return (prefix + node_id).replace("@", "_at_").replace(":", "_").replace("#", "_")
+    raw = (prefix + node_id).replace("@", "_at_").replace(":", "_").replace("#", "_").replace(".", "__")
+    return raw
 
 
 def _mermaid(plan: Plan, lines: list[str], prefix: str) -> None:
