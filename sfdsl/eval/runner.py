@@ -339,9 +339,7 @@ def make_progress(stream: IO[str] | None = None, *, every: int | None = None, lo
 
 
 def stderr_logger() -> Any:
-    """The ``sfdsl.eval`` logger if structlog is configured, else one writing to stderr (stdout is for tables)."""
-    if structlog.is_configured():
-        return log
+    """A logger for progress lines on stderr (stdout is for tables), whatever level the event log is filtered at."""
     return structlog.wrap_logger(
         structlog.PrintLogger(sys.stderr),
         processors=[
