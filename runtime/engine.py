@@ -1,7 +1,8 @@
 """The continuous-batching llama.cpp engine: one worker thread, one context, many requests.
 
 Async callers submit jobs through a thread-safe queue. The worker thread owns
-the llama context and loops: admit waiting jobs while sequence ids are free,
+the llama context and loops: admit waiting jobs while sequence ids and their
+worst-case KV cells (prompt + n × max_tokens) are free,
 build one batch (one token for every decoding sequence first, then prompt
 chunks with the room left), ``llama_decode`` it, and let each job read its
 logits. Requests that arrive while others decode join the next step.
@@ -46,6 +47,8 @@ class Engine:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: deque[Job] = deque()
         self._active: list[Job] = []
+        self._reserved = 0  # worst-case KV cells of the active jobs
+        self._kv_reserved: dict[int, int] = {}
         self._closed = False
         self.steps = 0
         self._thread = threading.Thread(target=self._run, name=f"sfdsl-llama-{params.path.stem}", daemon=True)
@@ -157,13 +160,22 @@ class Engine:
         self._waiting = deque(j for j in self._waiting if not j.reply.cancelled)
 
     def _admit(self) -> None:
-        """Start waiting jobs in arrival order while enough sequence ids are free."""
+        """Start waiting jobs in arrival order while sequence ids and worst-case KV cells are free.
+
+        A job whose worst case alone exceeds the cache still starts when nothing else runs;
+        it then fails alone with ContextOverflow if it really fills the cache.
+        """
         while self._waiting:
             job = self._waiting[0]
+            need = job.kv_need()
+            if self._active and self._reserved + need > self.model.n_ctx:
+                return
             seq_ids = self._pool.acquire(job.n_seqs)
             if seq_ids is None:
                 return
             self._waiting.popleft()
+            self._reserved += need
+            self._kv_reserved[id(job)] = need
             try:
                 job.bind(seq_ids, self.model)
             except BaseException as exc:
@@ -187,6 +199,9 @@ class Engine:
                         commit()
                     except BaseException as exc:
                         self._fail(job, exc)
+                for job in self._active:
+                    if job.done:
+                        self._reserved -= self._kv_reserved.pop(id(job), 0)
                 self._active = [j for j in self._active if not j.done]
                 return
             victim = commits[-1][0]
@@ -226,6 +241,7 @@ class Engine:
         job.reply.fail(exc)
 
     def _retire(self, job: Job) -> None:
+        self._reserved -= self._kv_reserved.pop(id(job), 0)
         job.release(self._pool, self.model)
         job.done = True
         if job in self._active:

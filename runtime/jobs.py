@@ -94,6 +94,10 @@ class Job:
     def prefilling(self) -> bool:
         return self.fed < len(self.prompt)
 
+    def kv_need(self) -> int:
+        """Worst-case KV cells this job can occupy (the prompt is shared by its sequences)."""
+        return len(self.prompt)
+
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         """Take ownership of the sequence ids the engine acquired for this job."""
         self.seq_ids = seq_ids
@@ -142,6 +146,9 @@ class GenJob(Job):
         self.want_logprobs = logprobs
         self.n_ctx_seq = n_ctx_seq
         self.seqs: list[_Seq] = []
+
+    def kv_need(self) -> int:
+        return len(self.prompt) + self.n_seqs * self.max_tokens
 
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         super().bind(seq_ids, model)
@@ -237,6 +244,9 @@ class ScoreJob(Job):
         self.conts = [_Cont(i, toks) for i, toks in enumerate(continuations)]
         self.multi = [c for c in self.conts if len(c.tokens) >= 2]
         super().__init__(prompt=prompt, reply=reply, n_seqs=max(1, len(self.multi)))
+
+    def kv_need(self) -> int:
+        return len(self.prompt) + sum(len(c.tokens) for c in self.multi)
 
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         super().bind(seq_ids, model)

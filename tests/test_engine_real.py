@@ -205,7 +205,12 @@ def test_full_kv_cache_fails_one_request() -> None:
     prompt = Prompt(text=", ".join(str(i) for i in range(1, 40)) + ",")  # ~80 tokens, then counts on
 
     async def both() -> list[Any]:
-        reqs = [GenerateRequest(prompt=prompt, max_tokens=150, stop=("\n",)) for _ in range(2)]
+        # Admission waits for free KV cells, so only a request that overflows on its own can fail:
+        # 4 samples of an 80-token prompt need 80 + 4 x 150 cells, far more than the 256 there are.
+        reqs = [
+            GenerateRequest(prompt=prompt, n=4, temperature=0.7, seed=1, max_tokens=150, stop=("\n",)),
+            GenerateRequest(prompt=CAPITAL, max_tokens=8),
+        ]
         return await asyncio.gather(*(small.generate(r) for r in reqs), return_exceptions=True)
 
     try:
@@ -252,3 +257,20 @@ def test_unknown_parameter() -> None:
         LlamaBackend.from_params({"n_gpu": 3})
     with pytest.raises(InputError, match="n_seq_max"):
         LlamaBackend.from_params({"n_seq_max": 0})
+
+
+def test_admission_waits_for_kv_cells_instead_of_overflowing() -> None:
+    from sfdsl.runtime.backends.llama import LlamaBackend
+
+    small = LlamaBackend.from_params({"n_ctx": 512, "n_seq_max": 8, "n_threads": 1, "flash_attn": True})
+    requests = [GenerateRequest(prompt=COUNTING, max_tokens=120) for _ in range(6)]  # ~6 x 135 cells > 512
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(small.generate(r) for r in requests), return_exceptions=True)
+
+    try:
+        results = run(together())
+    finally:
+        run(small.aclose())
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert all(r[0].completion_tokens > 100 for r in results)
