@@ -114,7 +114,9 @@ def peer_llama(path: str, *, n_threads: int, flash_attn: bool) -> Any:
 
     raw.llama_model_default_params = patched
     try:
-        return lib.Llama(path, n_ctx=2048, n_batch=512, n_threads=n_threads, flash_attn=flash_attn, verbose=False)
+        gpu_layers = -1 if lib.llama_supports_gpu_offload() else 0  # same offload as the engine's default
+        return lib.Llama(path, n_ctx=2048, n_batch=512, n_threads=n_threads, flash_attn=flash_attn,
+                         n_gpu_layers=gpu_layers, verbose=False)
     finally:
         raw.llama_model_default_params = original
 
