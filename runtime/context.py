@@ -15,6 +15,7 @@ from sfdsl.runtime.results import Cost, StepRecord
 from sfdsl.errors import BudgetExceeded
 
 log = structlog.get_logger("sfdsl")
+DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
 
 
 class Budget(BaseModel):
@@ -33,7 +34,9 @@ class Trace:
         self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
 
     def emit(self, event: str, **fields: Any) -> None:
-        log.info(event, run_id=self.run_id, **fields)
+        """Log an event (per-node and per-call events at debug level) and append it to the trace file."""
+        level = "debug" if event in DEBUG_EVENTS else "info"
+        getattr(log, level)(event, run_id=self.run_id, **fields)
         if self._file is not None:
             record = {"event": event, "run_id": self.run_id, "ts": time.time(), **fields}
             self._file.write(json.dumps(record, default=str) + "\n")
