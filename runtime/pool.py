@@ -41,13 +41,10 @@ def scripted_from_file(path: str | Path) -> ScriptedBackend:
     Raises:
         InputError: when the file is missing or not valid JSON of that shape.
     """
+    from sfdsl.inputs import load_json
+
     file = Path(path)
-    if not file.is_file():
-        raise InputError(f"script file not found: {file}")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"script file {file} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    data = load_json(file, what="script file")
     if isinstance(data, dict) and "replies" in data:
         return ScriptedBackend(data["replies"], scores=data.get("scores"))
     if isinstance(data, (list, dict)):

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -147,18 +146,13 @@ def make_pool(args: argparse.Namespace) -> Any:
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
     from sfdsl.errors import InputError
+    from sfdsl.inputs import load_json
 
     inputs: dict[str, Any] = {}
     if json_file:
-        path = Path(json_file)
-        if not path.is_file():
-            raise InputError(f"inputs file not found: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        data = load_json(json_file, what="inputs file")
         if not isinstance(data, dict):
-            raise InputError(f"{path} must hold a JSON object of inputs")
+            raise InputError(f"{json_file} must hold a JSON object of inputs")
         inputs.update(data)
     for pair in pairs:
         key, sep, value = pair.partition("=")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from sfdsl import ast
@@ -75,3 +76,18 @@ def convert(value: Any, type_name: str, *, name: str, from_text: bool = False) -
         return value
     except (ValueError, TypeError, json.JSONDecodeError):
         raise InputError(f"input '{name}' must be {type_name}, got {value!r}") from None
+
+
+def load_json(path: str | Path, *, what: str) -> Any:
+    """Read a JSON file a user named on the command line.
+
+    Raises:
+        InputError: when the file is missing or not valid JSON, naming ``what`` it was for.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{what} not found: {file}")
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} {file} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
