@@ -333,7 +333,7 @@ def deepen_budgets(budget: int, gamma: float, cap: int) -> list[int]:
         step = min(math.ceil(current), cap - spent)
         budgets.append(step)
         spent += step
-        current = int(math.ceil(current * max(gamma, 1.0)))
+        current = math.ceil(current * max(gamma, 1.0))
     return budgets
 
 

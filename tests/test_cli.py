@@ -50,7 +50,8 @@ def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsy
         (["run", str(OK / "self_consistency.sf"), "-i", "oops"], "write -i key=value"),
         (["run", str(OK / "self_consistency.sf"), "-i", "question=x", "--backend", "scripted:/nope.json"],
          "script file not found"),
-        (["run", str(OK / "self_consistency.sf"), "-i", "question=x", "--model", "/nope/model.gguf"], "/nope/model.gguf"),
+        (["run", str(OK / "self_consistency.sf"), "-i", "question=x", "--model", "/nope/model.gguf"],
+         "/nope/model.gguf"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

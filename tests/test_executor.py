@@ -184,7 +184,7 @@ def test_refine_runs_to_its_bound_and_keeps_the_best() -> None:
     assert result.outputs["seen"] == 3 and result.answer == "v1" and result.score == 8
     critiques = [r for r in backend.requests if r.prompt.canonical().startswith("Critique")]
     assert len(critiques) == 3
-    history_prompt = [r for r in backend.requests if r.prompt.canonical().startswith("Rewrite v2")][0]
+    history_prompt = next(r for r in backend.requests if r.prompt.canonical().startswith("Rewrite v2"))
     assert "[WRONG 2][WRONG 8]WRONG 5" in history_prompt.prompt.canonical()
     assert result.cost.calls <= result.bound["calls"] == 1 + 3 * 2
 

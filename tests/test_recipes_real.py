@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import sfdsl
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
+
+import sfdsl
 
 pytestmark = [
     pytest.mark.real_model,
