@@ -15,6 +15,18 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def golden_text(path: Path) -> str:
+    """A program's golden dump: each recipe's plan and its cost bound at the default inputs."""
+    from sfdsl.plan import dump
+
+    program = sfdsl.load(path)
+    parts = []
+    for name in program.names:
+        recipe = program.recipe(name)
+        parts.append(f"recipe {name}\n{dump(recipe.plan)}\nbound: {recipe.bound()}")
+    return "\n\n".join(parts) + "\n"
+
+
 def run_source(source: str, backend: Any, recipe: str | None = None, **inputs: Any) -> RunResult:
     """Compile source and run one recipe on the given backend."""
     return sfdsl.compile(source).recipe(recipe).run(inputs, backend=backend)

@@ -10,19 +10,11 @@ import pytest
 import sfdsl
 from sfdsl.compiler import compile_text
 from sfdsl.cost import deepen_budgets
-from sfdsl.plan import dump, to_dot, to_mermaid
+from sfdsl.plan import to_dot, to_mermaid
+from tests.conftest import golden_text
 
 OK = Path(__file__).parent / "fixtures" / "ok"
 GOLDEN = Path(__file__).parent / "golden"
-
-
-def golden_text(path: Path) -> str:
-    program = sfdsl.load(path)
-    parts = []
-    for name in program.names:
-        recipe = program.recipe(name)
-        parts.append(f"recipe {name}\n{dump(recipe.plan)}\nbound: {recipe.bound()}")
-    return "\n\n".join(parts) + "\n"
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in OK.glob("*.sf")))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import sfdsl
-from sfdsl.plan import dump
+from tests.conftest import golden_text
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "recipes"
@@ -26,15 +26,6 @@ EXPECTED = [
     "tree_of_thoughts", "universal_self_consistency", "untargeted_refine",
 ]
 NAMES = sorted(p.stem for p in RECIPES.glob("*.sf"))
-
-
-def golden_text(path: Path) -> str:
-    program = sfdsl.load(path)
-    parts = []
-    for name in program.names:
-        recipe = program.recipe(name)
-        parts.append(f"recipe {name}\n{dump(recipe.plan)}\nbound: {recipe.bound()}")
-    return "\n\n".join(parts) + "\n"
 
 
 def test_the_library_has_every_recipe() -> None:
