@@ -109,10 +109,10 @@ class RecipeChecker(StepChecks):
                     self.error("SF310", f"default of input '{param.name}' is {got}, not {type_}", param.default)
             self.define(scope, param.name, type_, param.span, "input")
         self.collect_declarations(self.recipe.body)
-        for decl in self.models.values():
-            self.check_model(decl)
-        for decl in self.prompts.values():
-            self.check_prompt(decl)
+        for model in self.models.values():
+            self.check_model(model)
+        for prompt in self.prompts.values():
+            self.check_prompt(prompt)
         self.check_block(self.recipe.body, scope)
         if self.returns == 0:
             self.error("SF522", f"recipe '{self.recipe.name}' never returns", self.recipe,
@@ -120,16 +120,17 @@ class RecipeChecker(StepChecks):
         for name, sym in self.symbols:
             if sym.kind == "step" and not sym.used and not name.startswith("_"):
                 self.warn("SF901", f"step '{name}' is never used", sym.span, "remove it, or prefix its name with _")
-        for name, decl in self.prompts.items():
+        for name, prompt in self.prompts.items():
             if name not in self.used_prompts:
-                self.warn("SF902", f"prompt '{name}' is never used", decl.span)
-        for name, decl in self.models.items():
+                self.warn("SF902", f"prompt '{name}' is never used", prompt.span)
+        for name, model in self.models.items():
             if name not in self.used_models and len(self.models) > 1:
-                self.warn("SF903", f"model '{name}' is never used", decl.span)
+                self.warn("SF903", f"model '{name}' is never used", model.span)
 
     def collect_declarations(self, block: ast.Block) -> None:
         for stmt in block.stmts:
-            table: dict[str, Any] | None = {"prompt": self.prompts, "model": self.models}.get(stmt.stmt)
+            tables: dict[str, dict[str, Any]] = {"prompt": self.prompts, "model": self.models}  # type: ignore[dict-item]
+            table = tables.get(stmt.stmt)
             if table is not None:
                 name = stmt.name  # type: ignore[union-attr]
                 if name in table:

@@ -35,8 +35,9 @@ class Program:
                     return imported, self.recipes_in(imported)[target[0]]
             return None
         if len(target) == 2:
-            imported = self.aliases.get(file, {}).get(target[0])
-            if imported is not None:
+            aliased = self.aliases.get(file, {}).get(target[0])
+            if aliased is not None:
+                imported = aliased
                 recipe = self.recipes_in(imported).get(target[1])
                 if recipe is not None:
                     return imported, recipe

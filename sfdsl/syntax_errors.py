@@ -36,9 +36,10 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic:
         return Diagnostic(code=code, message=message, span=at or span, hint=hint)
 
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = exc.pos_in_stream or 0
+        char = text[pos] if pos < len(text) else ""
         if char == '"':
-            if text[max(0, exc.pos_in_stream - 2) : exc.pos_in_stream] == '""':
+            if text[max(0, pos - 2) : pos] == '""':
                 span = Span(file=file, line=line, column=max(1, column - 2), end_line=line, end_column=column + 1)
             return diag("SF102", "unclosed string literal", 'close it with " (or """ for text spanning lines)')
         if char == "/":
