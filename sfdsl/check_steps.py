@@ -81,6 +81,12 @@ class StepChecks:
                 continue
             if not assignable(got, want):
                 self.error("SF306", f"parameter '{arg.name}' of {where} expects {want}, got {got}", arg.value)
+            elif spec[arg.name].one_of and isinstance(arg.value, ast.Const):
+                allowed = spec[arg.name].one_of
+                if arg.value.value not in allowed:
+                    msg = with_suggestion(f"'{arg.value.value}' is not a value of '{arg.name}' for {where}",
+                                          str(arg.value.value), allowed)
+                    self.error("SF308", msg, arg.value, "values: " + ", ".join(repr(v) for v in allowed))
         for name, p in spec.items():
             if p.required and name not in seen:
                 if name in BOUND_PARAMS:

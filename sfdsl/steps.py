@@ -12,6 +12,7 @@ class ParamSpec:
     type: str
     required: bool = False
     doc: str = ""
+    one_of: tuple[str, ...] = ()  # allowed literal values, when the parameter is an enumeration
 
 
 SAMPLING = {
@@ -44,7 +45,7 @@ DEEPEN = {
 
 EXTRACT_MODES = ("number", "int", "text", "list", "regex", "choice", "bool")
 EXTRACT = {
-    "case": ParamSpec("str", doc="'lower' (default), 'upper' or 'keep'"),
+    "case": ParamSpec("str", doc="'lower' (default), 'upper' or 'keep'", one_of=("lower", "upper", "keep")),
     "strip": ParamSpec("bool", doc="strip whitespace and punctuation (default true)"),
     "last": ParamSpec("bool", doc="take the last match rather than the first (default true)"),
 }
@@ -70,12 +71,12 @@ EVALUATE_MODES = {
 
 VOTE_MODES = {
     "majority": {
-        "stop": ParamSpec("str", doc="'unbeatable': stop once the leader cannot be overtaken"),
+        "stop": ParamSpec("str", doc="'unbeatable': stop once the leader cannot be overtaken", one_of=("unbeatable",)),
         "margin": ParamSpec("float", doc="stop once the leader's share margin exceeds this"),
     },
     "weighted": {
         "weights": ParamSpec("list[float]", doc="one weight per vote (for `vote N times`, use `score`)"),
-        "stop": ParamSpec("str", doc="'unbeatable' early stop"),
+        "stop": ParamSpec("str", doc="'unbeatable' early stop", one_of=("unbeatable",)),
         "margin": ParamSpec("float", doc="early-stop margin"),
     },
     "llm": {
@@ -86,7 +87,7 @@ VOTE_MODES = {
 
 REFINE = {
     "max": ParamSpec("int", required=True, doc="maximum number of rounds"),
-    "keep": ParamSpec("str", doc="'last' (default) or 'best' (highest `score`)"),
+    "keep": ParamSpec("str", doc="'last' (default) or 'best' (highest `score`)", one_of=("last", "best")),
 }
 
 MAP = {"limit": ParamSpec("int", doc="at most this many items (required when the list length is unknown)")}
