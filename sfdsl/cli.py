@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=("mermaid", "dot", "text"), default="mermaid")
     graph.set_defaults(handler=cmd_graph)
 
+    serve = commands.add_parser(
+        "serve", help="serve a recipe as an OpenAI-compatible model",
+        description="Serve a recipe over the OpenAI API: each chat or completion request runs the recipe on "
+                    "the last user message and answers with the recipe's answer.")
+    serve.add_argument("file")
+    serve.add_argument("recipe", nargs="?")
+    serve.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
+                       help="fix an input of every run")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    add_backend_options(serve)
+    serve.set_defaults(handler=cmd_serve)
+
     try:
         from sfdsl.eval.cli import add_data_parser, add_eval_parser
     except ImportError:  # pragma: no cover - eval ships with the package
@@ -273,6 +286,25 @@ def cmd_graph(args: argparse.Namespace) -> int:
               "text": dump}[args.format]
     print(render(recipe.plan))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from sfdsl.api import load
+    from sfdsl.runtime.backends.recipe import RecipeBackend
+    from sfdsl.runtime.openai_server import OpenAIServer
+
+    recipe = load(args.file).recipe(args.recipe)
+    backend = RecipeBackend(recipe, make_pool(args), inputs=_text_inputs(recipe.ast, args.input))
+    server = OpenAIServer(backend, host=args.host, port=args.port, model_name=recipe.name).start()
+    print(f"serving recipe {recipe.name} as model '{recipe.name}' at {server.base_url} (Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.close()
+        asyncio.run(backend.aclose())
 
 
 if __name__ == "__main__":  # pragma: no cover
