@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+
+import sfdsl
+from sfdsl.models import resolve_model_path
 from sfdsl.runtime.backends.base import GenerateRequest, Message, Prompt
 from sfdsl.runtime.backends.llama import LlamaBackend
 from sfdsl.runtime.llama_lib import cpu_has_amx, default_threads, import_llama_cpp
 from sfdsl.runtime.pool import BackendPool
-
-import sfdsl
-from sfdsl.models import resolve_model_path
 
 SampleFn = Callable[[], Awaitable[int]]  # runs one workload, returns the tokens it generated
 TOPICS = ("a robot who learns to paint", "a lighthouse keeper", "a city under the sea", "the last dragon")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,

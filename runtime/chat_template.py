@@ -17,9 +17,9 @@ from typing import Any, NoReturn
 import jinja2
 import structlog
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from sfdsl.runtime.backends.base import Message
 
 from sfdsl.errors import BackendError
+from sfdsl.runtime.backends.base import Message
 
 __all__ = ["CHATML", "ChatTemplate"]
 

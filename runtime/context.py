@@ -10,9 +10,9 @@ from typing import Any, TextIO
 
 import structlog
 from pydantic import BaseModel
-from sfdsl.runtime.results import Cost, StepRecord
 
 from sfdsl.errors import BudgetExceeded
+from sfdsl.runtime.results import Cost, StepRecord
 
 log = structlog.get_logger("sfdsl")
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})

@@ -22,12 +22,12 @@ from dataclasses import replace
 from typing import Any
 
 import structlog
+
+from sfdsl.errors import BackendError, ContextOverflow
 from sfdsl.runtime.jobs import Commit, GenJob, GenResult, Job, Reply, ScoreJob
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel, ModelParams
 from sfdsl.runtime.sampling import SamplingParams
-
-from sfdsl.errors import BackendError, ContextOverflow
 
 __all__ = ["Engine", "GenResult"]
 

@@ -8,6 +8,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfdsl import ast
+from sfdsl.compiler import CompiledProgram, recipe_key
+from sfdsl.errors import SfdslError, StepError
+from sfdsl.expressions import ExprError, scalar, truthy
+from sfdsl.expressions import evaluate as eval_expr
+from sfdsl.plan import Plan, build_plan, collect_models, collect_prompts, reads, writes
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.extract import extract
 from sfdsl.runtime.model_steps import ModelCaller
@@ -15,13 +21,6 @@ from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import Cost, StepRecord
 from sfdsl.runtime.search import beam_search, mcts_search
 from sfdsl.runtime.voting import Tally, vote
-
-from sfdsl import ast
-from sfdsl.compiler import CompiledProgram, recipe_key
-from sfdsl.errors import SfdslError, StepError
-from sfdsl.expressions import ExprError, scalar, truthy
-from sfdsl.expressions import evaluate as eval_expr
-from sfdsl.plan import Plan, build_plan, collect_models, collect_prompts, reads, writes
 from sfdsl.values import CallOutcome, NoAnswer, RefineOutcome, Score, SearchOutcome, VoteOutcome, plain
 
 _node_cost: contextvars.ContextVar[Cost | None] = contextvars.ContextVar("sfdsl_node_cost", default=None)

@@ -7,6 +7,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from sfdsl import ast, steps
+from sfdsl.cost import deepen_budgets
+from sfdsl.errors import StepError
+from sfdsl.expressions import evaluate as eval_expr
+from sfdsl.expressions import regex_flags, scalar
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -18,12 +23,6 @@ from sfdsl.runtime.backends.base import (
 )
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.pool import BackendPool
-
-from sfdsl import ast, steps
-from sfdsl.cost import deepen_budgets
-from sfdsl.errors import StepError
-from sfdsl.expressions import evaluate as eval_expr
-from sfdsl.expressions import regex_flags, scalar
 from sfdsl.templates import TemplateError, render, variables
 from sfdsl.values import Score, Text, VoteOutcome
 

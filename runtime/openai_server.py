@@ -41,9 +41,9 @@ from typing import Any, TypeVar
 
 import structlog
 from pydantic import ValidationError
-from sfdsl.runtime.backends.base import Backend, Completion, GenerateRequest, Message, Prompt, ScoreRequest
 
 from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow
+from sfdsl.runtime.backends.base import Backend, Completion, GenerateRequest, Message, Prompt, ScoreRequest
 
 log = structlog.get_logger(__name__)
 

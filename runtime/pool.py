@@ -8,10 +8,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sfdsl.errors import InputError
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.backends.scripted import ScriptedBackend
-
-from sfdsl.errors import InputError
 
 Factory = Callable[[dict[str, Any]], Backend]
 

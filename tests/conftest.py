@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfdsl.runtime.results import RunResult
 
 import sfdsl
+from sfdsl.runtime.results import RunResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent

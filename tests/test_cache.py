@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from sfdsl.runtime.backends.base import ChoiceRequest, GenerateRequest, Prompt, ScoreRequest
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 from sfdsl.runtime.cache import CachedBackend, default_cache_path

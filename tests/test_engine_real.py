@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
+
+from sfdsl.errors import BackendError, ContextOverflow, InputError, ModelNotFoundError
 from sfdsl.runtime.backends.base import (
     ChoiceRequest,
     Completion,
@@ -19,8 +21,6 @@ from sfdsl.runtime.backends.base import (
     ScoreRequest,
 )
 from sfdsl.runtime.constraints import gbnf_for_choices, gbnf_for_regex
-
-from sfdsl.errors import BackendError, ContextOverflow, InputError, ModelNotFoundError
 
 pytestmark = [
     pytest.mark.real_model,

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfdsl.runtime.results import Cost, RunResult
 
 from sfdsl.eval import cli
 from sfdsl.eval.cli import Target, add_data_parser, add_eval_parser, split_recipe_spec
+from sfdsl.runtime.results import Cost, RunResult
 
 
 def _parser() -> argparse.ArgumentParser:

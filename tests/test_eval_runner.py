@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfdsl.runtime.results import Cost, RunResult
 
 from sfdsl.errors import BackendError, BudgetExceeded
 from sfdsl.eval.data import Item, item_key
 from sfdsl.eval.metrics import match_exact
 from sfdsl.eval.runner import EvalSpec, LogProgress, RichProgress, make_progress, make_run_key, run_eval
 from sfdsl.eval.store import ResultStore
+from sfdsl.runtime.results import Cost, RunResult
 
 
 def _items(n: int) -> list[Item]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sfdsl.runtime.extract import extract
 
+from sfdsl.runtime.extract import extract
 from sfdsl.values import NoAnswer, Text
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfdsl.runtime.pool import BackendPool
-from sfdsl.runtime.results import RunResult
 
 import sfdsl
+from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.results import RunResult
 
 pytestmark = [
     pytest.mark.real_model,

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sfdsl.runtime.backends.base import GenerateRequest, ScoreRequest
-from sfdsl.runtime.results import RunResult
 
 import sfdsl
 from sfdsl import ScriptedBackend
+from sfdsl.runtime.backends.base import GenerateRequest, ScoreRequest
+from sfdsl.runtime.results import RunResult
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 Q = "Kofi has 16 shells. They double their shells. How many shells does Kofi have now?"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sfdsl.runtime.voting import Tally, vote
 
+from sfdsl.runtime.voting import Tally, vote
 from sfdsl.values import NoAnswer
 
 

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from sfdsl.errors import BackendError, BackendTimeout, InputError, SfdslError
+from sfdsl.models import file_fingerprint, resolve_model_path
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -36,9 +38,6 @@ from sfdsl.runtime.chat_template import ChatTemplate
 from sfdsl.runtime.engine import Engine, GenResult
 from sfdsl.runtime.llama_lib import ModelParams
 from sfdsl.runtime.sampling import SamplingParams
-
-from sfdsl.errors import BackendError, BackendTimeout, InputError, SfdslError
-from sfdsl.models import file_fingerprint, resolve_model_path
 
 __all__ = ["LlamaBackend"]
 

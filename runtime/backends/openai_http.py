@@ -44,6 +44,8 @@ from typing import Any
 
 import httpx
 import structlog
+
+from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -55,8 +57,6 @@ from sfdsl.runtime.backends.base import (
     SequenceScore,
     normalise_logprobs,
 )
-
-from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
 
 log = structlog.get_logger(__name__)
 

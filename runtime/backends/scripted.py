@@ -23,6 +23,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+from sfdsl.errors import ScriptExhausted
 from sfdsl.runtime.backends.base import (
     Backend,
     Completion,
@@ -31,8 +32,6 @@ from sfdsl.runtime.backends.base import (
     ScoreRequest,
     SequenceScore,
 )
-
-from sfdsl.errors import ScriptExhausted
 
 ReplyFn = Callable[[str, int], str | Awaitable[str]]
 Script = Sequence[str] | Mapping[str, str | Sequence[str]] | ReplyFn
