@@ -13,6 +13,7 @@ from sfdsl.compiler import CompiledProgram, recipe_key
 from sfdsl.errors import SfdslError, StepError
 from sfdsl.expressions import ExprError, scalar, truthy
 from sfdsl.expressions import evaluate as eval_expr
+from sfdsl.inputs import bind_inputs
 from sfdsl.plan import Plan, build_plan, collect_models, collect_prompts, reads, writes
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.extract import extract
@@ -338,8 +339,6 @@ class Executor:
         if found is None:
             raise StepError(f"unknown recipe {'.'.join(node.target)}", location=str(node.span))
         file, callee = found
-        from sfdsl.inputs import bind_inputs
-
         given = {a.name: plain(eval_expr(a.value, frame.lookup)) for a in node.args}
         inputs = bind_inputs(callee, given)
         self.ctx.trace.emit("recipe_called", recipe=callee.name, node_id="/".join(path))

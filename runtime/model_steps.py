@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Callable
@@ -136,8 +137,6 @@ class ModelCaller:
         trigger = str(params.pop("trigger", steps.DEFAULT_TRIGGER))
         done = params.pop("done", None)
         base = self.prompt(node.prompt, lookup)
-        import asyncio
-
         # The first round of all n samples is one batched request (the bound counts it as one call);
         # each unfinished sample then continues on its own.
         params.setdefault("temperature", 0.7 if n > 1 else 0.0)

@@ -35,22 +35,19 @@ class StepChecks:
     used_models: set[str]
     loops: list[Loop]
 
-    def error(self, code: str, message: str, node: Any, hint: str | None = None) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by RecipeChecker
 
-    def infer(self, expr: Any, scope: Scope) -> str:
-        raise NotImplementedError
+        def error(self, code: str, message: str, node: Any, hint: str | None = None) -> None: ...
 
-    def define(self, scope: Scope, name: str, type_: str, span: Span, kind: str = "step") -> None:
-        raise NotImplementedError
+        def infer(self, expr: Any, scope: Scope) -> str: ...
 
-    def check_block(self, block: ast.Block, scope: Scope) -> bool:
-        raise NotImplementedError
+        def define(self, scope: Scope, name: str, type_: str, span: Span, kind: str = "step") -> None: ...
+
+        def check_block(self, block: ast.Block, scope: Scope) -> bool: ...
 
     @staticmethod
     def prompt_texts(decl: ast.PromptDecl) -> list[str]:
         return [decl.text] if decl.text is not None else [t.text for t in decl.turns or []]
-
 
     def check_rhs(self, node: Any, scope: Scope) -> str:
         if not ast.is_step(node):

@@ -214,8 +214,7 @@ def to_mermaid(plan: Plan, title: str) -> str:
 
 
 def _mid(prefix: str, node_id: str) -> str:
-    raw = (prefix + node_id).replace("@", "_at_").replace(":", "_").replace("#", "_").replace(".", "__")
-    return raw
+    return (prefix + node_id).replace("@", "_at_").replace(":", "_").replace("#", "_").replace(".", "__")
 
 
 def _mermaid(plan: Plan, lines: list[str], prefix: str) -> None:

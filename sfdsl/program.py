@@ -19,7 +19,8 @@ class Program:
     main: str
     modules: dict[str, ast.Module] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
-    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)  # file -> alias -> imported file
+    plain_imports: dict[str, list[str]] = field(default_factory=dict)  # file -> files imported without alias
 
     def recipes_in(self, file: str) -> dict[str, ast.Recipe]:
         return {r.name: r for r in self.modules[file].recipes}
@@ -30,25 +31,22 @@ class Program:
             recipe = self.recipes_in(file).get(target[0])
             if recipe is not None:
                 return file, recipe
-            for imported in self.aliases.get(file, {}).get("", "").split("\0"):
-                if imported and target[0] in self.recipes_in(imported):
+            for imported in self.plain_imports.get(file, []):
+                if target[0] in self.recipes_in(imported):
                     return imported, self.recipes_in(imported)[target[0]]
             return None
         if len(target) == 2:
             aliased = self.aliases.get(file, {}).get(target[0])
-            if aliased is not None:
-                imported = aliased
-                recipe = self.recipes_in(imported).get(target[1])
-                if recipe is not None:
-                    return imported, recipe
+            if aliased is not None and target[1] in self.recipes_in(aliased):
+                return aliased, self.recipes_in(aliased)[target[1]]
         return None
 
     def callable_names(self, file: str) -> list[str]:
         names = list(self.recipes_in(file))
+        for imported in self.plain_imports.get(file, []):
+            names += list(self.recipes_in(imported))
         for alias, imported in self.aliases.get(file, {}).items():
-            for target in imported.split("\0"):
-                if target:
-                    names += [f"{alias}.{n}" if alias else n for n in self.recipes_in(target)]
+            names += [f"{alias}.{n}" for n in self.recipes_in(imported)]
         return names
 
     def fingerprint(self) -> str:
@@ -97,6 +95,7 @@ def _load(main: str, text: str) -> Program:
             continue
         program.modules[file] = module
         aliases: dict[str, str] = {}
+        plain: list[str] = []
         for imp in module.imports:
             target = _import_path(file, imp.path)
             if not target.is_file():
@@ -109,10 +108,13 @@ def _load(main: str, text: str) -> Program:
                     )
                 )
                 continue
-            key = imp.alias or ""
-            aliases[key] = (aliases.get(key, "") + "\0" + str(target)) if key == "" else str(target)
+            if imp.alias:
+                aliases[imp.alias] = str(target)
+            else:
+                plain.append(str(target))
             pending.append((str(target), None))
         program.aliases[file] = aliases
+        program.plain_imports[file] = plain
     if diagnostics:
         raise CompileError(diagnostics=diagnostics, sources=program.sources)
     return program

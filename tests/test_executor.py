@@ -357,3 +357,10 @@ def test_arun_works_inside_a_running_event_loop() -> None:
         return a.answer, b.answer
 
     assert asyncio.run(agent()) == (3, 4)
+
+
+def test_calls_into_a_file_imported_without_alias(tmp_path: Path) -> None:
+    (tmp_path / "lib.sf").write_text('recipe helper(q: str) { return q }')
+    (tmp_path / "main.sf").write_text('import "lib.sf"\nrecipe main(q: str) { r = call helper(q: q)  '
+                                      'return answer: r.answer }')
+    assert sfdsl.load(tmp_path / "main.sf").recipe().run(q="hi", backend=ScriptedBackend([])).answer == "hi"
