@@ -9,7 +9,24 @@ from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.program import unknown_recipe_message
 from sfdsl.scope import Loop, Scope, Symbol
 from sfdsl.templates import TemplateError, variables
-from sfdsl.types import ANY, assignable, elem, is_list, list_of
+from sfdsl.types import (
+    ANY,
+    INT,
+    PROMPT,
+    REFINED,
+    REGEX,
+    RESULT,
+    SCORE,
+    SEARCH,
+    STR,
+    TEXT,
+    VOTE,
+    Type,
+    assignable,
+    elem,
+    list_of,
+    parse_type,
+)
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -39,9 +56,9 @@ class StepChecks:
 
         def error(self, code: str, message: str, node: Any, hint: str | None = None) -> None: ...
 
-        def infer(self, expr: Any, scope: Scope) -> str: ...
+        def infer(self, expr: Any, scope: Scope) -> Type: ...
 
-        def define(self, scope: Scope, name: str, type_: str, span: Span, kind: str = "step") -> None: ...
+        def define(self, scope: Scope, name: str, type_: Type, span: Span, kind: str = "step") -> None: ...
 
         def check_block(self, block: ast.Block, scope: Scope) -> bool: ...
 
@@ -49,10 +66,10 @@ class StepChecks:
     def prompt_texts(decl: ast.PromptDecl) -> list[str]:
         return [decl.text] if decl.text is not None else [t.text for t in decl.turns or []]
 
-    def check_rhs(self, node: Any, scope: Scope) -> str:
+    def check_rhs(self, node: Any, scope: Scope) -> Type:
         if not ast.is_step(node):
             return self.infer(node, scope)
-        return str(getattr(self, f"step_{node.kind}")(node, scope))
+        return getattr(self, f"step_{node.kind}")(node, scope)  # type: ignore[no-any-return]
 
     def check_args(self, args: list[ast.Arg], spec: dict[str, steps.ParamSpec], where: str, node: Any,
                    scope: Scope) -> dict[str, ast.Arg]:
@@ -66,15 +83,15 @@ class StepChecks:
                 self.error("SF305", msg, arg, "parameters: " + ", ".join(spec))
                 self.infer(arg.value, scope)
                 continue
-            want = spec[arg.name].type
-            if want == "prompt":
+            want = parse_type(spec[arg.name].type) or ANY
+            if want == PROMPT:
                 if not isinstance(arg.value, ast.Name) or arg.value.id not in self.prompts:
                     self.error("SF204", f"parameter '{arg.name}' of {where} must name a prompt", arg.value)
                 else:
                     self.used_prompts.add(arg.value.id)
                 continue
             got = self.infer(arg.value, scope)
-            if want == "regex" and got == "str":
+            if want == REGEX and got == STR:
                 continue
             if not assignable(got, want):
                 self.error("SF306", f"parameter '{arg.name}' of {where} expects {want}, got {got}", arg.value)
@@ -122,33 +139,33 @@ class StepChecks:
                        f"declare it: model {name} = llama(model: \"default\")")
         self.used_models.add(name)
 
-    def step_generate(self, node: ast.Generate, scope: Scope) -> str:
+    def step_generate(self, node: ast.Generate, scope: Scope) -> Type:
         self.use_prompt(node.prompt, node, scope)
         self.use_model(node.using, node)
         args = self.check_args(node.args, steps.GENERATE, "generate", node, scope)
-        return list_of("text") if "n" in args else "text"
+        return list_of(TEXT) if "n" in args else TEXT
 
-    def step_deepen(self, node: ast.Deepen, scope: Scope) -> str:
+    def step_deepen(self, node: ast.Deepen, scope: Scope) -> Type:
         self.use_prompt(node.prompt, node, scope)
         self.use_model(node.using, node)
         args = self.check_args(node.args, steps.DEEPEN, "deepen", node, scope)
-        return list_of("text") if "n" in args else "text"
+        return list_of(TEXT) if "n" in args else TEXT
 
-    def step_extract(self, node: ast.Extract, scope: Scope) -> str:
+    def step_extract(self, node: ast.Extract, scope: Scope) -> Type:
         if node.mode not in steps.EXTRACT_MODES:
             msg = with_suggestion(f"unknown extract mode '{node.mode}'", node.mode, steps.EXTRACT_MODES)
             self.error("SF211", msg, node, "modes: " + ", ".join(steps.EXTRACT_MODES))
         if node.choices is not None:
             self.infer(node.choices, scope)
         source = self.infer(node.source, scope)
-        base = elem(source) if is_list(source) else source
-        if base not in ("text", "str", ANY, "vote", "refined", "result", "search"):
+        base = elem(source) if source.is_list else source
+        if not base.textual:
             self.error("SF306", f"extract reads text, but its source is {source}", node.source)
         self.check_args(node.args, steps.EXTRACT, "extract", node, scope)
-        result = EXTRACT_TYPES.get(node.mode, ANY)
-        return list_of(result) if is_list(source) else result
+        result = parse_type(EXTRACT_TYPES.get(node.mode, "any")) or ANY
+        return list_of(result) if source.is_list else result
 
-    def step_evaluate(self, node: ast.Evaluate, scope: Scope) -> str:
+    def step_evaluate(self, node: ast.Evaluate, scope: Scope) -> Type:
         spec = steps.EVALUATE_MODES.get(node.mode)
         if spec is None:
             msg = with_suggestion(f"unknown evaluate mode '{node.mode}'", node.mode, steps.EVALUATE_MODES)
@@ -158,19 +175,19 @@ class StepChecks:
         if spec is None:
             for arg in node.args:
                 self.infer(arg.value, scope)
-            return "score"
+            return SCORE
         args = self.check_args(node.args, spec, f"evaluate {node.mode}", node, scope)
-        if node.mode == "likelihood" and "of" in args and is_list(self.infer(args["of"].value, scope)):
-            return list_of("score")
-        return "score"
+        if node.mode == "likelihood" and "of" in args and self.infer(args["of"].value, scope).is_list:
+            return list_of(SCORE)
+        return SCORE
 
-    def step_vote(self, node: ast.Vote, scope: Scope) -> str:
+    def step_vote(self, node: ast.Vote, scope: Scope) -> Type:
         source = self.infer(node.source, scope)
-        if not is_list(source) and source != ANY:
+        if not source.is_list and source != ANY:
             self.error("SF306", f"vote needs a list of answers, but got {source}", node.source,
                        "vote over `generate ... (n: N)` samples, or use `vote N times by ... { ... }`")
         self.vote_mode(node, scope, "vote")
-        return "vote"
+        return VOTE
 
     def vote_mode(self, node: Any, scope: Scope, where: str) -> None:
         spec = steps.VOTE_MODES.get(node.mode)
@@ -185,28 +202,28 @@ class StepChecks:
             self.error("SF307", "vote by weighted needs `weights:`", node)
         self.use_model(node.using, node)
 
-    def step_vote_times(self, node: ast.VoteTimes, scope: Scope) -> str:
-        if not assignable(self.infer(node.count, scope), "int"):
+    def step_vote_times(self, node: ast.VoteTimes, scope: Scope) -> Type:
+        if not assignable(self.infer(node.count, scope), INT):
             self.error("SF306", "the number of votes must be an int", node.count)
         self.vote_mode(node, scope, "vote times")
         self.loop_body("vote", node.body, Scope(scope), node, needs="yield")
-        return "vote"
+        return VOTE
 
-    def step_refine(self, node: ast.Refine, scope: Scope) -> str:
+    def step_refine(self, node: ast.Refine, scope: Scope) -> Type:
         initial = self.infer(node.initial, scope)
         self.check_args(node.args, steps.REFINE, "refine", node, scope)
         body_scope = Scope(scope)
         self.define(body_scope, node.var, initial, node.span, "loop")
         for name, type_ in LOOP_BUILTINS["refine"].items():
-            body_scope.names[name] = Symbol(type_, node.span, "builtin")
+            body_scope.names[name] = Symbol(parse_type(type_) or ANY, node.span, "builtin")
         loop = self.loop_body("refine", node.body, body_scope, node, needs="next")
         if loop.nexts > 1:
             self.error("SF402", "a refine body has exactly one `next`", node)
-        return "refined"
+        return REFINED
 
-    def step_map(self, node: ast.MapStep, scope: Scope) -> str:
+    def step_map(self, node: ast.MapStep, scope: Scope) -> Type:
         source = self.infer(node.source, scope)
-        if not is_list(source) and source != ANY:
+        if not source.is_list and source != ANY:
             self.error("SF306", f"map needs a list, but got {source}", node.source)
         self.check_args(node.args, steps.MAP, "map", node, scope)
         body_scope = Scope(scope)
@@ -214,13 +231,13 @@ class StepChecks:
         loop = self.loop_body("map", node.body, body_scope, node, needs="yield")
         return list_of(loop.yields[0] if loop.yields else ANY)
 
-    def step_call(self, node: ast.CallRecipe, scope: Scope) -> str:
+    def step_call(self, node: ast.CallRecipe, scope: Scope) -> Type:
         found = self.program.resolve_call(self.file, node.target)
         if found is None:
             self.error("SF502", unknown_recipe_message(self.program, self.file, node.target), node)
             for arg in node.args:
                 self.infer(arg.value, scope)
-            return "result"
+            return RESULT
         file, callee = found
         self.calls.add_edge(f"{self.file}::{self.recipe.name}", f"{file}::{callee.name}", span=node.span)
         params = {p.name: p for p in callee.params}
@@ -231,14 +248,14 @@ class StepChecks:
             if arg.name not in params:
                 msg = with_suggestion(f"recipe '{callee.name}' has no input '{arg.name}'", arg.name, params)
                 self.error("SF503", msg, arg)
-            elif not assignable(got, str(params[arg.name].type)):
+            elif not assignable(got, parse_type(str(params[arg.name].type)) or ANY):
                 self.error("SF504", f"input '{arg.name}' of '{callee.name}' is {params[arg.name].type}, got {got}", arg)
         for name, p in params.items():
             if p.default is None and name not in given:
                 self.error("SF505", f"call of '{callee.name}' is missing input '{name}'", node)
-        return "result"
+        return RESULT
 
-    def step_search(self, node: ast.Search, scope: Scope) -> str:
+    def step_search(self, node: ast.Search, scope: Scope) -> Type:
         spec = steps.SEARCH_STRATEGIES.get(node.strategy)
         if spec is None:
             msg = with_suggestion(f"unknown search strategy '{node.strategy}'", node.strategy, steps.SEARCH_STRATEGIES)
@@ -255,14 +272,14 @@ class StepChecks:
                 continue
             body_scope = Scope(scope)
             for name, type_ in LOOP_BUILTINS["search"].items():
-                body_scope.names[name] = Symbol(type_, part.span, "builtin")
+                body_scope.names[name] = Symbol(parse_type(type_) or ANY, part.span, "builtin")
             loop = self.loop_body("search", part.body, body_scope, part, needs="yield")
-            if part.name == "expand" and loop.yields and not is_list(loop.yields[0]) and loop.yields[0] != ANY:
+            if part.name == "expand" and loop.yields and not loop.yields[0].is_list and loop.yields[0] != ANY:
                 self.error("SF306", "expand must yield a list of next steps, e.g. generate ... (n: 3)", part)
         for required in steps.SEARCH_PARTS:
             if required not in names:
                 self.error("SF404", f"search needs an `{required} {{ ... }}` part", node)
-        return "search"
+        return SEARCH
 
     def loop_body(self, kind: str, body: ast.Block, scope: Scope, node: Any, *, needs: str) -> Loop:
         loop = Loop(kind)
