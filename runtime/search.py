@@ -40,7 +40,7 @@ async def beam_search(root: str, expand: Expand, value: Value, opts: dict[str, A
     Ties keep the earlier-proposed state. Finished states (matching ``done``) are kept, not expanded.
     """
     depth, beam = int(opts["depth"]), int(opts["beam"])
-    join, done = str(opts.get("join", "\n")), opts.get("done")
+    join, done = str(opts["join"]), opts.get("done")
     frontier: list[tuple[float, str]] = [(0.0, root)]
     nodes = 1
     for level in range(depth):
@@ -83,7 +83,7 @@ async def mcts_search(root: str, expand: Expand, value: Value, opts: dict[str, A
     the most-visited children from the root.
     """
     sims, max_depth = int(opts["simulations"]), int(opts["depth"])
-    c, join, done = float(opts.get("c", 1.0)), str(opts.get("join", "\n")), opts.get("done")
+    c, join, done = float(opts["c"]), str(opts["join"]), opts.get("done")
     tree = _Node(root, 0)
     nodes, used = 1, 0
     for _ in range(sims):

@@ -1,42 +1,24 @@
-"""Checks of each step kind: parameters, prompts, models, loop bodies and calls (a mixin of RecipeChecker)."""
+"""What step kinds' checks use: parameters against their spec, modes, prompts, models and loop bodies.
+
+A mixin of RecipeChecker; each kind's own checks live in its module of sfdsl/steps/.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sfdsl import ast, steps
+from sfdsl import ast
 from sfdsl.diagnostics import Span, with_suggestion
-from sfdsl.program import unknown_recipe_message
-from sfdsl.scope import Loop, Scope, Symbol
+from sfdsl.registry import kind_of
+from sfdsl.scope import Loop, Scope
+from sfdsl.step_kind import Spec, StepKind
 from sfdsl.templates import TemplateError, variables
-from sfdsl.types import (
-    ANY,
-    INT,
-    PROMPT,
-    REFINED,
-    REGEX,
-    RESULT,
-    SCORE,
-    SEARCH,
-    STR,
-    TEXT,
-    VOTE,
-    Type,
-    assignable,
-    elem,
-    list_of,
-    parse_type,
-)
+from sfdsl.types import PROMPT, REGEX, STR, Type, assignable
 
 if TYPE_CHECKING:
     import networkx as nx
 
     from sfdsl.program import Program
-
-EXTRACT_TYPES = {"number": "float", "int": "int", "text": "str", "list": "list[str]", "regex": "str",
-                 "choice": "str", "bool": "bool"}
-BOUND_PARAMS = {"max", "depth", "beam", "simulations", "max_total", "budget"}
-LOOP_BUILTINS = {"refine": {"history": "list[dict]", "round": "int"}, "search": {"state": "str", "depth": "int"}}
 
 
 class StepChecks:
@@ -69,9 +51,18 @@ class StepChecks:
     def check_rhs(self, node: Any, scope: Scope) -> Type:
         if not ast.is_step(node):
             return self.infer(node, scope)
-        return getattr(self, f"step_{node.kind}")(node, scope)  # type: ignore[no-any-return]
+        return kind_of(node).check(self, node, scope)  # type: ignore[misc]
 
-    def check_args(self, args: list[ast.Arg], spec: dict[str, steps.ParamSpec], where: str, node: Any,
+    def known_mode(self, kind: StepKind, node: Any, *, code: str, what: str, plural: str = "modes") -> Spec | None:
+        """The parameter spec of a node's mode; reports an unknown mode and returns None."""
+        spec = kind.params(node)
+        if spec is None:
+            mode, names = kind.mode_of(node), list(kind.modes or {})
+            self.error(code, with_suggestion(f"unknown {what} '{mode}'", mode, names), node,
+                       f"{plural}: " + ", ".join(names))
+        return spec
+
+    def check_args(self, args: list[ast.Arg], spec: Spec, where: str, node: Any,
                    scope: Scope) -> dict[str, ast.Arg]:
         seen: dict[str, ast.Arg] = {}
         for arg in args:
@@ -83,7 +74,7 @@ class StepChecks:
                 self.error("SF305", msg, arg, "parameters: " + ", ".join(spec))
                 self.infer(arg.value, scope)
                 continue
-            want = parse_type(spec[arg.name].type) or ANY
+            want = spec[arg.name].type
             if want == PROMPT:
                 if not isinstance(arg.value, ast.Name) or arg.value.id not in self.prompts:
                     self.error("SF204", f"parameter '{arg.name}' of {where} must name a prompt", arg.value)
@@ -103,7 +94,7 @@ class StepChecks:
                     self.error("SF308", msg, arg.value, "values: " + ", ".join(repr(v) for v in allowed))
         for name, p in spec.items():
             if p.required and name not in seen:
-                if name in BOUND_PARAMS:
+                if p.bounds_loop:
                     self.error("SF410", f"unbounded loop: {where} needs `{name}:` ({p.doc})", node,
                                f"every loop needs a static bound, e.g. ({name}: 4)")
                 else:
@@ -138,148 +129,6 @@ class StepChecks:
             self.error("SF206", with_suggestion(f"unknown model '{name}'", name, self.models), node,
                        f"declare it: model {name} = llama(model: \"default\")")
         self.used_models.add(name)
-
-    def step_generate(self, node: ast.Generate, scope: Scope) -> Type:
-        self.use_prompt(node.prompt, node, scope)
-        self.use_model(node.using, node)
-        args = self.check_args(node.args, steps.GENERATE, "generate", node, scope)
-        return list_of(TEXT) if "n" in args else TEXT
-
-    def step_deepen(self, node: ast.Deepen, scope: Scope) -> Type:
-        self.use_prompt(node.prompt, node, scope)
-        self.use_model(node.using, node)
-        args = self.check_args(node.args, steps.DEEPEN, "deepen", node, scope)
-        return list_of(TEXT) if "n" in args else TEXT
-
-    def step_extract(self, node: ast.Extract, scope: Scope) -> Type:
-        if node.mode not in steps.EXTRACT_MODES:
-            msg = with_suggestion(f"unknown extract mode '{node.mode}'", node.mode, steps.EXTRACT_MODES)
-            self.error("SF211", msg, node, "modes: " + ", ".join(steps.EXTRACT_MODES))
-        if node.choices is not None:
-            self.infer(node.choices, scope)
-        source = self.infer(node.source, scope)
-        base = elem(source) if source.is_list else source
-        if not base.textual:
-            self.error("SF306", f"extract reads text, but its source is {source}", node.source)
-        self.check_args(node.args, steps.EXTRACT, "extract", node, scope)
-        result = parse_type(EXTRACT_TYPES.get(node.mode, "any")) or ANY
-        return list_of(result) if source.is_list else result
-
-    def step_evaluate(self, node: ast.Evaluate, scope: Scope) -> Type:
-        spec = steps.EVALUATE_MODES.get(node.mode)
-        if spec is None:
-            msg = with_suggestion(f"unknown evaluate mode '{node.mode}'", node.mode, steps.EVALUATE_MODES)
-            self.error("SF212", msg, node, "modes: " + ", ".join(steps.EVALUATE_MODES))
-        self.use_prompt(node.prompt, node, scope)
-        self.use_model(node.using, node)
-        if spec is None:
-            for arg in node.args:
-                self.infer(arg.value, scope)
-            return SCORE
-        args = self.check_args(node.args, spec, f"evaluate {node.mode}", node, scope)
-        if node.mode == "likelihood" and "of" in args and self.infer(args["of"].value, scope).is_list:
-            return list_of(SCORE)
-        return SCORE
-
-    def step_vote(self, node: ast.Vote, scope: Scope) -> Type:
-        source = self.infer(node.source, scope)
-        if not source.is_list and source != ANY:
-            self.error("SF306", f"vote needs a list of answers, but got {source}", node.source,
-                       "vote over `generate ... (n: N)` samples, or use `vote N times by ... { ... }`")
-        self.vote_mode(node, scope, "vote")
-        return VOTE
-
-    def vote_mode(self, node: Any, scope: Scope, where: str) -> None:
-        spec = steps.VOTE_MODES.get(node.mode)
-        if spec is None:
-            msg = with_suggestion(f"unknown vote mode '{node.mode}'", node.mode, steps.VOTE_MODES)
-            self.error("SF213", msg, node, "modes: " + ", ".join(steps.VOTE_MODES))
-            return
-        args = self.check_args(node.args, spec, f"{where} by {node.mode}", node, scope)
-        if "prompt" in args and isinstance(args["prompt"].value, ast.Name):
-            self.use_prompt(args["prompt"].value.id, node, scope, extra={"responses"})
-        if node.mode == "weighted" and where == "vote" and "weights" not in args:
-            self.error("SF307", "vote by weighted needs `weights:`", node)
-        self.use_model(node.using, node)
-
-    def step_vote_times(self, node: ast.VoteTimes, scope: Scope) -> Type:
-        if not assignable(self.infer(node.count, scope), INT):
-            self.error("SF306", "the number of votes must be an int", node.count)
-        self.vote_mode(node, scope, "vote times")
-        self.loop_body("vote", node.body, Scope(scope), node, needs="yield")
-        return VOTE
-
-    def step_refine(self, node: ast.Refine, scope: Scope) -> Type:
-        initial = self.infer(node.initial, scope)
-        self.check_args(node.args, steps.REFINE, "refine", node, scope)
-        body_scope = Scope(scope)
-        self.define(body_scope, node.var, initial, node.span, "loop")
-        for name, type_ in LOOP_BUILTINS["refine"].items():
-            body_scope.names[name] = Symbol(parse_type(type_) or ANY, node.span, "builtin")
-        loop = self.loop_body("refine", node.body, body_scope, node, needs="next")
-        if loop.nexts > 1:
-            self.error("SF402", "a refine body has exactly one `next`", node)
-        return REFINED
-
-    def step_map(self, node: ast.MapStep, scope: Scope) -> Type:
-        source = self.infer(node.source, scope)
-        if not source.is_list and source != ANY:
-            self.error("SF306", f"map needs a list, but got {source}", node.source)
-        self.check_args(node.args, steps.MAP, "map", node, scope)
-        body_scope = Scope(scope)
-        self.define(body_scope, node.var, elem(source), node.span, "loop")
-        loop = self.loop_body("map", node.body, body_scope, node, needs="yield")
-        return list_of(loop.yields[0] if loop.yields else ANY)
-
-    def step_call(self, node: ast.CallRecipe, scope: Scope) -> Type:
-        found = self.program.resolve_call(self.file, node.target)
-        if found is None:
-            self.error("SF502", unknown_recipe_message(self.program, self.file, node.target), node)
-            for arg in node.args:
-                self.infer(arg.value, scope)
-            return RESULT
-        file, callee = found
-        self.calls.add_edge(f"{self.file}::{self.recipe.name}", f"{file}::{callee.name}", span=node.span)
-        params = {p.name: p for p in callee.params}
-        given = set()
-        for arg in node.args:
-            got = self.infer(arg.value, scope)
-            given.add(arg.name)
-            if arg.name not in params:
-                msg = with_suggestion(f"recipe '{callee.name}' has no input '{arg.name}'", arg.name, params)
-                self.error("SF503", msg, arg)
-            elif not assignable(got, parse_type(str(params[arg.name].type)) or ANY):
-                self.error("SF504", f"input '{arg.name}' of '{callee.name}' is {params[arg.name].type}, got {got}", arg)
-        for name, p in params.items():
-            if p.default is None and name not in given:
-                self.error("SF505", f"call of '{callee.name}' is missing input '{name}'", node)
-        return RESULT
-
-    def step_search(self, node: ast.Search, scope: Scope) -> Type:
-        spec = steps.SEARCH_STRATEGIES.get(node.strategy)
-        if spec is None:
-            msg = with_suggestion(f"unknown search strategy '{node.strategy}'", node.strategy, steps.SEARCH_STRATEGIES)
-            self.error("SF214", msg, node, "strategies: " + ", ".join(steps.SEARCH_STRATEGIES))
-        self.infer(node.root, scope)
-        if spec is not None:
-            self.check_args(node.args, spec, f"search {node.strategy}", node, scope)
-        names = [p.name for p in node.parts]
-        for part in node.parts:
-            if part.name not in steps.SEARCH_PARTS:
-                msg = with_suggestion(f"unknown search part '{part.name}'", part.name, steps.SEARCH_PARTS)
-                self.error("SF405", msg,
-                           part)
-                continue
-            body_scope = Scope(scope)
-            for name, type_ in LOOP_BUILTINS["search"].items():
-                body_scope.names[name] = Symbol(parse_type(type_) or ANY, part.span, "builtin")
-            loop = self.loop_body("search", part.body, body_scope, part, needs="yield")
-            if part.name == "expand" and loop.yields and not loop.yields[0].is_list and loop.yields[0] != ANY:
-                self.error("SF306", "expand must yield a list of next steps, e.g. generate ... (n: 3)", part)
-        for required in steps.SEARCH_PARTS:
-            if required not in names:
-                self.error("SF404", f"search needs an `{required} {{ ... }}` part", node)
-        return SEARCH
 
     def loop_body(self, kind: str, body: ast.Block, scope: Scope, node: Any, *, needs: str) -> Loop:
         loop = Loop(kind)

@@ -9,8 +9,9 @@ from typing import Any
 
 import networkx as nx
 
-from sfdsl import ast, steps
+from sfdsl import ast
 from sfdsl.check_steps import StepChecks
+from sfdsl.declarations import BACKENDS, ROLES
 from sfdsl.diagnostics import Diagnostic, Span, with_suggestion
 from sfdsl.program import Program
 from sfdsl.scope import Loop, Scope, Symbol
@@ -140,16 +141,16 @@ class RecipeChecker(StepChecks):
                 table[name] = stmt
 
     def check_model(self, decl: ast.ModelDecl) -> None:
-        if decl.backend not in steps.MODEL_BACKENDS:
-            msg = with_suggestion(f"unknown backend '{decl.backend}'", decl.backend, steps.MODEL_BACKENDS)
-            self.error("SF207", msg, decl, "backends: " + ", ".join(steps.MODEL_BACKENDS))
+        if decl.backend not in BACKENDS:
+            msg = with_suggestion(f"unknown backend '{decl.backend}'", decl.backend, BACKENDS)
+            self.error("SF207", msg, decl, "backends: " + ", ".join(BACKENDS))
         for arg in decl.args:
             self.infer(arg.value, Scope())
 
     def check_prompt(self, decl: ast.PromptDecl) -> None:
         for turn in decl.turns or []:
-            if turn.role not in steps.ROLES:
-                self.error("SF210", with_suggestion(f"unknown chat role '{turn.role}'", turn.role, steps.ROLES), turn)
+            if turn.role not in ROLES:
+                self.error("SF210", with_suggestion(f"unknown chat role '{turn.role}'", turn.role, ROLES), turn)
         for text in self.prompt_texts(decl):
             try:
                 variables(text)

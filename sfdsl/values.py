@@ -104,6 +104,22 @@ class SearchOutcome:
 
 
 @dataclass(frozen=True)
+class Clusters:
+    """Answers grouped by meaning: index groups (largest first, ties by first member) and their statistics."""
+
+    groups: list[list[int]]
+    sizes: list[int]
+    largest: Any
+    share: float
+    count: int
+    entropy: float
+    FIELDS: ClassVar[tuple[str, ...]] = ("groups", "sizes", "largest", "share", "count", "entropy")
+
+    def __str__(self) -> str:
+        return str(self.largest)
+
+
+@dataclass(frozen=True)
 class CallOutcome:
     """The structured result of a called recipe."""
 
@@ -118,7 +134,8 @@ class CallOutcome:
         return str(self.answer)
 
 
-RECORD_TYPES: tuple[type, ...] = (NoAnswer, Text, Score, VoteOutcome, RefineOutcome, SearchOutcome, CallOutcome)
+RECORD_TYPES: tuple[type, ...] = (NoAnswer, Text, Score, VoteOutcome, RefineOutcome, SearchOutcome, Clusters,
+                                  CallOutcome)
 
 
 def field_of(value: Any, name: str) -> Any:
@@ -136,7 +153,7 @@ def plain(value: Any) -> Any:
     """Convert a run-time value to JSON-able data (for results, traces and templates)."""
     if isinstance(value, NoAnswer):
         return None
-    if isinstance(value, (Text, VoteOutcome, RefineOutcome, SearchOutcome, CallOutcome)):
+    if isinstance(value, (Text, VoteOutcome, RefineOutcome, SearchOutcome, Clusters, CallOutcome)):
         return str(value) if isinstance(value, Text) else plain(_primary(value))
     if isinstance(value, Score):
         return value.score
@@ -165,6 +182,8 @@ def _primary(value: Any) -> Any:
         return value.value
     if isinstance(value, SearchOutcome):
         return value.best
+    if isinstance(value, Clusters):
+        return value.largest
     if isinstance(value, CallOutcome):
         return value.answer
     return value
