@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sfdsl import ast
-from sfdsl.declarations import DEFAULT_BACKEND
+from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
 from sfdsl.errors import StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import regex_flags, scalar
@@ -68,13 +68,12 @@ class ModelCaller:
         """The backend for a step and the model's default sampling parameters."""
         decl = self.models.get(using) if using else next(iter(self.models.values()), None)
         if decl is None:
-            name, params = DEFAULT_BACKEND
-            return await self.pool.get(name, dict(params)), {}
+            return await self.pool.get(DEFAULT_BACKEND, dict(BACKENDS[DEFAULT_BACKEND].defaults)), {}
         values = self.args(decl.args, lookup)
         sampling = {k: v for k, v in values.items() if k in SAMPLING_KEYS}
         backend_params = {k: v for k, v in values.items() if k not in SAMPLING_KEYS}
-        if decl.backend == "llama":
-            backend_params.setdefault("model", "default")
+        for name, value in BACKENDS[decl.backend].defaults.items():
+            backend_params.setdefault(name, value)
         return await self.pool.get(decl.backend, backend_params), sampling
 
     def prompt(self, name: str, lookup: Lookup, extra: dict[str, Any] | None = None) -> Prompt:

@@ -124,6 +124,7 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
 
 def make_pool(args: argparse.Namespace) -> Any:
     """A backend pool from --backend, --model and --no-cache."""
+    from sfdsl.declarations import BACKENDS
     from sfdsl.runtime.pool import DEFAULT_FACTORIES, BackendPool, scripted_from_file
 
     wrap = None
@@ -141,8 +142,8 @@ def make_pool(args: argparse.Namespace) -> Any:
         return BackendPool(backend=scripted_from_file(rest))
     if kind == "llama":
         factory = DEFAULT_FACTORIES["llama"]
-        return BackendPool(factories={"llama": factory, "openai": lambda p: factory({}),
-                                      "scripted": lambda p: factory({})}, model=args.model or rest or None, wrap=wrap)
+        return BackendPool(factories={name: (factory if name == "llama" else lambda p: factory({}))
+                                      for name in BACKENDS}, model=args.model or rest or None, wrap=wrap)
     if kind == "openai":
         openai = DEFAULT_FACTORIES["openai"]
         base_url = rest
@@ -150,8 +151,7 @@ def make_pool(args: argparse.Namespace) -> Any:
         def any_to_openai(params: dict[str, Any]) -> Any:
             return openai({"base_url": base_url, **({"model": args.model} if args.model else {})})
 
-        return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
-                           wrap=wrap)
+        return BackendPool(factories=dict.fromkeys(BACKENDS, any_to_openai), wrap=wrap)
     from sfdsl.errors import InputError
 
     raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sfdsl.steps
+from sfdsl.declarations import resolve_reference
 from sfdsl.grammar.loader import grammar_text
 from sfdsl.step_kind import StepKind, StepKindError
 
@@ -77,9 +78,8 @@ def runner(kind: StepKind) -> Callable[..., Any]:
     Raises:
         StepKindError: when the named module or function does not exist.
     """
-    module_name, _, function = (kind.runtime or "").partition(":")
     try:
-        return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
+        return resolve_reference(kind.runtime or "")  # type: ignore[no-any-return]
     except (ImportError, AttributeError) as exc:
         raise StepKindError(f"step kind '{kind.name}': runtime {kind.runtime!r} does not exist") from exc
 
