@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
 from typing import Any
 
 import sfdsl.steps
@@ -30,17 +31,26 @@ def _grammar_rules(text: str) -> tuple[set[str], list[str]]:
     return rules, [name for name in listed if name != "expr"]
 
 
-def _collect() -> dict[str, StepKind]:
+def step_modules() -> list[ModuleType]:
+    """Every module of the sfdsl.steps package, imported."""
+    return [importlib.import_module(f"sfdsl.steps.{info.name}") for info in pkgutil.iter_modules(sfdsl.steps.__path__)]
+
+
+def collect(modules: Iterable[ModuleType], grammar: str) -> dict[str, StepKind]:
+    """The step kinds the modules declare, in the grammar's order, checked against the grammar.
+
+    Raises:
+        StepKindError: naming the module or kind that is missing or inconsistent.
+    """
     found: dict[str, StepKind] = {}
-    for info in pkgutil.iter_modules(sfdsl.steps.__path__):
-        module = importlib.import_module(f"sfdsl.steps.{info.name}")
+    for module in modules:
         kind = getattr(module, "KIND", None)
         if not isinstance(kind, StepKind):
-            raise StepKindError(f"step module sfdsl.steps.{info.name} declares no `KIND = StepKind(...)`")
+            raise StepKindError(f"step module {module.__name__} declares no `KIND = StepKind(...)`")
         if kind.name in found:
-            raise StepKindError(f"step kind '{kind.name}' is declared twice (sfdsl.steps.{info.name})")
+            raise StepKindError(f"step kind '{kind.name}' is declared twice ({module.__name__})")
         found[kind.name] = kind
-    rules, listed = _grammar_rules(grammar_text())
+    rules, listed = _grammar_rules(grammar)
     by_rule = {kind.rule: kind for kind in found.values()}
     for kind in found.values():
         for rule in (kind.rule, *kind.rules):
@@ -56,7 +66,7 @@ def _collect() -> dict[str, StepKind]:
 
 
 #: Every step kind by name, in the grammar's order.
-KINDS: Mapping[str, StepKind] = _collect()
+KINDS: Mapping[str, StepKind] = collect(step_modules(), grammar_text())
 
 #: Parser callbacks of every rule the step kinds build: ``callback(builder, children, meta)``.
 BUILDERS: Mapping[str, Callable[..., Any]] = {
