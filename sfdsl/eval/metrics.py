@@ -185,7 +185,7 @@ def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], n_bin
     """Equal-width confidence bins (lo, hi] on [0, 1], the first closed ([0, hi]); empty bins are omitted.
 
     The right-closed bins follow Guo et al. 2017 ("On Calibration of Modern
-    Neural Networks", eq. 2 and its reference code): a confidence of exactly
+    Neural Networks", Section 2): a confidence of exactly
     0.3 falls in (0.2, 0.3], and 0 falls in the first bin.
     """
     sums: dict[int, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
