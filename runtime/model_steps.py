@@ -142,7 +142,7 @@ class ModelCaller:
 
     # ------------------------------------------------------------ steps
 
-    async def generate(self, node: ast.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
+    async def generate(self, node: generate_step.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
         params = {**defaults, **self.args(node.args, lookup)}
         request = self.request(self.prompt(node.prompt, lookup), params, path)
@@ -150,7 +150,7 @@ class ModelCaller:
         texts = [_text(c) for c in completions]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
-    async def deepen(self, node: ast.Deepen, lookup: Lookup, path: tuple[str, ...]) -> Any:
+    async def deepen(self, node: deepen_step.Deepen, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
         params = with_defaults(deepen_step.PARAMS, {**defaults, **self.args(node.args, lookup)})
         n = int(params.pop("n"))
@@ -187,7 +187,7 @@ class ModelCaller:
         texts = [t.result() for t in tasks]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
-    async def evaluate(self, node: ast.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
+    async def evaluate(self, node: evaluate_step.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
         params = with_defaults(evaluate_step.MODES[node.mode], self.args(node.args, lookup))
         prompt = self.prompt(node.prompt, lookup)

@@ -72,7 +72,7 @@ KINDS: Mapping[str, StepKind] = collect(step_modules(), grammar_text())
 BUILDERS: Mapping[str, Callable[..., Any]] = {
     rule: callback
     for kind in KINDS.values()
-    for rule, callback in ((kind.rule, kind.build), *kind.rules.items())
+    for rule, callback in ((str(kind.rule), kind.build), *kind.rules.items())
     if callback is not None
 }
 
