@@ -20,9 +20,9 @@ from sfdsl.expressions import scalar
 from sfdsl.runtime.backends.base import Prompt
 from sfdsl.runtime.voting import vote_key
 from sfdsl.step_kind import with_defaults
-from sfdsl.steps.cluster import MODES, Cluster
+from sfdsl.steps.cluster import MODES, Cluster, Clusters
 from sfdsl.templates import render
-from sfdsl.values import Clusters, NoAnswer
+from sfdsl.values import NoAnswer
 
 if TYPE_CHECKING:
     from sfdsl.plan import Plan

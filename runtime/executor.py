@@ -19,7 +19,7 @@ from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.model_steps import ModelCaller
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import Cost, StepRecord
-from sfdsl.values import CallOutcome, Clusters, NoAnswer, RefineOutcome, Score, SearchOutcome, VoteOutcome, plain
+from sfdsl.values import CallOutcome, NoAnswer, Record, plain
 
 Bodies = dict[str, Plan]
 _node_cost: contextvars.ContextVar[Cost | None] = contextvars.ContextVar("sfdsl_node_cost", default=None)
@@ -203,18 +203,10 @@ class Executor:
         if stmt.fields is not None:
             return _outcome({f.name: eval_expr(f.value, frame.lookup) for f in stmt.fields})
         value = await self.rhs(state, stmt.value, frame, path, bodies)
-        if isinstance(value, VoteOutcome):
-            return _outcome({"answer": value.answer, "score": value.share})
-        if isinstance(value, RefineOutcome):
-            return _outcome({"answer": value.value, "score": value.score, "first": value.first})
-        if isinstance(value, Score):
-            return _outcome({"answer": value.label, "score": value.score})
         if isinstance(value, CallOutcome):
             return value
-        if isinstance(value, SearchOutcome):
-            return _outcome({"answer": value.best})
-        if isinstance(value, Clusters):
-            return _outcome({"answer": value.largest, "score": value.share})
+        if isinstance(value, Record):
+            return _outcome(value.as_result())
         return _outcome({"answer": value})
 
     # ------------------------------------------------------------ steps

@@ -9,7 +9,8 @@ import pytest
 from sfdsl import ast
 from sfdsl.expressions import ExprError, NotStatic, evaluate, scalar, truthy
 from sfdsl.parser import parse
-from sfdsl.values import Clusters, NoAnswer, Score, Text, VoteOutcome
+from sfdsl.steps.cluster import Clusters
+from sfdsl.values import NoAnswer, Score, Text, VoteOutcome
 
 VALUES: dict[str, Any] = {
     "t": Text(text="The answer is 4", tokens=4),

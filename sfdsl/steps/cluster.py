@@ -7,7 +7,8 @@ in nats, the basis of semantic entropy (Kuhn et al. 2023; Farquhar et al., Natur
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,6 +17,7 @@ from sfdsl.bounds import Abstract, Bound
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.step_kind import ParamSpec, StepKind
 from sfdsl.types import ANY, FLOAT, INT, PROMPT, STR, Type, list_of, record
+from sfdsl.values import Record
 
 if TYPE_CHECKING:
     from sfdsl.check_steps import StepChecks
@@ -29,6 +31,28 @@ class Cluster(ast.StepNode):
     mode: str
     args: list[ast.Arg] = Field(default_factory=list)
     using: str | None = None
+
+
+@dataclass(frozen=True)
+class Clusters(Record):
+    """Answers grouped by meaning: index groups (largest first, ties by first member) and their statistics."""
+
+    groups: list[list[int]]
+    sizes: list[int]
+    largest: Any
+    share: float
+    count: int
+    entropy: float
+    FIELDS: ClassVar[tuple[str, ...]] = ("groups", "sizes", "largest", "share", "count", "entropy")
+
+    def primary(self) -> Any:
+        return self.largest
+
+    def as_result(self) -> dict[str, Any]:
+        return {"answer": self.largest, "score": self.share}
+
+    def __str__(self) -> str:
+        return str(self.largest)
 
 
 CLUSTERS = record("clusters", textual=True, groups=list_of(list_of(INT)), sizes=list_of(INT), largest=ANY,
