@@ -1,0 +1,80 @@
+"""Compiler limits: how deeply code may nest, checked on the parse tree before anything recursive runs.
+
+The LALR parser is iterative, but the passes after it (AST building, checks, plans, costs, evaluation) walk
+the tree recursively. The parse tree is therefore measured first, without recursion, and code nested deeper
+than ``MAX_DEPTH`` levels is a located compile error. The AST is then built bottom-up without recursion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lark import Token, Transformer, Tree
+
+from sfdsl.diagnostics import Diagnostic, Span
+
+#: Deepest nesting of the AST (brackets, blocks, `else if` branches, operators of one chain) that compiles.
+MAX_DEPTH = 150
+#: Parser stack height at which parsing stops early; far above anything MAX_DEPTH lets through.
+MAX_PARSER_STACK = 8 * MAX_DEPTH
+#: Rules that fold a flat run of operands into a left-deep chain of binary operations.
+CHAINS = {"sum": 2, "product": 2, "comparison": 2, "or_expr": 1, "and_expr": 1}
+#: Rules that become more than one level of the AST (`else if` wraps the inner if in a block).
+HEAVY = {"if_stmt": 2}
+
+
+def too_deep(span: Span) -> Diagnostic:
+    """The diagnostic for code nested past the limit."""
+    return Diagnostic(
+        code="SF113",
+        message=f"code nested too deeply (more than {MAX_DEPTH} levels)",
+        span=span,
+        hint="split it up: name inner parts with `x = ...` steps, or move them into a recipe and `call` it",
+    )
+
+
+def depth_problem(tree: Tree[Token], file: str) -> Diagnostic | None:
+    """A located SF113 diagnostic for the outermost node nested past ``MAX_DEPTH``, or None."""
+    stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        inner = depth + _levels(node)
+        if inner > MAX_DEPTH:
+            return too_deep(_span(file, node))
+        stack.extend((child, inner) for child in node.children if isinstance(child, Tree))
+    return None
+
+
+def transform(transformer: Transformer[Token, Any], tree: Tree[Token]) -> Any:
+    """``transformer.transform(tree)`` bottom-up with an explicit stack, so depth costs no recursion."""
+    done: list[Any] = []
+    stack: list[tuple[Tree[Token], int, list[Any]]] = [(tree, 0, [])]
+    while stack:
+        node, next_child, children = stack[-1]
+        if next_child < len(node.children):
+            child = node.children[next_child]
+            stack[-1] = (node, next_child + 1, children)
+            if isinstance(child, Tree):
+                stack.append((child, 0, []))
+            else:
+                children.append(child)
+            continue
+        stack.pop()
+        value = transformer.transform(Tree(node.data, children, node.meta))
+        (stack[-1][2] if stack else done).append(value)
+    return done[0]
+
+
+def _levels(node: Tree[Token]) -> int:
+    """How many AST levels a parse-tree node becomes."""
+    per_operand = CHAINS.get(str(node.data))
+    if per_operand is not None:
+        return max(1, (len(node.children) + per_operand - 1) // per_operand - 1)
+    return HEAVY.get(str(node.data), 1)
+
+
+def _span(file: str, node: Tree[Token]) -> Span:
+    meta = node.meta
+    if getattr(meta, "empty", True):
+        return Span(file=file)
+    return Span(file=file, line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column)
