@@ -74,7 +74,8 @@ def _levels(node: Tree[Token]) -> int:
 
 
 def _span(file: str, node: Tree[Token]) -> Span:
+    """Where the node starts: its whole extent would underline all the nesting."""
     meta = node.meta
     if getattr(meta, "empty", True):
         return Span(file=file)
-    return Span(file=file, line=meta.line, column=meta.column, end_line=meta.end_line, end_column=meta.end_column)
+    return Span(file=file, line=meta.line, column=meta.column, end_line=meta.line, end_column=meta.column + 1)

@@ -53,6 +53,7 @@ class _Session:
         self.history: deque[Token] = deque(maxlen=HISTORY)
         self.diagnostics: list[Diagnostic] = []
         self.last_sync = -1
+        self.failed_on = 0
 
     def run(self) -> Tree[Token]:
         while True:
@@ -63,7 +64,7 @@ class _Session:
                 break
             except UnexpectedInput as exc:
                 failure = self._failure(exc)
-                self._report(describe(failure))
+                self._report(describe(failure), failure.line)
                 at_end = failure.token is not None and failure.token.type == "$END"
                 if at_end or len(self.diagnostics) >= MAX_ERRORS or not self._recover(exc):
                     break
@@ -106,11 +107,12 @@ class _Session:
             open_brackets=tuple(unclosed(state.value_stack)),
         )
 
-    def _report(self, diagnostic: Diagnostic) -> None:
+    def _report(self, diagnostic: Diagnostic, failed_on: int) -> None:
         """Keep one error per line: a second one on the same line is almost always a consequence of the first."""
-        if any(d.span.line == diagnostic.span.line for d in self.diagnostics[-1:]):
-            return
-        self.diagnostics.append(diagnostic)
+        previous = (self.diagnostics[-1].span.line, self.failed_on) if self.diagnostics else None
+        self.failed_on = failed_on
+        if previous != (diagnostic.span.line, failed_on):
+            self.diagnostics.append(diagnostic)
 
     # ------------------------------------------------------------ recovery
 

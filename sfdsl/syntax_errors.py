@@ -225,6 +225,9 @@ def describe(f: Failure) -> Diagnostic:
     label = mistake_for(f.state, token.type)
     if label is not None:
         return MISTAKES[label].describe(f)
+    inside = f.open_brackets[-1].type if f.open_brackets else None
+    if inside in ("LSQB", "LPAR") and "COMMA" in f.expected and token.type in EXPRESSION_STARTS | {"NAME"}:
+        return _missing_comma(f)
     return Diagnostic(code="SF100", message=f"unexpected '{_short(token)}'", span=f.span(), hint=expected_hint(f))
 
 
@@ -283,7 +286,7 @@ def _bad_character(f: Failure) -> Diagnostic:
 
 def _ended(f: Failure) -> Diagnostic:
     if f.open_brackets:
-        diagnostic = _never_closed(f, f.open_brackets[0], "")
+        diagnostic = _never_closed(f, f.open_brackets[-1], "")
         return diagnostic.model_copy(update={"message": "code ended unexpectedly: " + diagnostic.message})
     return Diagnostic(code="SF105", message="code ended unexpectedly", span=f.span(), hint=expected_hint(f))
 
