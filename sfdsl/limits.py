@@ -19,8 +19,9 @@ MAX_DEPTH = 150
 MAX_PARSER_STACK = 8 * MAX_DEPTH
 #: Rules that fold a flat run of operands into a left-deep chain of binary operations.
 CHAINS = {"sum": 2, "product": 2, "comparison": 2, "or_expr": 1, "and_expr": 1}
-#: Rules that become more than one level of the AST (`else if` wraps the inner if in a block).
-HEAVY = {"if_stmt": 2}
+#: Rules that become other than one level of the AST: `else if` wraps the inner if in a block; a dict's key-value
+#: pair, and the lists of arguments and fields, are parts of their parent node.
+LEVELS = {"if_stmt": 2, "pair": 0, "args": 0, "with_args": 0, "fields": 0}
 
 
 def too_deep(span: Span) -> Diagnostic:
@@ -70,7 +71,7 @@ def _levels(node: Tree[Token]) -> int:
     per_operand = CHAINS.get(str(node.data))
     if per_operand is not None:
         return max(1, (len(node.children) + per_operand - 1) // per_operand - 1)
-    return HEAVY.get(str(node.data), 1)
+    return LEVELS.get(str(node.data), 1)
 
 
 def _span(file: str, node: Tree[Token]) -> Span:

@@ -1,0 +1,149 @@
+"""Compiler limits: deep nesting is a located compile error, never a RecursionError, and checking stays fast."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sfdsl
+from sfdsl.compiler import compile_text
+from sfdsl.errors import CompileError
+from sfdsl.grammar.loader import parser
+from sfdsl.limits import MAX_DEPTH, transform
+from sfdsl.parser import _Builder
+from sfdsl.runtime.backends.scripted import ScriptedBackend
+
+OK_FIXTURES = sorted((Path(__file__).parent / "fixtures" / "ok").glob("*.sf"))
+
+
+def recipe(body: str, answer: str) -> str:
+    return "recipe r(q: str) {\n" + body + f"\n  return answer: {answer}\n}}\n"
+
+
+def long_sum(terms: int) -> str:
+    return recipe("  x = " + "+".join(["1"] * terms), "x")
+
+
+def nested_lists(depth: int) -> str:
+    return recipe("  x = " + "[" * depth + "1" + "]" * depth, "len(x)")
+
+
+def nested_dicts(depth: int) -> str:
+    return recipe("  x = " + '{"a": ' * depth + "1" + "}" * depth, "len(x)")
+
+
+def nested_ifs(depth: int) -> str:
+    return recipe("  y = 1\n" + '  if q == "a" {\n' * depth + "  z = 1\n" + "  }\n" * depth, "y")
+
+
+def nested_parens(depth: int) -> str:
+    return recipe("  x = " + "(" * depth + "1" + ")" * depth, "x")
+
+
+def else_if_chain(branches: int) -> str:
+    chain = '  if q == "0" { y = 0 }' + "".join(f' else if q == "{i}" {{ y = {i} }}' for i in range(1, branches))
+    return recipe(chain + " else { y = -1 }", "y")
+
+
+def too_deep(source: str) -> CompileError:
+    with pytest.raises(CompileError) as info:
+        compile_text(source, file="deep.sf")
+    [diag] = info.value.diagnostics
+    assert diag.code == "SF113" and f"more than {MAX_DEPTH} levels" in diag.message
+    assert diag.span.file == "deep.sf" and diag.hint
+    assert "^" in info.value.render()
+    return info.value
+
+
+def test_500_term_sum_is_a_located_limit_error() -> None:
+    error = too_deep(long_sum(500))
+    assert (error.diagnostics[0].span.line, error.diagnostics[0].span.column) == (2, 7)
+
+
+def test_500_nested_lists_are_a_located_limit_error() -> None:
+    span = too_deep(nested_lists(500)).diagnostics[0].span
+    assert span.line == 2 and 7 < span.column < 7 + MAX_DEPTH
+
+
+def test_300_nested_dicts_are_a_located_limit_error() -> None:
+    assert too_deep(nested_dicts(300)).diagnostics[0].span.line == 2
+
+
+def test_300_nested_ifs_are_a_located_limit_error() -> None:
+    assert too_deep(nested_ifs(300)).diagnostics[0].span.line > 2
+
+
+def test_1000_branch_else_if_chain_is_a_located_limit_error() -> None:
+    assert too_deep(else_if_chain(1000)).diagnostics[0].span.line == 2
+
+
+def test_deep_input_through_the_public_api_is_a_compile_error() -> None:
+    for source in (long_sum(500), nested_lists(500), nested_dicts(300), nested_ifs(300), else_if_chain(1000)):
+        with pytest.raises(CompileError):
+            sfdsl.compile(source, file="deep.sf")
+
+
+def test_500_nested_parens_compile() -> None:
+    compile_text(nested_parens(500))
+
+
+def test_deep_nesting_stops_the_parser_early() -> None:
+    too_deep(recipe("  x = " + "[" * 100_000, "x"))
+
+
+def at_stack_depth(frames: int, call: Callable[[], Any]) -> Any:
+    """Run ``call`` with ``frames`` frames already on the stack, as a caller deep in its own code would."""
+    return call() if frames <= 0 else at_stack_depth(frames - 1, call)
+
+
+@pytest.mark.parametrize(
+    ("source", "answer"),
+    [
+        (long_sum(MAX_DEPTH - 8), MAX_DEPTH - 8),
+        (nested_lists(MAX_DEPTH - 8), 1),
+        (nested_dicts(MAX_DEPTH - 8), 1),
+        (recipe("  x = " + "-" * (MAX_DEPTH - 8) + "1", "x"), 1),
+        (recipe("  x = " + " and ".join(["true"] * (MAX_DEPTH - 8)), "x"), True),
+        (nested_ifs(MAX_DEPTH // 3 - 4), 1),
+        (else_if_chain(MAX_DEPTH // 2 - 4), MAX_DEPTH // 2 - 5),
+    ],
+    ids=["sum", "lists", "dicts", "negations", "and-chain", "ifs", "else-if"],
+)
+def test_code_just_under_the_limit_compiles_and_runs_with_stack_to_spare(source: str, answer: Any) -> None:
+    q = str(answer) if "else if" in source else "a"
+
+    def run() -> Any:
+        return sfdsl.compile(source, file="deep.sf").recipe().run(q=q, backend=ScriptedBackend([])).answer
+
+    assert at_stack_depth(300, run) == answer
+
+
+@pytest.mark.parametrize("path", OK_FIXTURES, ids=lambda p: p.stem)
+def test_iterative_transform_builds_the_same_ast_as_lark(path: Path) -> None:
+    tree = parser().parse(path.read_text())
+    assert transform(_Builder(path.name), tree) == _Builder(path.name).transform(tree)
+
+
+DEEP_INPUTS = {
+    "sum": long_sum(500), "lists": nested_lists(500), "dicts": nested_dicts(300), "ifs": nested_ifs(300),
+    "else_if": else_if_chain(1000), "parens": nested_parens(500), "brackets": recipe("  x = " + "[" * 50_000, "x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_INPUTS))
+def test_sfrun_check_on_deep_input_never_prints_a_traceback(name: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{name}.sf"
+    path.write_text(DEEP_INPUTS[name])
+    done = subprocess.run([sys.executable, "-m", "sfdsl.cli", "check", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and "RecursionError" not in output
+    if name == "parens":
+        assert done.returncode == 0, output
+    else:
+        assert done.returncode == 1 and f"{path}:" in output and "error[SF113]" in output, output
