@@ -306,7 +306,11 @@ class _Builder(Transformer[Token, Any]):
 
     def number(self, meta: Any, c: list[Any]) -> ast.Const:
         raw = str(c[0])
-        value: Any = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+        try:
+            value: Any = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+        except ValueError as exc:  # more digits than Python converts
+            raise _BuildError(Diagnostic(code="SF115", message=f"number too long ({len(raw)} digits)",
+                                         span=self._s(meta), hint="write it as a string or in e-notation")) from exc
         return ast.Const(span=self._s(meta), value=value)
 
     def string(self, meta: Any, c: list[Any]) -> ast.Const:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,13 @@ def test_deep_input_through_the_public_api_is_a_compile_error() -> None:
             sfdsl.compile(source, file="deep.sf")
 
 
+def test_5000_digit_number_is_a_located_error() -> None:
+    with pytest.raises(CompileError) as info:
+        compile_text(recipe("  x = " + "7" * 5000, "x"), file="n.sf")
+    [diag] = info.value.diagnostics
+    assert diag.code == "SF115" and (diag.span.line, diag.span.column) == (2, 7)
+
+
 def test_500_nested_parens_compile() -> None:
     compile_text(nested_parens(500))
 
@@ -147,3 +155,17 @@ def test_sfrun_check_on_deep_input_never_prints_a_traceback(name: str, tmp_path:
         assert done.returncode == 0, output
     else:
         assert done.returncode == 1 and f"{path}:" in output and "error[SF113]" in output, output
+
+
+@pytest.mark.parametrize("value", ['["ab"] * 50000000', '"%050000000d" % 1', "len(q * 50000000)"])
+def test_repetition_bomb_at_check_time_builds_nothing(value: str) -> None:
+    source = 'recipe r(q: str = "ab") {\n  prompt p = "{{ q }}"\n  s = generate p (n: ' + value + ")\n  return s\n}\n"
+    tracemalloc.start()
+    try:
+        with pytest.raises(CompileError) as info:
+            compile_text(source, file="bomb.sf")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+    assert {d.code for d in info.value.diagnostics} & {"SF301", "SF413"}
