@@ -64,7 +64,7 @@ class _Session:
                 break
             except UnexpectedInput as exc:
                 failure = self._failure(exc)
-                self._report(describe(failure), failure.line)
+                self._report(describe(failure), failure)
                 at_end = failure.token is not None and failure.token.type == "$END"
                 if at_end or len(self.diagnostics) >= MAX_ERRORS or not self._recover(exc):
                     break
@@ -107,12 +107,21 @@ class _Session:
             open_brackets=tuple(unclosed(state.value_stack)),
         )
 
-    def _report(self, diagnostic: Diagnostic, failed_on: int) -> None:
-        """Keep one error per line: a second one on the same line is almost always a consequence of the first."""
+    def _report(self, diagnostic: Diagnostic, failure: Failure) -> None:
+        """Keep the errors that are not consequences of earlier ones.
+
+        A second error on the same line is almost always caused by the first; so is a block found unclosed
+        at the end (or at the next recipe) after an error inside it, since recovery may have skipped its '}'.
+        """
         previous = (self.diagnostics[-1].span.line, self.failed_on) if self.diagnostics else None
-        self.failed_on = failed_on
-        if previous != (diagnostic.span.line, failed_on):
-            self.diagnostics.append(diagnostic)
+        self.failed_on = failure.line
+        if previous == (diagnostic.span.line, failure.line):
+            return
+        block_left_open = diagnostic.code == "SF104" and any(o.type == "LBRACE" and o.line == diagnostic.span.line
+                                                             for o in failure.open_brackets)
+        if block_left_open and any(d.span.line >= diagnostic.span.line for d in self.diagnostics):
+            return
+        self.diagnostics.append(diagnostic)
 
     # ------------------------------------------------------------ recovery
 

@@ -133,3 +133,23 @@ def test_garbage_lines_give_one_error_each_at_most() -> None:
     source = "recipe a() {\n" + "".join(f"  {junk}\n" for junk in ("= =", ")", "1 2 3", ",", "]")) + "}\n"
     errors = errors_of(source)
     assert 1 <= len(errors) <= 5 and len({d.span.line for d in errors}) == len(errors)
+
+
+def test_one_line_block_with_an_unclosed_string_is_one_error() -> None:
+    source = 'recipe a(q: str) {\n  prompt p = "{{ q }}"\n  m = map c in [1] { yiel"d generate p }\n  return m\n}\n'
+    assert [d.code for d in errors_of(source)] == ["SF102"]
+
+
+def test_stray_brace_inside_a_statement_is_one_error() -> None:
+    source = "recipe a(q: str) {\n  x = extract number from q{\n  return x\n}\n"
+    assert len(errors_of(source)) == 1
+
+
+@pytest.mark.parametrize("insert", ["}", "{", "(", ")", "[", '"', "$", "=", ",", "recipe "])
+def test_a_single_stray_token_anywhere_gives_at_most_two_errors(insert: str) -> None:
+    for at in range(0, len(VALID), 13):
+        text = VALID[:at] + insert + VALID[at:]
+        try:
+            parse(text, file="r.sf")
+        except CompileError as exc:
+            assert len(exc.diagnostics) <= 2, exc.render()
