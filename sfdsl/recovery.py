@@ -20,7 +20,7 @@ from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
 from sfdsl.limits import MAX_PARSER_STACK, too_deep
-from sfdsl.syntax_errors import CLOSERS, OPENERS, TOP_LEVEL_KEYWORDS, Failure, describe, token_span
+from sfdsl.syntax_errors import CLOSERS, OPENERS, Failure, describe, keywords, token_span
 
 MAX_ERRORS = 50
 HISTORY = 8
@@ -131,7 +131,7 @@ class _Session:
         if isinstance(exc, UnexpectedToken):
             restart = exc.token
             last = self.history[-1] if self.history else None
-            if last is not None and str(last) in TOP_LEVEL_KEYWORDS and last.type == "NAME":
+            if last is not None and str(last) in keywords().top_level and last.type == "NAME":
                 restart = last  # `recipe b(...)` read as a name inside a recipe left open: restart at it
                 self.history.pop()
             lex_state.line_ctr = _counter_at(restart)

@@ -17,9 +17,37 @@ from lark.lexer import PatternStr
 from sfdsl.diagnostics import Diagnostic, Span, did_you_mean
 from sfdsl.grammar.loader import parser
 
-STEP_KEYWORDS = ("generate", "deepen", "extract", "evaluate", "vote", "refine", "map", "call", "search")
-STATEMENT_KEYWORDS = ("model", "prompt", "if", "return", "abstain", "stop", "next", "score", "yield")
-TOP_LEVEL_KEYWORDS = ("recipe", "import")
+
+@dataclass(frozen=True)
+class Keywords:
+    """Words that start a step (`x = generate ...`), a statement, or an item of a file."""
+
+    steps: tuple[str, ...]
+    statements: tuple[str, ...]
+    top_level: tuple[str, ...]
+
+
+@lru_cache(maxsize=1)
+def keywords() -> Keywords:
+    """The keywords, read from the grammar's parse table rather than listed by hand."""
+    steps = tuple(w for w in keywords_after("recipe a() { x = ") if w not in EXPRESSION_KEYWORDS)
+    return Keywords(steps=steps, statements=keywords_after("recipe a() { "), top_level=keywords_after(""))
+
+
+def keywords_after(prefix: str) -> tuple[str, ...]:
+    """The keywords the grammar accepts right after ``prefix``."""
+    lark = parser()
+    interactive = lark.parse_interactive(prefix)
+    interactive.exhaust_lexer()
+    words = set()
+    for name in interactive.accepts():
+        pattern = lark.get_terminal(name).pattern if name != "$END" else None
+        if isinstance(pattern, PatternStr) and pattern.value.isidentifier():
+            words.add(pattern.value)
+    return tuple(sorted(words))
+
+
+EXPRESSION_KEYWORDS = ("true", "false", "none", "not")
 COMPARISONS = ("==", "!=", "<=", ">=", "<", ">", "in", "matches")
 OPENERS = {"LBRACE": "RBRACE", "LSQB": "RSQB", "LPAR": "RPAR"}
 CLOSERS = {closer: opener for opener, closer in OPENERS.items()}
@@ -77,28 +105,33 @@ Describe = Callable[[Failure], Diagnostic]
 class Mistake:
     """A common mistake: malformed examples and how to describe it."""
 
-    examples: tuple[str, ...]
+    examples: tuple[str, ...] | Callable[[], tuple[str, ...]]
     describe: Describe
     any_token: bool = False  # match by parser state alone, whatever the unexpected token
+
+    def snippets(self) -> tuple[str, ...]:
+        """The malformed examples (some are derived from the grammar's keywords)."""
+        return self.examples() if callable(self.examples) else self.examples
 
 
 def _statement_without_equals(f: Failure) -> Diagnostic:
     """`draft generate p`, `retrun draft`, `x = genrate p`, `return answer: extract number from x`."""
     before = f.last_line_history()
     word = before[-1] if before else None
+    words = keywords()
     for i, tok in enumerate(before):
-        if tok.type == "NAME" and str(tok) in STEP_KEYWORDS and i > 0 and before[i - 1].type == "COLON":
+        if tok.type == "NAME" and str(tok) in words.steps and i > 0 and before[i - 1].type == "COLON":
             head = str(before[0])
             if head in ("return", "abstain"):
                 return Diagnostic(code="SF109", message=f"the {tok} step cannot be a {head} field", span=f.span(tok),
                                   hint=f"assign it first: `x = {tok} ...`, then `{head} answer: x`")
     if len(before) >= 3 and before[-3].type == "EQUAL" and before[-2].type == "NAME":
         step = before[-2]
-        suggestion = did_you_mean(str(step), STEP_KEYWORDS)
+        suggestion = did_you_mean(str(step), words.steps)
         if suggestion:
             return Diagnostic(code="SF107", message=f"unknown step '{step}' ({suggestion})", span=f.span(step))
     if word is not None and f.token is not None and f.token.type in ("NAME", "STRING", "NUMBER", "REGEX"):
-        suggestion = did_you_mean(str(word), STATEMENT_KEYWORDS + TOP_LEVEL_KEYWORDS)
+        suggestion = did_you_mean(str(word), words.statements + words.top_level)
         if suggestion:
             return Diagnostic(code="SF107", message=f"unknown statement '{word}' ({suggestion})", span=f.span(word))
     name = str(word) if word is not None else "name"
@@ -129,7 +162,7 @@ def _missing_comma(f: Failure) -> Diagnostic:
 
 def _top_level(f: Failure) -> Diagnostic:
     word = str(f.token)
-    suggestion = did_you_mean(word, TOP_LEVEL_KEYWORDS)
+    suggestion = did_you_mean(word, keywords().top_level)
     if suggestion and f.token is not None and f.token.type == "NAME":
         return Diagnostic(code="SF107", message=f"unknown keyword '{word}' ({suggestion})", span=f.span())
     return Diagnostic(code="SF100", message=f"unexpected '{_short(f.token)}' outside a recipe", span=f.span(),
@@ -144,7 +177,7 @@ MISTAKES: dict[str, Mistake] = {
         any_token=True,
     ),
     "reserved_word": Mistake(
-        examples=tuple(f"recipe a() {{ {kw} = 1 }}" for kw in STATEMENT_KEYWORDS if kw != "if"),
+        examples=lambda: tuple(f"recipe a() {{ {kw} = 1 }}" for kw in keywords().statements if kw != "if"),
         describe=_reserved_word,
     ),
     "chained_comparison": Mistake(
@@ -185,7 +218,7 @@ def _index() -> _Index:
     by_state: dict[int, str] = {}
     clashes: set[tuple[int, str]] = set()
     for label, mistake in MISTAKES.items():
-        for example in mistake.examples:
+        for example in mistake.snippets():
             try:
                 parser().parse(example)
             except UnexpectedToken as exc:
@@ -237,17 +270,18 @@ def _unclosed_before(f: Failure) -> Diagnostic | None:
     if token is None or not f.open_brackets:
         return None
     last = f.history[-1] if f.history else None
-    new_recipe = str(token) in TOP_LEVEL_KEYWORDS or (last is not None and str(last) in TOP_LEVEL_KEYWORDS
+    words = keywords()
+    new_recipe = str(token) in words.top_level or (last is not None and str(last) in words.top_level
                                                       and last.type == "NAME" and token.type == "NAME")
     if new_recipe:
-        word = str(token) if str(token) in TOP_LEVEL_KEYWORDS else str(last)
+        word = str(token) if str(token) in words.top_level else str(last)
         opener = next((o for o in reversed(f.open_brackets) if o.type == "LBRACE"), f.open_brackets[-1])
         return _never_closed(f, opener, f"before the next '{word}'")
     opener = f.open_brackets[-1]
     if opener.type == "LBRACE" or opener.line == token.line:
         return None
     starts_statement = (
-        str(token) in STATEMENT_KEYWORDS
+        str(token) in words.statements
         or (token.type == "EQUAL" and last is not None and last.type == "NAME" and _first_on_line(f, last))
         or (token.type == "NAME" and _first_on_line(f, token) and _assignment_follows(f.text, token))
     )

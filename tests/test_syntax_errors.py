@@ -10,7 +10,7 @@ from lark.exceptions import UnexpectedToken
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
 from sfdsl.parser import parse
-from sfdsl.syntax_errors import MISTAKES, mistake_for
+from sfdsl.syntax_errors import MISTAKES, keywords, mistake_for
 
 
 def diagnostics_of(source: str) -> list:
@@ -19,7 +19,7 @@ def diagnostics_of(source: str) -> list:
     return info.value.diagnostics
 
 
-@pytest.mark.parametrize(("label", "example"), [(k, e) for k, m in MISTAKES.items() for e in m.examples])
+@pytest.mark.parametrize(("label", "example"), [(k, e) for k, m in MISTAKES.items() for e in m.snippets()])
 def test_every_example_is_recognised_as_its_mistake(label: str, example: str) -> None:
     with pytest.raises(UnexpectedToken) as info:
         parser().parse(example)
@@ -49,6 +49,14 @@ def test_named_mistakes(source: str, code: str, message: str, hint: str | None) 
     assert message in diag.message
     if hint is not None:
         assert diag.hint is not None and hint in diag.hint
+
+
+def test_keywords_are_read_from_the_grammar() -> None:
+    words = keywords()
+    assert {"generate", "vote", "refine", "map", "search"} <= set(words.steps)
+    assert not {"true", "not", "return"} & set(words.steps)
+    assert {"return", "if", "yield", "model", "prompt"} <= set(words.statements)
+    assert words.top_level == ("import", "recipe")
 
 
 def test_expected_tokens_are_listed_as_literals() -> None:
