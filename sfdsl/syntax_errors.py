@@ -355,5 +355,3 @@ def _short(token: Token | None, limit: int = 24) -> str:
     text = str(token or "").splitlines()[0] if str(token or "") else ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
-
-__all__ = ["MISTAKES", "Failure", "Mistake", "describe", "expected_hint", "mistake_for", "token_span"]
