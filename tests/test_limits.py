@@ -15,7 +15,7 @@ import sfdsl
 from sfdsl.compiler import compile_text
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
-from sfdsl.limits import MAX_DEPTH, transform
+from sfdsl.limits import MAX_CALL_DEPTH, MAX_DEPTH, transform
 from sfdsl.parser import _Builder
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 
@@ -140,13 +140,14 @@ def test_iterative_transform_builds_the_same_ast_as_lark(path: Path) -> None:
 DEEP_INPUTS = {
     "sum": long_sum(500), "lists": nested_lists(500), "dicts": nested_dicts(300), "ifs": nested_ifs(300),
     "else_if": else_if_chain(1000), "parens": nested_parens(500), "brackets": recipe("  x = " + "[" * 50_000, "x"),
+    "calls": "",
 }
 
 
 @pytest.mark.parametrize("name", sorted(DEEP_INPUTS))
 def test_sfrun_check_on_deep_input_never_prints_a_traceback(name: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}.sf"
-    path.write_text(DEEP_INPUTS[name])
+    path.write_text(DEEP_INPUTS[name] or call_chain(500))
     done = subprocess.run([sys.executable, "-m", "sfdsl.cli", "check", str(path)], capture_output=True,
                           text=True, timeout=120)
     output = done.stdout + done.stderr
@@ -154,7 +155,8 @@ def test_sfrun_check_on_deep_input_never_prints_a_traceback(name: str, tmp_path:
     if name == "parens":
         assert done.returncode == 0, output
     else:
-        assert done.returncode == 1 and f"{path}:" in output and "error[SF113]" in output, output
+        code = "SF116" if name == "calls" else "SF113"
+        assert done.returncode == 1 and f"{path}:" in output and f"error[{code}]" in output, output
 
 
 @pytest.mark.parametrize("value", ['["ab"] * 50000000', '"%050000000d" % 1', "len(q * 50000000)"])
@@ -169,3 +171,43 @@ def test_repetition_bomb_at_check_time_builds_nothing(value: str) -> None:
         tracemalloc.stop()
     assert peak < 20_000_000
     assert {d.code for d in info.value.diagnostics} & {"SF301", "SF413"}
+
+
+def call_chain(length: int, inner: str = "[1]") -> str:
+    calls = "".join(f"recipe r{i}(q: str) -> answer {{\n  a = call r{i + 1}(q: q)\n  return answer: a.answer\n}}\n"
+                    for i in range(length - 1))
+    return calls + f"recipe r{length - 1}(q: str) -> answer {{\n  x = {inner}\n  return answer: len(x)\n}}\n"
+
+
+def call_fan_out(levels: int, width: int) -> str:
+    text = ""
+    for i in range(levels - 1):
+        calls = "".join(f"  a{j} = call r{i + 1}(q: q)\n" for j in range(width))
+        total = " + ".join(f"a{j}.answer" for j in range(width))
+        text += f"recipe r{i}(q: str) -> answer {{\n{calls}  return answer: {total}\n}}\n"
+    return text + f"recipe r{levels - 1}(q: str) -> answer {{\n  return answer: q\n}}\n"
+
+
+def test_500_recipe_call_chain_is_a_located_limit_error() -> None:
+    with pytest.raises(CompileError) as info:
+        compile_text(call_chain(500), file="calls.sf")
+    [diag] = info.value.diagnostics
+    assert diag.code == "SF116" and "more than 32 recipes" in diag.message
+    assert diag.span.file == "calls.sf" and diag.span.column == 7
+
+
+def test_call_fan_out_of_a_million_recipe_bodies_is_a_limit_error() -> None:
+    with pytest.raises(CompileError) as info:
+        compile_text(call_fan_out(21, 2), file="fan.sf")
+    assert [d.code for d in info.value.diagnostics] == ["SF116"]
+    assert "too many recipes" in info.value.diagnostics[0].message
+
+
+def test_call_chain_at_the_limit_runs_with_deep_code_and_stack_to_spare() -> None:
+    depth = MAX_DEPTH - 10
+    source = call_chain(MAX_CALL_DEPTH, "[" * depth + "1" + "]" * depth)
+
+    def run() -> Any:
+        return sfdsl.compile(source, file="calls.sf").recipe("r0").run(q="a", backend=ScriptedBackend([])).answer
+
+    assert at_stack_depth(300, run) == 1
