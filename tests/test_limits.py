@@ -137,17 +137,23 @@ def test_iterative_transform_builds_the_same_ast_as_lark(path: Path) -> None:
     assert transform(_Builder(path.name), tree) == _Builder(path.name).transform(tree)
 
 
+def call_chain(length: int, inner: str = "[1]") -> str:
+    calls = "".join(f"recipe r{i}(q: str) -> answer {{\n  a = call r{i + 1}(q: q)\n  return answer: a.answer\n}}\n"
+                    for i in range(length - 1))
+    return calls + f"recipe r{length - 1}(q: str) -> answer {{\n  x = {inner}\n  return answer: len(x)\n}}\n"
+
+
 DEEP_INPUTS = {
     "sum": long_sum(500), "lists": nested_lists(500), "dicts": nested_dicts(300), "ifs": nested_ifs(300),
     "else_if": else_if_chain(1000), "parens": nested_parens(500), "brackets": recipe("  x = " + "[" * 50_000, "x"),
-    "calls": "",
+    "calls": call_chain(500),
 }
 
 
 @pytest.mark.parametrize("name", sorted(DEEP_INPUTS))
 def test_sfrun_check_on_deep_input_never_prints_a_traceback(name: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}.sf"
-    path.write_text(DEEP_INPUTS[name] or call_chain(500))
+    path.write_text(DEEP_INPUTS[name])
     done = subprocess.run([sys.executable, "-m", "sfdsl.cli", "check", str(path)], capture_output=True,
                           text=True, timeout=120)
     output = done.stdout + done.stderr
@@ -171,12 +177,6 @@ def test_repetition_bomb_at_check_time_builds_nothing(value: str) -> None:
         tracemalloc.stop()
     assert peak < 20_000_000
     assert {d.code for d in info.value.diagnostics} & {"SF301", "SF413"}
-
-
-def call_chain(length: int, inner: str = "[1]") -> str:
-    calls = "".join(f"recipe r{i}(q: str) -> answer {{\n  a = call r{i + 1}(q: q)\n  return answer: a.answer\n}}\n"
-                    for i in range(length - 1))
-    return calls + f"recipe r{length - 1}(q: str) -> answer {{\n  x = {inner}\n  return answer: len(x)\n}}\n"
 
 
 def call_fan_out(levels: int, width: int) -> str:
