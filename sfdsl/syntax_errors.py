@@ -12,56 +12,30 @@ from functools import lru_cache
 
 from lark import Token
 from lark.exceptions import UnexpectedInput, UnexpectedToken
-from lark.lexer import PatternStr
 
 from sfdsl.diagnostics import Diagnostic, Span, did_you_mean
 from sfdsl.grammar.loader import parser
+from sfdsl.grammar_words import expected_hint, keywords
 
-
-@dataclass(frozen=True)
-class Keywords:
-    """Words that start a step (`x = generate ...`), a statement, or an item of a file."""
-
-    steps: tuple[str, ...]
-    statements: tuple[str, ...]
-    top_level: tuple[str, ...]
-
-
-@lru_cache(maxsize=1)
-def keywords() -> Keywords:
-    """The keywords, read from the grammar's parse table rather than listed by hand."""
-    steps = tuple(w for w in keywords_after("recipe a() { x = ") if w not in EXPRESSION_KEYWORDS)
-    return Keywords(steps=steps, statements=keywords_after("recipe a() { "), top_level=keywords_after(""))
-
-
-def keywords_after(prefix: str) -> tuple[str, ...]:
-    """The keywords the grammar accepts right after ``prefix``."""
-    lark = parser()
-    interactive = lark.parse_interactive(prefix)
-    interactive.exhaust_lexer()
-    words = set()
-    for name in interactive.accepts():
-        pattern = lark.get_terminal(name).pattern if name != "$END" else None
-        if isinstance(pattern, PatternStr) and pattern.value.isidentifier():
-            words.add(pattern.value)
-    return tuple(sorted(words))
-
-
-EXPRESSION_KEYWORDS = ("true", "false", "none", "not")
+#: Habits from other languages, and what to write instead.
+FOREIGN_WORDS = {
+    "for": "loop over a list with `name = map x in list { ... yield ... }`",
+    "while": "repeat with `name = refine first as current (max: N) { ... next ... }` and `stop when`",
+    "def": "define recipes with `recipe name(input: type) { ... }`", "function": "define recipes with `recipe`",
+    "let": "assign with `name = ...`", "var": "assign with `name = ...`", "const": "assign with `name = ...`",
+    "elif": "write `else if`", "print": "return what you want to see: `return answer: ...`",
+}
+CHARACTER_HINTS = {
+    "'": 'strings use double quotes: "..."', ";": "statements end at the end of the line, without ';'",
+    "&": "write `and`", "|": "write `or`", "!": "write `not`, or '!=' to compare",
+}
 COMPARISONS = ("==", "!=", "<=", ">=", "<", ">", "in", "matches")
 OPENERS = {"LBRACE": "RBRACE", "LSQB": "RSQB", "LPAR": "RPAR"}
 CLOSERS = {closer: opener for opener, closer in OPENERS.items()}
-MAX_LISTED = 5
 
-#: Terminals shown in words rather than as literals.
-TERMINAL_WORDS = {
-    "NAME": "a name", "STRING": "a string", "NUMBER": "a number", "REGEX": "a /regex/", "ADD_OP": "'+' or '-'",
-    "MUL_OP": "'*', '/' or '%'", "$END": "the end of the code",
-}
-STATEMENT_STARTS = frozenset({"RETURN", "ABSTAIN", "IF", "MODEL", "PROMPT", "STOP", "NEXT", "SCORE", "YIELD"})
-EXPRESSION_STARTS = frozenset({"NUMBER", "STRING", "REGEX", "LPAR", "LSQB", "MINUS", "NOT", "TRUE", "FALSE", "NONE"})
-
-
+#: Tokens after which an expression must go on.
+OPERATORS = frozenset({"+", "-", "*", "/", "%", "==", "!=", "<=", ">=", "<", ">", "=", "and", "or", "not", "in",
+                       "matches", "."})
 @dataclass(frozen=True)
 class Failure:
     """Where and how parsing failed: the parser's own view, with the tokens and open brackets around it."""
@@ -134,6 +108,12 @@ def _statement_without_equals(f: Failure) -> Diagnostic:
         suggestion = did_you_mean(str(word), words.statements + words.top_level)
         if suggestion:
             return Diagnostic(code="SF107", message=f"unknown statement '{word}' ({suggestion})", span=f.span(word))
+    if word is not None and str(word) in FOREIGN_WORDS:
+        return Diagnostic(code="SF107", message=f"unknown statement '{word}'", span=f.span(word),
+                          hint=FOREIGN_WORDS[str(word)])
+    if f.token is not None and f.token.type == "COLON":
+        return Diagnostic(code="SF100", message="unexpected ':'", span=f.span(),
+                          hint=f"a step's arguments go in parentheses: `({word}: ...)`")
     name = str(word) if word is not None else "name"
     return Diagnostic(code="SF106", message=f"missing '=' after '{name}'", span=f.span(),
                       hint=f"write `{name} = <step or expression>`")
@@ -166,7 +146,7 @@ def _top_level(f: Failure) -> Diagnostic:
     if suggestion and f.token is not None and f.token.type == "NAME":
         return Diagnostic(code="SF107", message=f"unknown keyword '{word}' ({suggestion})", span=f.span())
     return Diagnostic(code="SF100", message=f"unexpected '{_short(f.token)}' outside a recipe", span=f.span(),
-                      hint="a file holds imports and `recipe name(...) { ... }` definitions")
+                      hint=FOREIGN_WORDS.get(word, "a file holds imports and `recipe name(...) { ... }` definitions"))
 
 
 #: The mistakes, each with malformed examples; the state and token they fail at identify the mistake.
@@ -252,16 +232,19 @@ def describe(f: Failure) -> Diagnostic:
     if token.type in CLOSERS and not any(o.type == CLOSERS[token.type] for o in f.open_brackets):
         return Diagnostic(code="SF114", message=f"unmatched '{token}'", span=f.span(),
                           hint=f"nothing open here for '{token}' to close")
-    unclosed = _unclosed_before(f)
+    unclosed = _unclosed_before(f) or _unfinished_expression(f)
     if unclosed is not None:
         return unclosed
     label = mistake_for(f.state, token.type)
     if label is not None:
         return MISTAKES[label].describe(f)
     inside = f.open_brackets[-1].type if f.open_brackets else None
-    if inside in ("LSQB", "LPAR") and "COMMA" in f.expected and token.type in EXPRESSION_STARTS | {"NAME"}:
+    starts_item = token.type in keywords().expression_starts and token.type != "LBRACE"  # '{' opens a block
+    if inside in ("LSQB", "LPAR") and "COMMA" in f.expected and starts_item:
         return _missing_comma(f)
-    return Diagnostic(code="SF100", message=f"unexpected '{_short(token)}'", span=f.span(), hint=expected_hint(f))
+    comment = str(token) == "/" and f.text.startswith("/", token.end_pos or 0)
+    hint = "comments start with '#'" if comment else expected_hint(f.expected)
+    return Diagnostic(code="SF100", message=f"unexpected '{_short(token)}'", span=f.span(), hint=hint)
 
 
 def _unclosed_before(f: Failure) -> Diagnostic | None:
@@ -286,6 +269,17 @@ def _unclosed_before(f: Failure) -> Diagnostic | None:
         or (token.type == "NAME" and _first_on_line(f, token) and _assignment_follows(f.text, token))
     )
     return _never_closed(f, opener, "") if starts_statement else None
+
+
+def _unfinished_expression(f: Failure) -> Diagnostic | None:
+    """`x = q +` then `return x`: the keyword was read as a name, to finish the expression of the line before."""
+    words = keywords()
+    for before, word in zip(f.history, list(f.history)[1:], strict=False):
+        if word.type == "NAME" and str(word) in words.statements and (word.line or 0) > (before.end_line or 0) \
+                and str(before) in OPERATORS and before.type not in ("NAME", "STRING"):
+            hint = f"the expression before it, ending in '{before}' on line {before.line}, is unfinished"
+            return Diagnostic(code="SF100", message=f"unexpected '{word}'", span=f.span(word), hint=hint)
+    return None
 
 
 def _first_on_line(f: Failure, token: Token) -> bool:
@@ -315,40 +309,15 @@ def _bad_character(f: Failure) -> Diagnostic:
     if char == "/":
         return Diagnostic(code="SF103", message="malformed regex literal", span=f.span(),
                           hint="write regexes as /pattern/flags on one line")
-    return Diagnostic(code="SF101", message=f"unexpected character {char!r}", span=f.span())
+    return Diagnostic(code="SF101", message=f"unexpected character {char!r}", span=f.span(),
+                      hint=CHARACTER_HINTS.get(char))
 
 
 def _ended(f: Failure) -> Diagnostic:
     if f.open_brackets:
         diagnostic = _never_closed(f, f.open_brackets[-1], "")
         return diagnostic.model_copy(update={"message": "code ended unexpectedly: " + diagnostic.message})
-    return Diagnostic(code="SF105", message="code ended unexpectedly", span=f.span(), hint=expected_hint(f))
-
-
-def expected_hint(f: Failure) -> str | None:
-    """'expected ...' with the acceptable tokens as literals, or None when there are too many to list."""
-    expected = set(f.expected)
-    words: list[str] = []
-    if "RETURN" in expected:
-        expected -= STATEMENT_STARTS | {"NAME"}
-        words.append("a statement")
-    if "NUMBER" in expected:
-        expected -= EXPRESSION_STARTS | {"NAME", "LBRACE"}
-        words.append("an expression")
-    shown = words + sorted(_terminal_text(t) for t in expected)
-    if not shown or len(shown) > MAX_LISTED:
-        return None
-    return "expected " + (shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1])
-
-
-def _terminal_text(name: str) -> str:
-    if name in TERMINAL_WORDS:
-        return TERMINAL_WORDS[name]
-    try:
-        pattern = parser().get_terminal(name).pattern
-    except KeyError:
-        return name.lower()
-    return f"'{pattern.value}'" if isinstance(pattern, PatternStr) else name.lower()
+    return Diagnostic(code="SF105", message="code ended unexpectedly", span=f.span(), hint=expected_hint(f.expected))
 
 
 def _short(token: Token | None, limit: int = 24) -> str:

@@ -9,8 +9,9 @@ from lark.exceptions import UnexpectedToken
 
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
+from sfdsl.grammar_words import keywords
 from sfdsl.parser import parse
-from sfdsl.syntax_errors import MISTAKES, keywords, mistake_for
+from sfdsl.syntax_errors import MISTAKES, mistake_for
 
 
 def diagnostics_of(source: str) -> list:
@@ -41,6 +42,15 @@ def test_every_example_is_recognised_as_its_mistake(label: str, example: str) ->
         ("recipe a() { return 1 }\nrecpie b() {}", "SF107", "did you mean 'recipe'", None),
         ("recipe a() {\n  next = 2\n}", "SF108", "'next' is a reserved word", "another name"),
         ("recipe a() {\n  draft generate p\n}", "SF106", "missing '=' after 'draft'", "draft = "),
+        ("recipe a() {\n  x = generate p n: 3\n}", "SF100", "unexpected ':'", "in parentheses: `(n: ...)`"),
+        ("recipe a(q: str) {\n  for x in q { }\n}", "SF107", "unknown statement 'for'", "map x in"),
+        ("def a() {\n}", "SF100", "unexpected 'def' outside a recipe", "`recipe name("),
+        ("recipe a(q: str) {\n  x = q +\n  return x\n}", "SF100", "unexpected 'return'",
+         "ending in '+' on line 2, is unfinished"),
+        ("recipe a() {\n  // note\n}", "SF100", "unexpected '/'", "comments start with '#'"),
+        ("recipe a() {\n  x = 'a'\n}", "SF101", "unexpected character \"'\"", "double quotes"),
+        ("recipe a() {\n  x = 1;\n}", "SF101", "unexpected character ';'", "without ';'"),
+        ("recipe a() {\n  x = true && false\n}", "SF101", "unexpected character '&'", "`and`"),
     ],
 )
 def test_named_mistakes(source: str, code: str, message: str, hint: str | None) -> None:
@@ -53,6 +63,8 @@ def test_named_mistakes(source: str, code: str, message: str, hint: str | None) 
 
 def test_keywords_are_read_from_the_grammar() -> None:
     words = keywords()
+    assert {"RETURN", "IF", "NAME"} <= words.statement_starts and "RBRACE" not in words.statement_starts
+    assert {"NUMBER", "STRING", "LSQB", "NOT", "MINUS"} <= words.expression_starts
     assert {"generate", "vote", "refine", "map", "search"} <= set(words.steps)
     assert not {"true", "not", "return"} & set(words.steps)
     assert {"return", "if", "yield", "model", "prompt"} <= set(words.statements)
