@@ -9,7 +9,6 @@ from lark.exceptions import UnexpectedToken
 
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
-from sfdsl.grammar_words import keywords
 from sfdsl.parser import parse
 from sfdsl.syntax_errors import MISTAKES, mistake_for
 
@@ -59,16 +58,6 @@ def test_named_mistakes(source: str, code: str, message: str, hint: str | None) 
     assert message in diag.message
     if hint is not None:
         assert diag.hint is not None and hint in diag.hint
-
-
-def test_keywords_are_read_from_the_grammar() -> None:
-    words = keywords()
-    assert {"RETURN", "IF", "NAME"} <= words.statement_starts and "RBRACE" not in words.statement_starts
-    assert {"NUMBER", "STRING", "LSQB", "NOT", "MINUS"} <= words.expression_starts
-    assert {"generate", "vote", "refine", "map", "search"} <= set(words.steps)
-    assert not {"true", "not", "return"} & set(words.steps)
-    assert {"return", "if", "yield", "model", "prompt"} <= set(words.statements)
-    assert words.top_level == ("import", "recipe")
 
 
 def test_expected_tokens_are_listed_as_literals() -> None:
