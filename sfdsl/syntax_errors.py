@@ -1,7 +1,8 @@
-"""Syntax errors named by example: a table of typical mistakes, matched by parser state, becomes friendly diagnostics.
+"""Syntax errors named by example: a table of typical mistakes, matched by parser state, gives coded diagnostics.
 
 Like lark's ``match_examples``, each mistake is a few malformed snippets; the parser state and unexpected token
-they fail with identify the mistake wherever it happens. The index is built once per grammar.
+they fail with identify the mistake wherever it happens (the index is built once). Each maps to a stable code
+(SF100-SF114), a message and a hint; expected tokens are shown as literals, and "code ended unexpectedly" at EOF.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ CLOSERS = {closer: opener for opener, closer in OPENERS.items()}
 #: Tokens after which an expression must go on.
 OPERATORS = frozenset({"+", "-", "*", "/", "%", "==", "!=", "<=", ">=", "<", ">", "=", "and", "or", "not", "in",
                        "matches", "."})
+
+
 @dataclass(frozen=True)
 class Failure:
     """Where and how parsing failed: the parser's own view, with the tokens and open brackets around it."""
