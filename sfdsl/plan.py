@@ -9,6 +9,7 @@ bodies, search parts, if branches); the cost pass and the executor read the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import networkx as nx
@@ -88,30 +89,38 @@ def _bodies(stmt: Any, value: Any, prompts: dict[str, ast.PromptDecl]) -> dict[s
     return {name: build_plan(block, prompts) for name, block in kind_of(value).bodies(value).items()}
 
 
-def writes(stmt: Any) -> set[str]:
-    """Names a statement defines in its block (an if defines what both branches define)."""
+def writes(stmt: Any, memo: dict[int, set[str]] | None = None) -> set[str]:
+    """Names a statement defines in its block (an if defines what both branches define).
+
+    ``memo`` remembers nested ifs already seen, so that a walk over an `else if` chain stays linear.
+    """
     if stmt.stmt == "assign":
         return {stmt.target}
-    if stmt.stmt == "if" and stmt.orelse is not None:
-        then = set().union(*(writes(s) for s in stmt.then.stmts)) if stmt.then.stmts else set()
-        other = set().union(*(writes(s) for s in stmt.orelse.stmts)) if stmt.orelse.stmts else set()
-        return then & other
-    return set()
+    if stmt.stmt != "if" or stmt.orelse is None:
+        return set()
+    if memo is not None and id(stmt) in memo:
+        return memo[id(stmt)]
+    then = set().union(*(writes(s, memo) for s in stmt.then.stmts)) if stmt.then.stmts else set()
+    other = set().union(*(writes(s, memo) for s in stmt.orelse.stmts)) if stmt.orelse.stmts else set()
+    if memo is not None:
+        memo[id(stmt)] = then & other
+    return then & other
 
 
 def reads(node: Any, prompts: dict[str, ast.PromptDecl]) -> set[str]:
     """Every free name a statement, step or expression reads, template variables included."""
     names: set[str] = set()
-    _collect(node, prompts, names)
+    _collect(node, prompts, names, {})
     return names
 
 
-def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], skip: frozenset[int] = frozenset()) -> None:
+def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], memo: dict[int, set[str]],
+             skip: frozenset[int] = frozenset()) -> None:
     if node is None:
         return
     if isinstance(node, list):
         for item in node:
-            _collect(item, prompts, out, skip)
+            _collect(item, prompts, out, memo, skip)
         return
     if isinstance(node, ast.Name):
         out.add(node.id)
@@ -122,20 +131,20 @@ def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], skip:
         inner: set[str] = set()
         bound: set[str] = set()
         for stmt in node.stmts:
-            _collect(stmt, prompts, inner)
-            bound |= writes(stmt)
+            _collect(stmt, prompts, inner, memo)
+            bound |= writes(stmt, memo)
         out |= inner - bound
         return
     if ast.is_step(node):
-        _collect_step(node, prompts, out)
+        _collect_step(node, prompts, out, memo)
         return
     if isinstance(node, ast.Node):
         for name in type(node).model_fields:
             if name != "span":
-                _collect(getattr(node, name), prompts, out, skip)
+                _collect(getattr(node, name), prompts, out, memo, skip)
 
 
-def _collect_step(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str]) -> None:
+def _collect_step(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], memo: dict[int, set[str]]) -> None:
     """A step reads its prompt's variables, its fields, and its bodies less the names it binds there."""
     kind = kind_of(node)
     if isinstance(getattr(node, "prompt", None), str):
@@ -149,12 +158,12 @@ def _collect_step(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str]) 
                 if arg.name == "prompt" and isinstance(arg.value, ast.Name):
                     out |= prompt_reads(arg.value.id, prompts) - set(kind.supplies)
                 else:
-                    _collect(arg.value, prompts, out)
+                    _collect(arg.value, prompts, out, memo)
         elif name != "span":
-            _collect(child, prompts, out, skip)
+            _collect(child, prompts, out, memo, skip)
     inner: set[str] = set()
     for block in bodies.values():
-        _collect(block, prompts, inner)
+        _collect(block, prompts, inner, memo)
     out |= inner - set(kind.binds(node))
 
 
@@ -165,11 +174,17 @@ def prompt_reads(name: str, prompts: dict[str, ast.PromptDecl]) -> set[str]:
     texts = [decl.text] if decl.text is not None else [t.text for t in decl.turns or []]
     names: set[str] = set()
     for text in texts:
-        try:
-            names |= variables(text)
-        except TemplateError:
-            continue
+        names |= _template_names(text)
     return names
+
+
+@lru_cache(maxsize=4096)
+def _template_names(text: str) -> frozenset[str]:
+    """The variables of a template; parsed once per text, since every plan of every block asks again."""
+    try:
+        return frozenset(variables(text))
+    except TemplateError:
+        return frozenset()
 
 
 def collect_prompts(block: ast.Block) -> dict[str, ast.PromptDecl]:
