@@ -14,6 +14,7 @@ from pydantic import Field
 
 from sfdsl import ast, registry
 from sfdsl.grammar.loader import KEYWORDS, grammar_text
+from sfdsl.grammar_words import keywords
 from sfdsl.step_kind import REQUIRED_PIECES, StepKind, StepKindError
 from sfdsl.steps.vote import Vote
 
@@ -34,6 +35,7 @@ def test_every_grammar_step_rule_has_a_kind_and_every_step_word_is_a_keyword() -
     _, listed = registry._grammar_rules(grammar_text())
     assert [k.rule for k in registry.KINDS.values()] == listed
     assert {"cluster", "vote", "refine", "search"} <= KEYWORDS
+    assert "cluster" in keywords().steps  # the syntax errors' keyword tables follow the grammar too
 
 
 def test_parser_builds_every_rule_of_every_kind() -> None:
