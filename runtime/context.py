@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import structlog
 from pydantic import BaseModel
 
 from sfdsl.errors import BudgetExceeded
+from sfdsl.log import get_logger
 from sfdsl.runtime.results import Cost, StepRecord
 
-log = structlog.get_logger("sfdsl")
+log = get_logger(__name__)
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
 
 

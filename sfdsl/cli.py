@@ -15,8 +15,6 @@ import os
 import sys
 from typing import Any
 
-import structlog
-
 from sfdsl.errors import BackendError, BudgetExceeded, CompileError, SfdslError, StepError
 
 EXIT_COMPILE, EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -26,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sfrun` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(getattr(args, "verbose", 0))
+    configure_logging(-1 if args.quiet else args.verbose)
     try:
         handler = getattr(args, "handler", None) or args.func
         return int(handler(args))
@@ -50,18 +48,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def configure_logging(verbosity: int) -> None:
-    """Events go to stderr: warnings by default, info with -v, debug with -vv."""
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-    )
+    """Events go to stderr: errors only with -q, warnings by default, info with -v, debug with -vv."""
+    from sfdsl.log import ROOT, console_handler
+
+    level = (logging.ERROR if verbosity < 0 else logging.WARNING if verbosity == 0
+             else logging.INFO if verbosity == 1 else logging.DEBUG)
+    logger = logging.getLogger(ROOT)
+    for old in [h for h in logger.handlers if getattr(h, "sfrun_console", False)]:
+        logger.removeHandler(old)
+    handler = console_handler(sys.stderr)
+    handler.sfrun_console = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfrun", description="Run LLM self-feedback recipes written in .sf.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log events to stderr (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log events to stderr (-vv: debug) and show tracebacks of failed runs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a recipe", description="Run a recipe and print its result.")
