@@ -1,8 +1,9 @@
 """`sfrun`: run, check and draw .sf recipes from the shell.
 
 Exit codes: 0 success, 1 compile errors, 2 bad usage or input (missing file,
-unknown recipe, bad value), 3 a failed run (backend error, budget exceeded),
-130 interrupted.
+unknown recipe, bad value, unknown model), 3 a failed run (any other error: a
+backend, a step, the budget, or an unexpected failure), 130 interrupted. A
+failure prints one located line on stderr; ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ import json
 import logging
 import os
 import sys
+import traceback
 from typing import Any
 
-from sfdsl.errors import BackendError, BudgetExceeded, CompileError, SfdslError, StepError
+from sfdsl.errors import (
+    CompileError,
+    InputError,
+    ModelNotFoundError,
+    RecipeNotFoundError,
+    SfdslError,
+    SourceNotFoundError,
+)
 
 EXIT_COMPILE, EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -33,18 +42,29 @@ def main(argv: list[str] | None = None) -> int:
         errors = sum(1 for d in exc.diagnostics if d.is_error)
         print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
         return EXIT_COMPILE
-    except (BackendError, BudgetExceeded, StepError) as exc:
-        print(f"sfrun: run failed: {exc}", file=sys.stderr)
-        return EXIT_RUN
-    except SfdslError as exc:
-        print(f"sfrun: error: {exc}", file=sys.stderr)
+    except USAGE_ERRORS as exc:
+        print(f"sfrun: error: {exc.located()}", file=sys.stderr)
         return EXIT_USAGE
+    except SfdslError as exc:
+        return _failed(f"run failed: {exc.located()}", exc, args.verbose)
     except KeyboardInterrupt:
         print("sfrun: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `sfrun graph ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        return _failed(f"internal error: {type(exc).__name__}: {exc}", exc, args.verbose)
+
+
+USAGE_ERRORS = (InputError, SourceNotFoundError, RecipeNotFoundError, ModelNotFoundError)
+
+
+def _failed(line: str, exc: BaseException, verbose: int) -> int:
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"sfrun: {' '.join(line.split())}", file=sys.stderr)
+    return EXIT_RUN
 
 
 def configure_logging(verbosity: int) -> None:
@@ -183,21 +203,15 @@ def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from sfdsl.api import load
     from sfdsl.runtime.context import Budget
+    from sfdsl.runtime_session import Runtime
 
     program = load(args.file)
     recipe = program.recipe(args.recipe)
     inputs = parse_inputs(args.input, args.inputs_json)
     budget = Budget(max_calls=args.max_calls, max_tokens=args.max_tokens, timeout_s=args.timeout)
-
-    async def go() -> Any:
-        pool = make_pool(args)
-        try:
-            return await recipe.arun(inputs, backend=pool, seed=args.seed, budget=budget, trace=args.trace,
-                                    from_text=True)
-        finally:
-            await pool.aclose()
-
-    result = asyncio.run(go())
+    with Runtime(pool=make_pool(args)) as runtime:
+        result = recipe.run(inputs, runtime=runtime, seed=args.seed, budget=budget, trace=args.trace,
+                            from_text=True)
     if args.json:
         data = result.summary()
         if args.steps:

@@ -93,3 +93,33 @@ def test_help_for_each_command() -> None:
     for command in ("run", "check", "graph", "eval", "data"):
         proc = subprocess.run([sys.executable, "-m", "sfdsl.cli", command, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: sfrun" in proc.stdout
+
+
+def test_any_run_failure_is_exit_3_with_one_located_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfdsl.runtime.backends.scripted import ScriptedBackend
+
+    async def broken(self: object, request: object) -> object:
+        raise ValueError("driver exploded")
+
+    monkeypatch.setattr(ScriptedBackend, "generate", broken)
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    argv = ["run", str(OK / "self_consistency.sf"), "-i", "question=x", "--backend", f"scripted:{empty}"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "self_consistency.sf:" in err and "ValueError: driver exploded" in err
+    assert main(["-v", *argv]) == 3
+    verbose = capsys.readouterr().err
+    assert "Traceback" in verbose and verbose.rstrip().splitlines()[-1].startswith("sfrun: run failed:")
+
+
+def test_an_exhausted_script_is_exit_3_without_traceback(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    done = subprocess.run([sys.executable, "-m", "sfdsl.cli", "run", str(OK / "self_consistency.sf"), "-i",
+                           "question=x", "--backend", f"scripted:{empty}"], capture_output=True, text=True)
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "self_consistency.sf:" in done.stderr and "no reply left" in done.stderr

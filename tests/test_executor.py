@@ -349,15 +349,17 @@ def test_result_records_steps_and_trace(tmp_path: Path, caplog: pytest.LogCaptur
     assert result.steps[0].cost.calls == 1 and result.steps[1].output == [1, 1]
 
 
-def test_arun_works_inside_a_running_event_loop() -> None:
+def test_arun_works_inside_a_running_event_loop_and_run_refuses_to_block_it() -> None:
     recipe = sfdsl.compile(SC).recipe()
 
-    async def agent() -> tuple[object, object]:
+    async def agent() -> object:
         a = await recipe.arun({"question": "q", "n": 1}, backend=ScriptedBackend(["The answer is 3"]))
-        b = recipe.run({"question": "q", "n": 1}, backend=ScriptedBackend(["The answer is 4"]))  # sync, nested
-        return a.answer, b.answer
+        with pytest.raises(sfdsl.EventLoopError, match=r"await recipe\.arun") as refused:
+            recipe.run({"question": "q", "n": 1}, backend=ScriptedBackend(["The answer is 4"]))
+        assert isinstance(refused.value, RuntimeError)
+        return a.answer
 
-    assert asyncio.run(agent()) == (3, 4)
+    assert asyncio.run(agent()) == 3
 
 
 def test_calls_into_a_file_imported_without_alias(tmp_path: Path) -> None:
