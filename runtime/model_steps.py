@@ -84,11 +84,11 @@ class ModelCaller:
         stop = params.get("stop", ())
         grammar = params.get("grammar")
         if params.get("choices") is not None:
-            from sfdsl.runtime.constraints import gbnf_for_choices
+            from sfdsl.constraints import gbnf_for_choices
 
             grammar = gbnf_for_choices([str(c) for c in params["choices"]])
         elif params.get("regex") is not None:
-            from sfdsl.runtime.constraints import gbnf_for_regex
+            from sfdsl.constraints import gbnf_for_regex
 
             pattern = params["regex"]
             grammar = gbnf_for_regex(pattern.pattern if isinstance(pattern, ast.RegexLit) else str(pattern))
