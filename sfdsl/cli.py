@@ -239,7 +239,8 @@ def print_result(result: Any) -> None:
             table.add_row(key, _shown(value))
     cost = result.cost
     bound = result.bound or {}
-    table.add_row("cost", f"{cost.calls} calls ({cost.cached_calls} cached), {cost.completion_tokens} generated + "
+    table.add_row("cost", f"{cost.calls} calls ({cost.requests} requests, {cost.cached_calls} cached), "
+                          f"{cost.completion_tokens} generated + "
                           f"{cost.prompt_tokens} prompt tokens, {cost.wall_s:.2f} s")
     table.add_row("bound", f"≤ {bound.get('calls')} calls, ≤ {bound.get('tokens')} generated tokens")
     table.add_row("run", f"{result.run_id} (seed {result.seed})")

@@ -27,6 +27,7 @@ def test_run_prints_answer_and_cost(script: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert code == 0
     assert "answer" in out and " 4" in out and "0.667" in out and "bound" in out
+    assert "1 calls (1 requests, 0 cached)" in out
 
 
 def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,6 +38,7 @@ def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsy
                  "--backend", f"scripted:{script}", "--trace", str(trace)])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["answer"] == 4 and data["cost"]["calls"] == 1 and len(data["steps"]) == 3
+    assert data["cost"]["requests"] == 1 and data["steps"][0]["cost"]["requests"] == 1
     assert trace.read_text().count("\n") >= 5
 
 

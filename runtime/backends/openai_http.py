@@ -240,6 +240,7 @@ class OpenAIBackend(Backend):
                     finish_reason=_finish_reason(choice, request.stop),
                     logprobs=[lp for _, lp, _ in tokens] if request.logprobs and tokens is not None else None,
                     index=i,
+                    requests=int(i == 0),  # one request carried every choice
                 )
             )
         return out
