@@ -59,7 +59,9 @@ def _list_elements(name: str, want: str, value: Any, where: str) -> list[Problem
     element = elem(want)
     problems = []
     for i, item in enumerate(value.items):
-        got = literal_type(item.value) if isinstance(item, ast.Const) else None
+        if not isinstance(item, ast.Const):
+            continue
+        got = literal_type(item.value)
         if got is not None and not assignable(got, element):
             problems.append(Problem("SF306", f"element {i} of '{name}' for {where} is {got} {item.value!r}, "
                                              f"expected {element}", item, f"'{name}' takes a {want}"))

@@ -97,3 +97,10 @@ def test_sfrun_verbose_logs_events_on_stderr_never_stdout(tmp_path: Path) -> Non
 def test_sfrun_logs_no_info_events_by_default(tmp_path: Path) -> None:
     done = _sfrun(tmp_path=tmp_path)
     assert done.returncode == 0 and done.stderr == ""
+
+
+@pytest.mark.real_model
+def test_a_real_model_run_prints_nothing_either() -> None:
+    done = _python(f"import sfdsl\nsfdsl.compile({RECIPE!r}).recipe().run(q='hi')\n")
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")

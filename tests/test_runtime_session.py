@@ -131,7 +131,12 @@ print(sfdsl.compile({ECHO!r}).recipe().run(q="x", runtime=rt).answer)
 
 
 @pytest.mark.real_model
-def test_three_sync_runs_on_the_default_model_load_it_once() -> None:
+def test_three_sync_runs_on_the_default_model_load_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfdsl.runtime.backends.llama import LlamaBackend
+
+    loads: list[object] = []
+    load = LlamaBackend.from_params.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(LlamaBackend, "from_params", classmethod(lambda cls, p: loads.append(p) or load(cls, p)))
     program = sfdsl.compile(ECHO)
     recipe = program.recipe()
     times = []
@@ -143,5 +148,6 @@ def test_three_sync_runs_on_the_default_model_load_it_once() -> None:
             assert result.cost.calls == 1 and result.cost.completion_tokens <= 2
     finally:
         program.close()
+    assert len(loads) == 1
     first, second, third = times
     assert second < first / 4 and third < first / 4, times
