@@ -4,11 +4,13 @@ The checker calls ``constant_problems`` for each step parameter whose type
 already fits. It finds what would only fail at run time otherwise: literal
 list elements of the wrong type (``weights: ["a", 1]``), ``regex:``
 constraints outside the subset the engine compiles to a grammar, and
-``grammar:`` literals that llama.cpp's GBNF parser rejects.
+``grammar:`` literals that llama.cpp's GBNF parser rejects, and matching
+regexes (``done:``, ``pass:``, ``fail:``) that Python's ``re`` rejects.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 from sfdsl import ast
@@ -35,6 +37,8 @@ def constant_problems(name: str, want: str, value: Any, where: str) -> list[Prob
     problems = _list_elements(name, want, value, where)
     if name == "regex" and want == "regex":
         problems += _regex_constraint(value, where)
+    elif want == "regex":
+        problems += _python_regex(name, value, where)
     if name == "grammar" and isinstance(value, ast.Const) and isinstance(value.value, str):
         problems += _grammar(value, where)
     return problems
@@ -81,6 +85,23 @@ def _regex_constraint(value: Any, where: str) -> list[Problem]:
         reason = str(exc).split(": ", 1)[-1]
         message = f"the regex constraint of {where} cannot be compiled to a grammar: {reason}"
         return [Problem("SF312", message, _caret(value.span, lead + exc.pos), REGEX_HINT)]
+    return []
+
+
+def _python_regex(name: str, value: Any, where: str) -> list[Problem]:
+    """A matching regex (``done:``, ``pass:``...) must compile with Python's ``re``, as the runtime uses it."""
+    if isinstance(value, ast.RegexLit):
+        pattern = value.pattern
+    elif isinstance(value, ast.Const) and isinstance(value.value, str):
+        pattern = value.value
+    else:
+        return []
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        column = 1 + (exc.pos or 0)
+        return [Problem("SF314", f"'{name}' of {where} is not a valid regex: {exc.msg}", _caret(value.span, column),
+                        "Python `re` syntax; escape literal brackets and parentheses with \\")]
     return []
 
 

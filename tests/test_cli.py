@@ -125,3 +125,14 @@ def test_an_exhausted_script_is_exit_3_without_traceback(tmp_path: Path) -> None
     assert done.returncode == 3 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "self_consistency.sf:" in done.stderr and "no reply left" in done.stderr
+
+
+@pytest.mark.parametrize(("flags", "level"), [(["-q"], "ERROR"), ([], "WARNING"), (["-v"], "INFO"), (["-vv"], "DEBUG")])
+def test_verbosity_sets_the_level_of_the_sfdsl_logger(flags: list[str], level: str, script: Path) -> None:
+    import logging
+
+    assert main([*flags, "run", str(OK / "self_consistency.sf"), "-i", "question=2+2", "--json",
+                 "--backend", f"scripted:{script}"]) == 0
+    logger = logging.getLogger("sfdsl")
+    assert logging.getLevelName(logger.level) == level
+    assert sum(getattr(h, "sfrun_console", False) for h in logger.handlers) == 1  # never stacked
