@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,7 @@ class Program:
     def __init__(self, compiled: CompiledProgram) -> None:
         self.compiled = compiled
         self._runtime: Runtime | None = None
+        self._runtime_lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -113,9 +115,10 @@ class Program:
 
     def runtime(self) -> Runtime:
         """This program's default runtime (models load once and serve every run until it closes)."""
-        if self._runtime is None or self._runtime.closed:
-            self._runtime = Runtime()
-        return self._runtime
+        with self._runtime_lock:
+            if self._runtime is None or self._runtime.closed:
+                self._runtime = Runtime()
+            return self._runtime
 
     def pool(self) -> BackendPool:
         """The backend pool of the default runtime."""

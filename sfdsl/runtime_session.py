@@ -22,7 +22,7 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -94,12 +94,23 @@ class _Resources:
     pool: BackendPool
     portal: _Portal | None = None
     closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ensure_portal(self) -> _Portal:
+        """The private loop, started by the first sync call (once, whichever threads call at the same time)."""
+        with self.lock:
+            if self.closed:
+                raise RuntimeClosed("this sfdsl.Runtime is closed; create a new one")
+            if self.portal is None:
+                self.portal = _Portal()
+            return self.portal
 
     def release(self) -> None:
         """Close the pool's backends and stop the portal, from a thread without a running loop."""
-        if self.closed:
-            return
-        self.closed = True
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
         if self.portal is not None:
             self._release_portal(self.portal)
             return
@@ -113,9 +124,10 @@ class _Resources:
 
     async def arelease(self) -> None:
         """Close the backends on the loop that created them, without blocking the running loop."""
-        if self.closed:
-            return
-        self.closed = True
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
         if self.portal is not None:
             await asyncio.to_thread(self._release_portal, self.portal)
         else:
@@ -135,9 +147,32 @@ def _close_pool(pool: BackendPool, errors: list[BaseException]) -> None:
         errors.append(exc)
 
 
-def _release_at_exit(resources: _Resources) -> None:
-    with contextlib.suppress(Exception):  # best effort while the interpreter shuts down
+def _release_unreferenced(resources: _Resources) -> None:
+    """Finalizer of a Runtime: collected, or still open at interpreter exit.
+
+    Garbage collection may run on the runtime's own loop thread or in a thread
+    whose event loop is running; there the release moves to a new thread, so it
+    neither deadlocks nor blocks that loop. Elsewhere (at exit) it completes here.
+    """
+    portal = resources.portal
+    on_portal = portal is not None and threading.current_thread() is portal.thread
+    if on_portal or _loop_running():
+        threading.Thread(target=_quiet_release, args=(resources,), name="sfdsl-runtime-release").start()
+    else:
+        _quiet_release(resources)
+
+
+def _quiet_release(resources: _Resources) -> None:
+    with contextlib.suppress(Exception):  # best effort: nobody is left to report a failure to
         resources.release()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Runtime:
@@ -157,7 +192,7 @@ class Runtime:
         if pool is None:
             pool = BackendPool(backend=backend, model=model, wrap=_cache_wrapper(cache))
         self._resources = _Resources(pool)
-        self._finalizer = weakref.finalize(self, _release_at_exit, self._resources)
+        self._finalizer = weakref.finalize(self, _release_unreferenced, self._resources)
 
     @property
     def pool(self) -> BackendPool:
@@ -190,10 +225,12 @@ class Runtime:
         except BaseException:
             coro.close()
             raise
-        resources = self._resources
-        if resources.portal is None:
-            resources.portal = _Portal()
-        return resources.portal.call(coro)
+        try:
+            portal = self._resources.ensure_portal()
+        except BaseException:
+            coro.close()
+            raise
+        return portal.call(coro)
 
     def close(self) -> None:
         """Free the models and stop the private loop; idempotent.

@@ -53,6 +53,23 @@ def test_sync_runs_reuse_the_loaded_model_and_close_frees_it() -> None:
         recipe.run(q="again", runtime=rt)
 
 
+def test_sync_runs_from_several_threads_share_one_loop_and_one_model() -> None:
+    log: list[str] = []
+    recipe = sfdsl.compile(ECHO).recipe()
+    answers: list[Any] = []
+    before = {t for t in threading.enumerate() if t.name == "sfdsl-runtime"}
+    with Runtime(pool=counting_pool(log)) as rt:
+        threads = [threading.Thread(target=lambda: answers.append(recipe.run(q="x", runtime=rt).answer))
+                   for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        portals = {t for t in threading.enumerate() if t.name == "sfdsl-runtime"} - before
+        assert len(portals) == 1
+    assert answers == ["ok"] * 6 and sum(e.startswith("loaded") for e in log) == 1
+
+
 def test_async_with_runs_in_the_callers_loop_and_closes() -> None:
     log: list[str] = []
     recipe = sfdsl.compile(ECHO).recipe()
@@ -103,6 +120,26 @@ def test_close_stops_the_private_loop_thread() -> None:
     rt.close()
     rt.close()  # idempotent
     assert not any(t.name == "sfdsl-runtime" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_runtime_collected_on_its_own_loop_thread_is_released_without_deadlock() -> None:
+    log: list[str] = []
+    rt = Runtime(pool=counting_pool(log))
+    recipe = sfdsl.compile(ECHO).recipe()
+    recipe.run(q="x", runtime=rt)
+    portal = rt._resources.portal
+    assert portal is not None
+
+    async def drop_last_reference(box: list[Runtime]) -> None:
+        box.clear()  # the Runtime is collected here, on its own loop thread
+
+    box = [rt]
+    del rt
+    asyncio.run_coroutine_threadsafe(drop_last_reference(box), portal.loop).result(timeout=10)
+    deadline = time.monotonic() + 10
+    while portal.thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not portal.thread.is_alive() and log[-1] == "closed"
 
 
 def test_pool_and_backend_options_are_exclusive() -> None:
