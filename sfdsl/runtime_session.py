@@ -179,7 +179,7 @@ class Runtime:
     """Loaded models and the means to run recipes on them; close it to free the models.
 
     Args:
-        backend: one backend for every model declaration (e.g. a ScriptedBackend).
+        backend: one backend for every model declaration (e.g. a ScriptedBackend); the caller closes it.
         model: a GGUF file or alias overriding the model of every llama declaration.
         cache: True for the on-disk cache at its default path, or a path to a SQLite cache file.
         pool: an existing BackendPool to own instead (then give none of the above).
