@@ -38,18 +38,24 @@ class _Reject(Exception):
         self.problem = GbnfProblem(message, offset)
 
 
-@dataclass
-class _Element:
-    ref: str | None = None  # a rule reference
-    group: list[list[_Element]] | None = None  # a parenthesised alternation
-    nullable_self: bool = False  # matches the empty string by itself (an empty literal)
-    optional: bool = False  # quantified with *, ? or {0,...}
+TERM = ""  # a terminal symbol; any other symbol is the name of the rule it refers to
+Symbol = str
+Sequence = list[Symbol]
 
 
 @dataclass
 class _Grammar:
-    rules: dict[str, list[list[_Element]]] = field(default_factory=dict)
+    """Rules as llama.cpp stores them: groups and repetitions rewritten into generated rules."""
+
+    rules: dict[str, list[Sequence]] = field(default_factory=dict)
     refs: list[tuple[str, int]] = field(default_factory=list)
+    generated: int = 0
+
+    def new_rule(self, alternatives: list[Sequence]) -> str:
+        self.generated += 1
+        name = f" {self.generated}"  # a space: no user rule can have this name
+        self.rules[name] = alternatives
+        return name
 
 
 def gbnf_problem(text: str) -> GbnfProblem | None:
@@ -89,7 +95,7 @@ class _Parser:
             self.fail(f"expected a newline or the end after rule '{name}'")
         self.space(newlines=True)
 
-    def alternates(self, *, nested: bool) -> list[list[_Element]]:
+    def alternates(self, *, nested: bool) -> list[Sequence]:
         alternatives = [self.sequence(nested=nested)]
         while self.peek() == "|":
             self.pos += 1
@@ -97,17 +103,27 @@ class _Parser:
             alternatives.append(self.sequence(nested=nested))
         return alternatives
 
-    def sequence(self, *, nested: bool) -> list[_Element]:
-        items: list[_Element] = []
+    def sequence(self, *, nested: bool) -> Sequence:
+        items: Sequence = []
+        last = len(items)  # where the last item's symbols start, as llama.cpp's last_sym_start
         while self.pos < len(self.src):
             ch = self.src[self.pos]
+            if ch in "*+?{":
+                if last == len(items):
+                    self.fail(f"'{ch}' needs an item before it")
+                low, high = (0, -1) if ch == "*" else (1, -1) if ch == "+" else (0, 1) if ch == "?" else self.braces()
+                if ch != "{":
+                    self.pos += 1
+                items[last:] = self.repeat(items[last:], low, high)
+                self.space(newlines=nested)
+                continue
+            last = len(items)
             if ch == '"':
                 self.pos += 1
-                empty = self.peek() == '"'
                 while self.peek() != '"':
                     self.char()
+                    items.append(TERM)
                 self.pos += 1
-                items.append(_Element(nullable_self=empty))
             elif ch == "[":
                 self.pos += 1
                 if self.peek() == "^":
@@ -118,12 +134,12 @@ class _Parser:
                         self.pos += 1
                         self.char()
                 self.pos += 1
-                items.append(_Element())
+                items.append(TERM)
             elif _word_char(ch):
                 offset = self.pos
                 name = self.name()
                 self.grammar.refs.append((name, offset))
-                items.append(_Element(ref=name))
+                items.append(name)
             elif ch == "(":
                 self.pos += 1
                 self.space(newlines=True)
@@ -131,42 +147,50 @@ class _Parser:
                 if self.peek() != ")":
                     self.fail("expected ')'")
                 self.pos += 1
-                items.append(_Element(group=group))
-            elif ch in ".<":
-                if ch == "<":
+                items.append(self.grammar.new_rule(group))
+            elif ch == "." or ch == "<" or (ch == "!" and self.peek(1) == "<"):
+                if ch != ".":
                     end = self.src.find(">", self.pos)
                     if end < 0:
                         self.fail("unclosed token reference '<'")
                     self.pos = end
                 self.pos += 1
-                items.append(_Element())
-            elif ch in "*+?{":
-                if not items:
-                    self.fail(f"'{ch}' needs an item before it")
-                items[-1].optional = items[-1].optional or ch in "*?" or (ch == "{" and self.braces() == 0)
-                if ch != "{":
-                    self.pos += 1
+                items.append(TERM)
             else:
                 break
             self.space(newlines=nested)
         return items
 
-    def braces(self) -> int:
-        """Parse ``{m}``, ``{m,}`` or ``{m,n}`` and return m."""
+    def repeat(self, item: Sequence, low: int, high: int) -> Sequence:
+        """``item{low,high}`` (high -1: unbounded) rewritten as llama.cpp does, with generated rules."""
+        out = item * low
+        optional = 1 if high < 0 else high - low
+        previous = ""
+        for i in range(optional):
+            self.grammar.generated += 1
+            name = f" {self.grammar.generated}"
+            tail = [name if high < 0 else previous] if i > 0 or high < 0 else []
+            self.grammar.rules[name] = [item + tail, []]
+            previous = name
+        return out + ([previous] if optional > 0 else [])
+
+    def braces(self) -> tuple[int, int]:
+        """Parse ``{m}``, ``{m,}`` or ``{m,n}`` and return (m, n), n -1 when unbounded."""
         self.pos += 1
         self.space(newlines=False)
-        low = self.integer()
+        low = high = self.integer()
         self.space(newlines=False)
         if self.peek() == ",":
             self.pos += 1
             self.space(newlines=False)
+            high = -1
             if self.peek().isdigit():
-                self.integer()
+                high = self.integer()
                 self.space(newlines=False)
         if self.peek() != "}":
             self.fail("expected '}'")
         self.pos += 1
-        return low
+        return low, high
 
     def integer(self) -> int:
         start = self.pos
@@ -226,50 +250,35 @@ def _word_char(ch: str) -> bool:
 
 
 def _check_left_recursion(grammar: _Grammar) -> None:
-    """Reject a rule that can reach itself before consuming any input, as llama.cpp does."""
-    nullable: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for name, alternatives in grammar.rules.items():
-            if name not in nullable and any(_seq_nullable(seq, nullable) for seq in alternatives):
-                nullable.add(name)
-                changed = True
-    firsts = {name: _first_refs(alternatives, nullable) for name, alternatives in grammar.rules.items()}
-    for start in grammar.rules:
-        seen: set[str] = set()
-        stack = list(firsts[start])
-        while stack:
-            name = stack.pop()
-            if name == start:
-                raise _Reject(f"rule '{start}' is left-recursive, which llama.cpp does not support", 0)
-            if name not in seen and name in firsts:
-                seen.add(name)
-                stack.extend(firsts[name])
+    """Reject left recursion exactly as llama.cpp's ``llama_grammar_detect_left_recursion`` does.
 
+    Like llama.cpp, a rule counts as possibly empty only when one of its
+    alternatives is empty as written (after rewriting), not when it derives
+    the empty string through other rules.
+    """
+    visited: set[str] = set()
+    may_be_empty: set[str] = set()
 
-def _element_nullable(element: _Element, nullable: set[str]) -> bool:
-    if element.optional or element.nullable_self:
-        return True
-    if element.ref is not None:
-        return element.ref in nullable
-    if element.group is not None:
-        return any(_seq_nullable(seq, nullable) for seq in element.group)
-    return False
+    def detect(name: str, in_progress: set[str]) -> bool:
+        if name in in_progress:
+            return True
+        in_progress.add(name)
+        alternatives = grammar.rules[name]
+        if any(not seq for seq in alternatives):
+            may_be_empty.add(name)
+        for seq in alternatives:
+            for symbol in seq:
+                if symbol == TERM:
+                    break
+                if detect(symbol, in_progress):
+                    return True
+                if symbol not in may_be_empty:
+                    break
+        in_progress.discard(name)
+        visited.add(name)
+        return False
 
-
-def _seq_nullable(seq: list[_Element], nullable: set[str]) -> bool:
-    return all(_element_nullable(e, nullable) for e in seq)
-
-
-def _first_refs(alternatives: list[list[_Element]], nullable: set[str]) -> set[str]:
-    refs: set[str] = set()
-    for seq in alternatives:
-        for element in seq:
-            if element.ref is not None:
-                refs.add(element.ref)
-            elif element.group is not None:
-                refs |= _first_refs(element.group, nullable)
-            if not _element_nullable(element, nullable):
-                break
-    return refs
+    for name in list(grammar.rules):
+        if name not in visited and detect(name, set()):
+            shown = f"rule '{name}'" if not name.startswith(" ") else "a repeated group that can match nothing"
+            raise _Reject(f"{shown} is left-recursive, which llama.cpp does not support", 0)

@@ -17,6 +17,10 @@ VALID = [
     'root ::= (\n  "a"\n  | "b"\n)',
     'root ::= "\\u00e9" [\\]\\[] .',
     'root ::= list\nlist ::= "[" (list | "x")* "]"',
+    'root ::= <[1000]> !<[1000]> <|im_end|>',
+    'root ::= ("a"?)*',  # llama.cpp sees only directly empty alternatives as empty
+    'root ::= x*\nx ::= "a"?',
+    'root ::= "a"{0} "b"{2,4} "c"{3,}',
 ]
 
 INVALID = [
@@ -32,6 +36,9 @@ INVALID = [
     ('root ::= "x"{2', "expected '}'"),
     ('root ::= expr\nexpr ::= expr "+" "1" | "1"', "left-recursive"),
     ('root ::= a\na ::= b? a "x"\nb ::= "y"', "left-recursive"),
+    ('root ::= ("a" | )*', "left-recursive"),
+    ('root ::= ""*', "needs an item"),
+    ('root ::= x_y\nx_y ::= "a"', "expected a newline"),
 ]
 
 
