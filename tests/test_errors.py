@@ -93,3 +93,15 @@ def test_located_is_one_line_and_does_not_repeat_the_location() -> None:
     plain.locate("r.sf:1:1")
     plain.locate("r.sf:9:9")  # the first, most precise place wins
     assert plain.located() == "r.sf:1:1: missing input"
+
+
+def test_an_unexpected_compiler_failure_is_an_internal_error_with_its_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sfdsl.api
+
+    def broken(text: str, *, file: str) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(sfdsl.api, "compile_text", broken)
+    with pytest.raises(sfdsl.InternalError, match="compiling failed unexpectedly: TypeError: a bug") as caught:
+        sfdsl.compile(ONE_STEP)
+    assert isinstance(caught.value.__cause__, TypeError)
