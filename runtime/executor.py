@@ -10,12 +10,13 @@ from typing import Any
 
 from sfdsl import ast
 from sfdsl.compiler import CompiledProgram, recipe_key
-from sfdsl.errors import SfdslError, StepError
+from sfdsl.errors import StepError
 from sfdsl.expressions import ExprError, scalar, truthy
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.plan import Plan, collect_models, collect_prompts, reads, writes
 from sfdsl.registry import runners
 from sfdsl.runtime.context import RunContext
+from sfdsl.runtime.failures import as_sfdsl_error, pick, reraise
 from sfdsl.runtime.model_steps import ModelCaller
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import Cost, StepRecord
@@ -35,6 +36,9 @@ class Exit(Exception):
 
 class StopLoop(Exception):
     """A refine body's `stop when` held."""
+
+
+CONTROL = (Exit, StopLoop)
 
 
 @dataclass
@@ -119,12 +123,8 @@ class Executor:
             async with asyncio.TaskGroup() as group:
                 for node_id in plan.order:
                     group.create_task(self.node(state, plan, node_id, frame, path, done))
-        except* Exit as exits:
-            raise exits.exceptions[0] from None
-        except* StopLoop as stops:
-            raise stops.exceptions[0] from None
-        except* SfdslError as errors:
-            raise errors.exceptions[0] from None
+        except* Exception as failed:
+            reraise(pick(failed, CONTROL))
 
     async def node(self, state: RecipeState, plan: Plan, node_id: str, frame: Frame, path: tuple[str, ...],
                    done: dict[str, asyncio.Event]) -> None:
@@ -146,12 +146,17 @@ class Executor:
         except (Exit, StopLoop):
             record.output = "exit"
             raise
-        except SfdslError as exc:
-            record.error = str(exc)
-            raise
         except ExprError as exc:
             record.error = str(exc)
             raise StepError(str(exc), node_id=record.node_id, location=str(exc.node.span)) from None
+        except Exception as exc:
+            failure = pick(exc, CONTROL)
+            if isinstance(failure, CONTROL):
+                record.output = "exit"
+                reraise(failure)
+            error = as_sfdsl_error(failure, location=location, node_id=record.node_id)
+            record.error = str(error)
+            reraise(error)
         finally:
             record.wall_s = time.perf_counter() - started
             _node_cost.reset(token)

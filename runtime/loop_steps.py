@@ -12,7 +12,8 @@ from sfdsl.errors import StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import scalar
 from sfdsl.inputs import bind_inputs
-from sfdsl.runtime.executor import Frame, LoopState, StopLoop
+from sfdsl.runtime.executor import CONTROL, Frame, LoopState, StopLoop
+from sfdsl.runtime.failures import pick, reraise
 from sfdsl.runtime.search import beam_search, mcts_search
 from sfdsl.runtime.voting import Tally
 from sfdsl.step_kind import with_defaults
@@ -51,8 +52,11 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
             for task in tasks:
                 task.cancel()
 
-    async with asyncio.TaskGroup() as group:
-        tasks.extend(group.create_task(one(i)) for i in range(count))
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks.extend(group.create_task(one(i)) for i in range(count))
+    except* Exception as failed:
+        reraise(pick(failed, CONTROL))
     if node.mode == "llm":
         return await state.caller.vote_llm(results, node, frame.lookup, path)
     return tally.outcome(stopped_early=stopped and tally.seen < count)
@@ -100,10 +104,13 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     if "limit" in opts:
         items = items[: int(opts["limit"])]
     loops = [LoopState() for _ in items]
-    async with asyncio.TaskGroup() as group:
-        for i, (item, loop) in enumerate(zip(items, loops)):
-            inner = Frame(parent=frame, values={node.var: item}, loop=loop)
-            group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i, (item, loop) in enumerate(zip(items, loops)):
+                inner = Frame(parent=frame, values={node.var: item}, loop=loop)
+                group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
+    except* Exception as failed:
+        reraise(pick(failed, CONTROL))
     return [loop.yielded for loop in loops]
 
 

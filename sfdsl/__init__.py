@@ -23,12 +23,17 @@ _EXPORTS = {
     "BackendError": "sfdsl.errors",
     "BudgetExceeded": "sfdsl.errors",
     "CompileError": "sfdsl.errors",
+    "EventLoopError": "sfdsl.errors",
     "InputError": "sfdsl.errors",
+    "InternalError": "sfdsl.errors",
     "ModelNotFoundError": "sfdsl.errors",
+    "RuntimeClosed": "sfdsl.errors",
     "SfdslError": "sfdsl.errors",
+    "StepError": "sfdsl.errors",
     "ScriptedBackend": "sfdsl.runtime.backends.scripted",
     "Budget": "sfdsl.runtime.context",
     "RunResult": "sfdsl.runtime.results",
+    "Runtime": "sfdsl.runtime_session",
 }
 
 __all__ = [
@@ -36,13 +41,18 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "CompileError",
+    "EventLoopError",
     "InputError",
+    "InternalError",
     "ModelNotFoundError",
     "Program",
     "Recipe",
     "RunResult",
+    "Runtime",
+    "RuntimeClosed",
     "ScriptedBackend",
     "SfdslError",
+    "StepError",
     "compile",
     "load",
 ]
@@ -53,13 +63,18 @@ if TYPE_CHECKING:
         BackendError,
         BudgetExceeded,
         CompileError,
+        EventLoopError,
         InputError,
+        InternalError,
         ModelNotFoundError,
+        RuntimeClosed,
         SfdslError,
+        StepError,
     )
     from sfdsl.runtime.backends.scripted import ScriptedBackend
     from sfdsl.runtime.context import Budget
     from sfdsl.runtime.results import RunResult
+    from sfdsl.runtime_session import Runtime
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sfdsl import ast
+from sfdsl.constant_checks import constant_problems
 from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.registry import kind_of
 from sfdsl.scope import Loop, Scope
@@ -83,10 +84,13 @@ class StepChecks:
                 continue
             got = self.infer(arg.value, scope)
             if want == REGEX and got == STR:
-                continue
+                got = want
             if not assignable(got, want):
                 self.error("SF306", f"parameter '{arg.name}' of {where} expects {want}, got {got}", arg.value)
-            elif spec[arg.name].one_of and isinstance(arg.value, ast.Const):
+                continue
+            for problem in constant_problems(arg.name, want, arg.value, where, spec[arg.name].check):
+                self.error(*problem)
+            if spec[arg.name].one_of and isinstance(arg.value, ast.Const):
                 allowed = spec[arg.name].one_of
                 if arg.value.value not in allowed:
                     msg = with_suggestion(f"'{arg.value.value}' is not a value of '{arg.name}' for {where}",

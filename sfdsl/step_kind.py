@@ -19,7 +19,8 @@ class StepKindError(Exception):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One step parameter: its type, default (None: none), allowed values and a one-line meaning."""
+    """One step parameter: its type, default (None: none), allowed values, a one-line meaning, and
+    optionally its own check of a literal value (``check(name, value_node, where) -> [Problem]``)."""
 
     type: Type
     doc: str
@@ -27,6 +28,7 @@ class ParamSpec:
     required: bool = False
     one_of: tuple[str, ...] = ()
     bounds_loop: bool = False  # a required loop bound: missing it is SF410 "unbounded loop"
+    check: Callable[[str, Any, str], list[Any]] | None = None  # a literal value's own check (constant_checks.py)
 
 
 Spec = Mapping[str, ParamSpec]

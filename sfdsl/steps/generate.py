@@ -8,6 +8,7 @@ from pydantic import Field
 
 from sfdsl import ast
 from sfdsl.bounds import Abstract, Bound
+from sfdsl.constant_checks import gbnf_grammar, regex_constraint
 from sfdsl.step_kind import LOGPROBS, SAMPLING, ParamSpec, StepKind
 from sfdsl.types import INT, REGEX, STR, TEXT, Type, list_of
 
@@ -28,8 +29,8 @@ PARAMS = {
     **SAMPLING,
     "n": ParamSpec(INT, "number of samples, decoded as one batch (given: the value is a list)", default=1),
     "choices": ParamSpec(list_of(STR), "constrain the output to one of these strings"),
-    "regex": ParamSpec(REGEX, "constrain the output to match this regex"),
-    "grammar": ParamSpec(STR, "constrain the output with a GBNF grammar"),
+    "regex": ParamSpec(REGEX, "constrain the output to match this regex", check=regex_constraint),
+    "grammar": ParamSpec(STR, "constrain the output with a GBNF grammar", check=gbnf_grammar),
     "logprobs": LOGPROBS,
 }
 
