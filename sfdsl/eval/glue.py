@@ -24,8 +24,8 @@ class Target:
         run_item: ``await run_item(inputs, seed) -> RunResult``.
         model_ids: Ids of the models this recipe has used so far ("" before its
             first run); None to use the shared backend's ids.
-        recipe: The compiled ``sfdsl.Recipe`` (picklable; what another process
-            needs to rebuild this target with :func:`recipe_target`), if any.
+        recipe: The compiled ``sfdsl.Recipe``, if any: another process rebuilds
+            this target from it (``recipe.program.compiled`` is plain data).
     """
 
     label: str

@@ -88,8 +88,10 @@ class EvalWorker:
 
     async def _target(self, key: str, boxed: list[Any]) -> tuple[Target, Warmup]:
         if key not in self._targets:
-            recipe = await boxed[0]  # an ObjectRef, fetched once per recipe
-            target = recipe_target(recipe, self._pool, self._limits)
+            from sfdsl.api import Program
+
+            compiled, name = await boxed[0]  # an ObjectRef, fetched once per recipe
+            target = recipe_target(Program(compiled).recipe(name), self._pool, self._limits)
             self._targets.setdefault(key, (target, Warmup(target.run_item)))
         return self._targets[key]
 
@@ -216,7 +218,8 @@ class RayExecutor:
         if target.recipe is None:
             raise ExecutorError(f"recipe {target.label!r} cannot run on Ray: it has no compiled recipe")
         self._recipes += 1
-        return RecipeOnRay(self, f"recipe-{self._recipes}", [self._ray.put(target.recipe)])
+        portable = (target.recipe.program.compiled, target.recipe.name)  # plain data, unlike a live Program
+        return RecipeOnRay(self, f"recipe-{self._recipes}", [self._ray.put(portable)])
 
     async def aclose(self) -> None:
         """Stop the workers (and the local cluster, if this executor started one)."""
