@@ -121,7 +121,12 @@ SERVER = textwrap.dedent(
     import logging, sys, time
     import structlog
     from sfdsl.runtime.backends.scripted import ScriptedBackend
-    from sfdsl.runtime.openai_server import OpenAIServer
+
+    sys.path.insert(0, sys.argv[3])  # tests/
+    try:
+        from openai_fake import OpenAIServer  # the fake's home once it moved to tests/
+    except ImportError:
+        from sfdsl.runtime.openai_server import OpenAIServer
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))  # stdout is a pipe
     name, port = sys.argv[1], int(sys.argv[2])
@@ -145,9 +150,8 @@ class Fleet:
 
     def start(self, name: str) -> str:
         port = self.urls[name].rsplit(":", 1)[1].split("/")[0] if name in self.urls else "0"
-        proc = subprocess.Popen(
-            [sys.executable, str(self.script), name, port], stdout=subprocess.PIPE, text=True
-        )
+        argv = [sys.executable, str(self.script), name, port, str(Path(__file__).parent)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         line = ""
         while not line.startswith("serving "):  # skip the server's own log lines
