@@ -267,3 +267,15 @@ def test_bad_executor_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main([*argv, "--out", str(tmp_path / "o"), "--workers", "2"]) == 1
     err = capsys.readouterr().err
     assert "unknown executor 'dask'" in err and "--workers and --worker-gpus need --executor ray" in err
+
+
+def test_workers_that_cannot_fit_the_cluster_are_an_error_not_a_hang(cluster: str) -> None:
+    async def start(settings: RaySettings) -> None:
+        async with RayExecutor(functools.partial(ScriptedBackend, []), settings):
+            pass
+
+    with pytest.raises(ExecutorError, match=r"1 Ray worker\(s\) of 0.5 CPU \+ 1 GPU each do not fit the cluster"):
+        asyncio.run(start(RaySettings(workers=1, cpus=0.5, gpus=1)))
+    with pytest.raises(ExecutorError, match=r"5 Ray worker\(s\) of 0.5 CPU each do not fit .*2 CPU"):
+        asyncio.run(start(RaySettings(workers=5, cpus=0.5)))
+    assert ray.is_initialized()  # an executor that joined a session leaves it running

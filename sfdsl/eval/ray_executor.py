@@ -196,7 +196,11 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ExecutorError(f"cannot start or join the Ray cluster: {exc}") from exc
             self._owns_session = True
-        count = self.settings.workers or self._default_workers()
+        try:
+            count = self._worker_count()
+        except ExecutorError:
+            await self.aclose()
+            raise
         self._slots = [_Slot(self._new_actor()) for _ in range(count)]
         try:
             pids = await asyncio.gather(*(_wrap(s.actor.pid.remote()) for s in self._slots))
@@ -236,11 +240,17 @@ class RayExecutor:
 
     # -- dispatch ------------------------------------------------------------
 
-    def _default_workers(self) -> int:
-        resources = self._ray.cluster_resources()
-        if self.settings.gpus > 0:
-            return max(1, int(resources.get("GPU", 0) // self.settings.gpus))
-        return max(1, int(resources.get("CPU", 1) // max(self.settings.cpus, 1e-3)))
+    def _worker_count(self) -> int:
+        """Workers to start: as many as asked, else as the cluster holds; an error if they cannot all fit."""
+        total = self._ray.cluster_resources()
+        demand = {name: need for name, need in (("CPU", self.settings.cpus), ("GPU", self.settings.gpus)) if need > 0}
+        fits = min((int(total.get(name, 0) // need) for name, need in demand.items()), default=1_000_000)
+        count = self.settings.workers or max(1, min(fits, int(total.get("CPU", 1))))
+        if count > fits:
+            want = " + ".join(f"{need:g} {name}" for name, need in demand.items())
+            have = ", ".join(f"{total.get(name, 0):g} {name}" for name in demand)
+            raise ExecutorError(f"{count} Ray worker(s) of {want} each do not fit the cluster ({have})")
+        return count
 
     def _new_actor(self) -> Any:
         remote = self._ray.remote(EvalWorker).options(
