@@ -224,10 +224,13 @@ def test_item_that_keeps_killing_workers_is_recorded_failed_once(
 
         async def go() -> list[ItemRecord]:
             async with RayExecutor(make_backend, settings) as executor:
-                with ResultStore(tmp_path / "r.sqlite") as store:
+                with ResultStore(tmp_path / f"r{settings.workers}.sqlite") as store:
                     return (await run_eval(items, executor.for_target(target), spec, store=store)).records
 
         records = asyncio.run(go())
+        settings = RaySettings(workers=1, cpus=0.5, concurrency=1, max_replacements=0)
+        with pytest.raises(ExecutorError, match="every Ray eval worker died"):  # nothing left to retry on
+            asyncio.run(go())
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert [(r.inputs["question"], r.error_kind) for r in records] == [

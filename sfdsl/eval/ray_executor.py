@@ -50,7 +50,8 @@ class RaySettings:
         gpus: GPUs per worker (the embedded engine offloads to them).
         concurrency: Items in flight per worker.
         max_attempts: Tries of one item whose worker died before finishing it.
-        max_replacements: Workers started in place of dead ones before the run gives up (None: 2 per worker).
+        max_replacements: Workers started in place of dead ones (None: 2 per worker); once they are
+            used up the run goes on with the workers left, and fails when none is left.
     """
 
     address: str | None = None
@@ -167,7 +168,7 @@ class RayExecutor:
         self._ray: Any = None
         self._owns_session = False
         self._slots: list[_Slot] = []
-        self._replacements = 0
+        self._replacements_left = 0
         self._recipes = 0
 
     async def __aenter__(self) -> RayExecutor:
@@ -202,6 +203,8 @@ class RayExecutor:
             await self.aclose()
             raise
         self._slots = [_Slot(self._new_actor()) for _ in range(count)]
+        limit = self.settings.max_replacements
+        self._replacements_left = 2 * count if limit is None else limit
         try:
             pids = await asyncio.gather(*(_wrap(s.actor.pid.remote()) for s in self._slots))
         except ray.exceptions.RayError as exc:
@@ -263,11 +266,10 @@ class RayExecutor:
         if not slot.alive:
             return
         slot.alive = False
-        limit = self.settings.max_replacements
-        limit = 2 * max(1, len(self._slots)) if limit is None else limit
-        logger.warning("eval.worker_died", error=_first_line(exc), replaced=self._replacements < limit)
-        if self._replacements < limit:
-            self._replacements += 1
+        replace = self._replacements_left > 0
+        logger.warning("eval.worker_died", error=_first_line(exc), replaced=replace)
+        if replace:
+            self._replacements_left -= 1
             self._slots.append(_Slot(self._new_actor()))
         elif not any(s.alive for s in self._slots):
             raise ExecutorError(f"every Ray eval worker died; the last: {_first_line(exc)}") from exc
