@@ -101,9 +101,11 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
         help="where items run: this process (default), or Ray workers on a local cluster or the one at ADDRESS "
         "(-k is then items in flight per worker; needs the ray extra)",
     )
-    p.add_argument("--workers", type=_positive_int, metavar="N", help="Ray workers (default: one per free CPU/GPU)")
-    p.add_argument("--worker-cpus", type=float, default=1.0, metavar="C", help="CPUs per Ray worker (default: 1)")
-    p.add_argument("--worker-gpus", type=float, default=0.0, metavar="G", help="GPUs per Ray worker (default: 0)")
+    p.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="Ray workers (default: as many as the cluster holds)"
+    )
+    p.add_argument("--worker-cpus", type=_non_negative, default=1.0, metavar="C", help="CPUs per Ray worker")
+    p.add_argument("--worker-gpus", type=_non_negative, default=0.0, metavar="G", help="GPUs per Ray worker")
     p.set_defaults(func=functools.partial(run_eval_command, make_backend=make_backend))
     return p
 
@@ -353,6 +355,13 @@ def _json_safe(value: Any) -> Any:
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
 
