@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -16,15 +17,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from structlog.testing import capture_logs
 
 from sfdsl.cli import main
 from sfdsl.errors import BackendError, InputError
+from sfdsl.log import event_of
 from sfdsl.runtime.backends.base import GenerateRequest, Prompt
 from sfdsl.runtime.backends.endpoints import EndpointRouter, parse_base_urls
 from sfdsl.runtime.backends.openai_http import OpenAIBackend
 
 A, B, C = "http://a:1/v1", "http://b:1/v1", "http://c:1/v1"
+
+
+def _events(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    return [e for e in map(event_of, caplog.records) if e is not None]
 
 
 class Clock:
@@ -84,7 +89,7 @@ def test_all_down_tries_the_first_to_recover() -> None:
     assert router.pick() is b and router.pick(exclude=[b]) is a and router.pick(exclude=[a, b]) is None
 
 
-def test_post_fails_over_on_connection_errors_but_not_on_read_timeouts() -> None:
+def test_post_fails_over_on_connection_errors_but_not_on_read_timeouts(caplog: pytest.LogCaptureFixture) -> None:
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -98,10 +103,10 @@ def test_post_fails_over_on_connection_errors_but_not_on_read_timeouts() -> None
     async def go() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             router = EndpointRouter([A, B])
-            with capture_logs() as events:
+            with caplog.at_level(logging.INFO, logger="sfdsl"):
                 response = await router.post(client, "/completions", json={})
             assert response.json() == {"ok": True} and str(response.url) == B + "/completions"
-            assert [e["event"] for e in events] == ["endpoint_marked_down", "request_failed_over"]
+            assert [e["event"] for e in _events(caplog)] == ["endpoint_marked_down", "request_failed_over"]
             assert not router.endpoints[0].up and router.endpoints[1].up
             with pytest.raises(httpx.ConnectError):  # nothing reachable: the caller's retry loop backs off
                 await EndpointRouter([A]).post(client, "/completions", json={})
@@ -184,11 +189,11 @@ def _request(i: int) -> GenerateRequest:
     return GenerateRequest(prompt=Prompt(text=f"question {i}"), max_tokens=8, temperature=0.0)
 
 
-def test_two_servers_one_killed_mid_run_then_restarted(fleet: Fleet) -> None:
+def test_two_servers_one_killed_mid_run_then_restarted(fleet: Fleet, caplog: pytest.LogCaptureFixture) -> None:
     urls = [fleet.start("one"), fleet.start("two")]
     n = 80
 
-    async def go() -> tuple[list[str], list[dict[str, object]], list[str]]:
+    async def go() -> tuple[list[str], list[str]]:
         backend = OpenAIBackend(base_url=urls, max_concurrency=3, backoff=0.01, endpoint_cooldown=0.3)
         finished: list[str] = []
 
@@ -199,16 +204,17 @@ def test_two_servers_one_killed_mid_run_then_restarted(fleet: Fleet) -> None:
                 fleet.kill("two")  # with requests to it in flight
 
         try:
-            with capture_logs() as events:
+            with caplog.at_level(logging.INFO, logger="sfdsl"):
                 await asyncio.gather(*(one(i) for i in range(n)))
                 await asyncio.to_thread(fleet.start, "two")  # back on its port
                 await asyncio.sleep(0.4)  # past its cool-down
                 after = [(await backend.generate(_request(i)))[0].text for i in range(6)]
         finally:
             await backend.aclose()
-        return finished, events, after
+        return finished, after
 
-    finished, events, after = asyncio.run(go())
+    finished, after = asyncio.run(go())
+    events = _events(caplog)
     by_server = Counter(text.rsplit("(", 1)[1].rstrip(")") for text in finished)
     assert len(finished) == n and set(by_server) == {"one", "two"}  # all answered, both were used
     assert by_server["one"] > n / 2  # it took over from the killed one

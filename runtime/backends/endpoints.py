@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import structlog
 
 from sfdsl.errors import InputError
+from sfdsl.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Errors that do not mean the endpoint is unreachable: it accepted the request and is slow to answer.
 _NOT_FAILOVER = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)

@@ -315,7 +315,7 @@ async def _remote_executor(
     build = functools.partial(make_backend, worker_args) if make_backend else None
     from sfdsl.cli import configure_logging
 
-    setup = functools.partial(configure_logging, getattr(args, "verbose", 0))
+    setup = functools.partial(configure_logging, -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     return await stack.enter_async_context(RayExecutor(build, settings, limits=_limits(args), worker_setup=setup))
 
 

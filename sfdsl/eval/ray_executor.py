@@ -11,15 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from sfdsl.errors import SfdslError
 from sfdsl.eval.data import Item
 from sfdsl.eval.glue import Target, Warmup, recipe_target, resolve_models, shared_pool
 from sfdsl.eval.runner import EvalSpec, OnRecord, make_record, run_one
 from sfdsl.eval.store import ItemRecord
+from sfdsl.log import get_logger
 
-log = structlog.get_logger("sfdsl.eval.ray")
+log = get_logger("sfdsl.eval.ray")
 
 #: Builds, inside a worker, the Backend or BackendPool its items run on; must pickle (e.g. a functools.partial).
 #: None: each recipe's declared models.
