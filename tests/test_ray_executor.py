@@ -285,3 +285,13 @@ def test_workers_that_cannot_fit_the_cluster_are_an_error_not_a_hang(cluster: st
     with pytest.raises(ExecutorError, match=r"5 Ray worker\(s\) of 0.5 CPU each do not fit .*2 CPU"):
         asyncio.run(start(RaySettings(workers=5, cpus=0.5)))
     assert ray.is_initialized()  # an executor that joined a session leaves it running
+
+
+def test_items_are_handed_out_round_robin_up_to_each_workers_concurrency() -> None:
+    from sfdsl.eval.ray_executor import _Slot
+
+    executor = RayExecutor(None, RaySettings(concurrency=2))
+    executor._slots = [_Slot("a"), _Slot("b", busy=1), _Slot("dead", alive=False)]
+    assert [s.actor for s in executor._open_slots(10)] == ["a", "b", "a"]
+    assert [s.actor for s in executor._open_slots(2)] == ["a", "b"]
+    assert executor._open_slots(0) == []

@@ -288,12 +288,11 @@ class RayExecutor:
         flights: dict[asyncio.Future[Any], _Flight] = {}
         try:
             while todo or flights:
-                for slot in [s for s in self._slots if s.alive]:
-                    while todo and slot.busy < self.settings.concurrency:
-                        item, sample, attempt = todo.popleft()
-                        ref = slot.actor.run.remote(key, boxed, item, sample, spec_ref)
-                        flights[_wrap(ref)] = _Flight(slot, item, sample, attempt, ref)
-                        slot.busy += 1
+                for slot in self._open_slots(len(todo)):  # round-robin, so few items still spread out
+                    item, sample, attempt = todo.popleft()
+                    ref = slot.actor.run.remote(key, boxed, item, sample, spec_ref)
+                    flights[_wrap(ref)] = _Flight(slot, item, sample, attempt, ref)
+                    slot.busy += 1
                 if not flights:
                     raise ExecutorError("no Ray eval worker is alive")
                 done, _ = await asyncio.wait(flights, return_when=asyncio.FIRST_COMPLETED)
@@ -316,6 +315,17 @@ class RayExecutor:
         finally:
             for flight in flights.values():
                 ray.cancel(flight.ref)
+
+    def _open_slots(self, wanted: int) -> list[_Slot]:
+        """Up to ``wanted`` free places on live workers, one per worker per round, first workers first."""
+        places: list[_Slot] = []
+        free = {id(s): self.settings.concurrency - s.busy for s in self._slots if s.alive}
+        while len(places) < wanted and any(n > 0 for n in free.values()):
+            for slot in self._slots:
+                if free.get(id(slot), 0) > 0 and len(places) < wanted:
+                    places.append(slot)
+                    free[id(slot)] -= 1
+        return places
 
     def _retry_or_fail(
         self, flight: _Flight, exc: BaseException, spec: EvalSpec, todo: collections.deque[Any], logger: Any
