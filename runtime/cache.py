@@ -97,6 +97,10 @@ class CachedBackend(Backend):
         """The inner backend's identity: a cache does not change the model."""
         return self.inner.model_id
 
+    @property  # type: ignore[override]
+    def context_tokens(self) -> int | None:
+        return self.inner.context_tokens
+
     async def generate(self, request: GenerateRequest) -> list[Completion]:
         """Serve every sample from the cache, or ask the inner backend for all of them."""
         if not is_deterministic(request):

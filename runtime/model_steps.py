@@ -21,6 +21,7 @@ from sfdsl.runtime.backends.base import (
     Message,
     Prompt,
     ScoreRequest,
+    ensure_fits,
 )
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.pool import BackendPool
@@ -110,9 +111,12 @@ class ModelCaller:
             raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
 
     async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
-        self.ctx.before_call(what)
-        self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=request.max_tokens, step=what)
-        completions = await backend.generate(request)
+        ensure_fits(backend, request.prompt, what)
+        with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
+            if max_tokens != request.max_tokens:
+                request = request.model_copy(update={"max_tokens": max_tokens})
+            self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
+            completions = await backend.generate(request)
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
                      completion_tokens=sum(c.completion_tokens for c in completions),
                      cached=bool(completions) and all(c.cached for c in completions))
@@ -173,7 +177,12 @@ class ModelCaller:
                                    path)
             [c] = await self.complete(backend, request, what)
             return _verdict(c.text, params)
-        self.ctx.before_call(what)
+        ensure_fits(backend, prompt, what)
+        with self.ctx.call_slot(what):
+            return await self._score(backend, node, params, prompt, what)
+
+    async def _score(self, backend: Backend, node: ast.Evaluate, params: dict[str, Any], prompt: Prompt,
+                     what: str) -> Any:
         if node.mode in ("choice", "rating"):
             options = [str(o) for o in params["options"]] if node.mode == "choice" else \
                 [str(d) for d in range(int(params.get("scale", 9)) + 1)]
@@ -208,7 +217,11 @@ class ModelCaller:
         if prompt_arg is not None and isinstance(prompt_arg.value, ast.Name):
             prompt = self.prompt(prompt_arg.value.id, lookup, extra={"responses": shown})
         else:
-            prompt = Prompt(messages=(Message(role="user", content=render(USC_PROMPT, {"responses": shown})),))
+            try:
+                usc = render(USC_PROMPT, {"responses": shown})
+            except TemplateError as exc:
+                raise StepError(f"vote prompt: {exc}", location=str(node.span)) from None
+            prompt = Prompt(messages=(Message(role="user", content=usc),))
         request = self.request(prompt, {"temperature": 0.0, "max_tokens": 64, **defaults, **params}, path)
         [c] = await self.complete(backend, request, "/".join(path))
         match = re.search(r"Response\s*#?\s*(\d+)", c.text)

@@ -82,6 +82,7 @@ class OpenAIBackend(Backend):
         grammar_field: str | None = None,
         chatml_fallback: bool = True,
         choice_mode: str = "auto",
+        context_tokens: int | None = None,
     ) -> None:
         """Configure the client; no connection is made until the first request.
 
@@ -99,6 +100,7 @@ class OpenAIBackend(Backend):
             grammar_field: Extra body key that also carries the GBNF grammar (vLLM: ``guided_grammar``).
             chatml_fallback: Score chat prompts as ChatML text; if False, raise ``BackendError``.
             choice_mode: ``auto`` answers single-token choices from top logprobs; ``score`` always scores.
+            context_tokens: The model's context size; longer prompts fail before any request.
         """
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise InputError("max_concurrency must be >= 1, max_retries >= 0 and timeout > 0")
@@ -119,6 +121,7 @@ class OpenAIBackend(Backend):
         self._grammar_field = grammar_field
         self._chatml_fallback = chatml_fallback
         self._choice_mode = choice_mode
+        self.context_tokens = context_tokens
         self._client: httpx.AsyncClient | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
