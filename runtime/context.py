@@ -37,8 +37,8 @@ class Budget(BaseModel):
         try:
             super().__init__(**limits)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg'].lower()} (got {e.get('input')!r})"
-                                 for e in exc.errors())
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg'].removeprefix('Input ')} "
+                                 f"(got {e.get('input')!r})" for e in exc.errors())
             raise InputError(f"bad budget: {problems}; leave a limit out for no limit") from None
 
 
@@ -135,11 +135,12 @@ class RunContext:
             )
         return step
 
-    def partial(self) -> dict[str, Any]:
-        """What has been computed so far, for errors that abort the run."""
+    def partial(self, stopped: str = "budget") -> dict[str, Any]:
+        """What has been computed so far, for errors that abort the run; ``stopped`` says why."""
         cost = self.cost.model_copy(update={"wall_s": self.elapsed()})
         return {
             "run_id": self.run_id,
+            "stopped": stopped,
             "cost": cost.model_dump(),
             "steps": [s.model_dump(mode="json") for s in self.steps],
         }

@@ -157,7 +157,8 @@ class Recipe:
         except TimeoutError:
             ctx.trace.emit("run_failed", reason="timeout")
             ctx.trace.close()
-            raise BudgetExceeded(f"wall-clock budget of {budget.timeout_s}s exceeded", partial=ctx.partial()) from None
+            raise BudgetExceeded(f"wall-clock budget of {budget.timeout_s}s exceeded",
+                                 partial=ctx.partial("timeout")) from None
         except BaseException as exc:
             ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc))
             ctx.trace.close()

@@ -192,7 +192,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             await pool.aclose()
 
-    result = asyncio.run(go())
+    try:
+        result = asyncio.run(go())
+    except BudgetExceeded as exc:
+        print_partial(exc, as_json=args.json, steps=args.steps)
+        raise
     if args.json:
         data = result.summary()
         if args.steps:
@@ -201,6 +205,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     print_result(result)
     return 0
+
+
+def print_partial(exc: BudgetExceeded, *, as_json: bool, steps: bool) -> None:
+    """What a budget-stopped or timed-out run did: JSON on stdout, or its cost on stderr."""
+    partial = exc.partial if isinstance(exc.partial, dict) else {}
+    cost = partial.get("cost") or {}
+    records = partial.get("steps") or []
+    if as_json:
+        data = {"stopped": partial.get("stopped", "budget"), "error": str(exc), "run_id": partial.get("run_id"),
+                "cost": cost, "outputs": {r["node_id"]: r.get("output") for r in records if not r.get("error")}}
+        if steps:
+            data["steps"] = records
+        print(json.dumps(data, indent=2, default=str))
+        return
+    print(f"sfrun: partial result: {cost.get('calls', 0)} calls, {cost.get('completion_tokens', 0)} generated + "
+          f"{cost.get('prompt_tokens', 0)} prompt tokens, {len(records)} steps run", file=sys.stderr)
 
 
 def print_result(result: Any) -> None:
