@@ -24,7 +24,8 @@ Server differences handled here:
   prompts are scored as ChatML text (right for SmolLM2 and Qwen-style models;
   pass ``chatml_fallback=False`` to get a ``BackendError`` instead).
 
-Transient failures (429, 5xx, connection errors) are retried with exponential
+Transient failures (429, 5xx, connection errors, a 200 with a malformed or
+truncated body) are retried with exponential
 backoff and jitter, honouring ``Retry-After``. Read timeouts raise
 ``BackendTimeout``; other 4xx raise ``BackendError`` with the server's message,
 or ``ContextOverflow`` when a 400 mentions the context.
@@ -322,17 +323,17 @@ class OpenAIBackend(Backend):
                 continue
             try:
                 response.raise_for_status()
-                data = response.json()
             except httpx.HTTPStatusError as exc:
                 message = f"{url} answered {status}: {_server_message(response)}"
                 if status == 400 and "context" in message.lower():
                     raise ContextOverflow(message) from exc
                 raise BackendError(message) from exc
-            except ValueError as exc:
-                raise BackendError(f"{url} answered with invalid JSON: {response.text[:200]!r}") from exc
-            if not isinstance(data, dict):
-                raise BackendError(f"{url} answered with a JSON {type(data).__name__}, not an object")
-            return data
+            data, problem = _parsed_body(response)
+            if problem is None:
+                return data
+            if last:  # a malformed or truncated 200 is transient, like a 5xx
+                raise BackendError(f"{url} answered {status} with {problem}")
+            await self._retry(url, attempt, reason="malformed_body", retry_after=None)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _retry(self, url: str, attempt: int, *, reason: str, retry_after: float | None) -> None:
@@ -420,6 +421,19 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _parsed_body(response: httpx.Response) -> tuple[dict[str, Any], str | None]:
+    """The JSON object of a success response, or what is wrong with it."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}, f"invalid JSON: {response.text[:200]!r}"
+    if not isinstance(data, dict):
+        return {}, f"a JSON {type(data).__name__}, not an object"
+    if not isinstance(data.get("choices"), list):
+        return {}, f"no 'choices' list: {str(data)[:200]}"
+    return data, None
 
 
 def _server_message(response: httpx.Response) -> str:
