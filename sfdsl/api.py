@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,14 @@ from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
 
 
-def load(path: str | Path) -> Program:
-    """Load, check and plan a .sf file."""
-    return Program(compile_file(path))
+def load(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> Program:
+    """Load, check and plan a .sf file; imports may also read the ``import_path`` directories."""
+    return Program(compile_file(path, import_path=import_path))
 
 
-def compile(text: str, *, file: str = "<string>") -> Program:
+def compile(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> Program:
     """Check and plan .sf source held in a string."""
-    return Program(compile_text(text, file=file))
+    return Program(compile_text(text, file=file, import_path=import_path))
 
 
 class Program:

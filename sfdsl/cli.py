@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-calls", type=int, help="budget: model calls")
     run.add_argument("--max-tokens", type=int, help="budget: generated tokens")
     run.add_argument("--timeout", type=float, help="budget: wall-clock seconds")
+    add_import_path_option(run)
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser("check", help="check recipes and print cost bounds",
@@ -84,12 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", help=".sf files")
     check.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
                        help="bound the cost for these inputs instead of the defaults")
+    add_import_path_option(check)
     check.set_defaults(handler=cmd_check)
 
     graph = commands.add_parser("graph", help="print a recipe's plan", description="Print a recipe's execution plan.")
     graph.add_argument("file")
     graph.add_argument("recipe", nargs="?")
     graph.add_argument("--format", choices=("mermaid", "dot", "text"), default="mermaid")
+    add_import_path_option(graph)
     graph.set_defaults(handler=cmd_graph)
 
     serve = commands.add_parser(
@@ -103,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000)
     add_backend_options(serve)
+    add_import_path_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
     try:
@@ -110,9 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - eval ships with the package
         pass
     else:
-        add_backend_options(add_eval_parser(commands, make_backend=make_pool))
+        evaluate = add_eval_parser(commands, make_backend=make_pool)
+        add_backend_options(evaluate)
+        add_import_path_option(evaluate)
         add_data_parser(commands)
     return parser
+
+
+def add_import_path_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                        help="a directory imports may also read (repeatable; also $SFDSL_PATH); by default imports "
+                             "must stay inside the recipe file's directory")
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
@@ -179,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sfdsl.api import load
     from sfdsl.runtime.context import Budget
 
-    program = load(args.file)
+    program = load(args.file, import_path=args.import_path)
     recipe = program.recipe(args.recipe)
     inputs = parse_inputs(args.input, args.inputs_json)
     budget = Budget(max_calls=args.max_calls, max_tokens=args.max_tokens, timeout_s=args.timeout)
@@ -263,7 +275,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = False
     for file in args.files:
         try:
-            compiled = compile_file(file)
+            compiled = compile_file(file, import_path=args.import_path)
         except CompileError as exc:
             print(exc.render())
             errors = sum(1 for d in exc.diagnostics if d.is_error)
@@ -301,7 +313,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from sfdsl.api import load
     from sfdsl.plan import dump, to_dot, to_mermaid
 
-    recipe = load(args.file).recipe(args.recipe)
+    recipe = load(args.file, import_path=args.import_path).recipe(args.recipe)
     render = {"mermaid": lambda p: to_mermaid(p, recipe.name), "dot": lambda p: to_dot(p, recipe.name),
               "text": dump}[args.format]
     print(render(recipe.plan))
@@ -315,7 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sfdsl.runtime.backends.recipe import RecipeBackend
     from sfdsl.runtime.openai_server import OpenAIServer
 
-    recipe = load(args.file).recipe(args.recipe)
+    recipe = load(args.file, import_path=args.import_path).recipe(args.recipe)
     backend = RecipeBackend(recipe, make_pool(args), inputs=_text_inputs(recipe.ast, args.input))
     server = OpenAIServer(backend, host=args.host, port=args.port, model_name=recipe.name).start()
     print(f"serving recipe {recipe.name} as model '{recipe.name}' at {server.base_url} (Ctrl-C stops)", flush=True)

@@ -319,7 +319,7 @@ def _check_call(guard: RenderGuard, obj: Any, args: tuple[Any, ...], kwargs: dic
                 guard.allow_size(len(owner) + owner.count("\t") * tab, "expandtabs()")
     elif name == "replace" and len(args) >= 2:
         _check_replace(guard, owner, args[0], args[1])
-    elif name == "join" and args:
+    elif name == "join" and args and not isinstance(owner, int):
         guard.allow_size(guard.size(args[0]) + _count(args[0]) * len(owner), "join()")
 
 

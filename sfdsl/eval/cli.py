@@ -164,7 +164,8 @@ def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple
     plans = []
     labels: set[str] = set()
     for spec_text in args.recipes:
-        target = load_target(spec_text, backend, _limits(args))
+        search = {"import_path": args.import_path} if getattr(args, "import_path", None) else {}
+        target = load_target(spec_text, backend, _limits(args), **search)
         target.label = _unique(target.label, spec_text, labels)
         labels.add(target.label)
         items = build_items(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,8 @@ def shared_pool(backend: Any) -> Any:
     return BackendPool(backend=backend) if backend is not None else BackendPool()
 
 
-def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> Target:
+def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None, *,
+                import_path: Sequence[str] = ()) -> Target:
     """Glue to the sfdsl API: compile a recipe and wrap ``recipe.arun`` as a run_item.
 
     The recipe runs through a per-recipe view of the shared ``pool`` that
@@ -90,7 +91,7 @@ def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> T
             return None
 
     path, name = split_recipe_spec(spec)
-    recipe = sfdsl.load(path).recipe(name)
+    recipe = sfdsl.load(path, import_path=import_path).recipe(name)
     params = [_param(p) for p in recipe.params]
     view = RecipePool()
     budget = Budget(**limits) if limits else None
