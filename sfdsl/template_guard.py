@@ -98,6 +98,8 @@ class RenderGuard:
 
     def size(self, value: Any) -> int:
         """An upper estimate of ``str(value)``'s length, walking containers; stops early past the limit."""
+        if isinstance(value, str):
+            return len(value)
         cap, total, stack, steps = self.limits.max_output_chars, 0, [value], 0
         while stack and total <= cap:
             item = stack.pop()
