@@ -226,7 +226,8 @@ def print_partial(exc: BudgetExceeded, *, as_json: bool, steps: bool) -> None:
     records = partial.get("steps") or []
     if as_json:
         data = {"stopped": partial.get("stopped", "budget"), "error": str(exc), "run_id": partial.get("run_id"),
-                "cost": cost, "outputs": {r["node_id"]: r.get("output") for r in records if not r.get("error")}}
+                "cost": cost, "outputs": {r["node_id"]: r["output"] for r in records
+                            if not r.get("error") and r.get("output") is not None}}
         if steps:
             data["steps"] = records
         print(json.dumps(data, indent=2, default=str))

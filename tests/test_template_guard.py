@@ -150,28 +150,34 @@ def _sfrun(*args: str) -> subprocess.CompletedProcess[str]:
                           preexec_fn=cap)
 
 
-def _bomb_recipe(template: str) -> str:
-    return ('recipe bomb(question: str) -> answer {\n'
-            f'  prompt p = """{template}"""\n'
-            '  said = generate p (max_tokens: 8)\n'
-            '  return said\n'
-            '}\n')
+CLI_BOMBS = ["{{ 'a'*10**9 }}", "{{ 7**99999999 }}", "{{ question * 10**9 }}", "{{ lipsum(10**6) }}",
+             "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+             "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"]
 
 
-@pytest.mark.parametrize("template", ["{{ 'a'*10**9 }}", "{{ 7**99999999 }}", "{{ question * 10**9 }}",
-                                      "{{ lipsum(10**6) }}", "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
-                                      "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
-                                      "{% endfor %}"])
-def test_sfrun_check_and_run_on_template_bombs(template: str, tmp_path: Path) -> None:
+def _bomb_recipe(*templates: str) -> str:
+    prompts = "".join(f'  prompt p{i} = """{t}"""\n  s{i} = generate p{i} (max_tokens: 8)\n'
+                      for i, t in enumerate(templates))
+    returned = " + ".join(f"s{i}" for i in range(len(templates)))
+    return f"recipe bomb(question: str) -> answer {{\n{prompts}  return answer: {returned}\n}}\n"
+
+
+def test_sfrun_check_scans_template_bombs_without_evaluating(tmp_path: Path) -> None:
+    recipe = tmp_path / "bombs.sf"
+    recipe.write_text(_bomb_recipe(*CLI_BOMBS), encoding="utf-8")
+    checked = _sfrun("check", str(recipe))
+    assert checked.returncode == 0 and "bombs.sf: ok" in checked.stdout, checked.stderr
+
+
+@pytest.mark.parametrize("template", CLI_BOMBS[2:])
+def test_sfrun_run_template_bomb_is_a_located_step_error(template: str, tmp_path: Path) -> None:
     recipe = tmp_path / "bomb.sf"
     recipe.write_text(_bomb_recipe(template), encoding="utf-8")
     script = tmp_path / "script.json"
     script.write_text('["fine"]', encoding="utf-8")
-    checked = _sfrun("check", str(recipe))
-    assert checked.returncode == 0 and "bomb.sf: ok" in checked.stdout, checked.stderr
     ran = _sfrun("run", str(recipe), "-i", "question=hi", "--backend", f"scripted:{script}", "--no-cache")
     assert ran.returncode == 3, ran.stderr
-    assert f"{recipe}:2:" in ran.stderr and "prompt 'p'" in ran.stderr and "Traceback" not in ran.stderr
+    assert f"{recipe}:2:" in ran.stderr and "prompt 'p0'" in ran.stderr and "Traceback" not in ran.stderr
     assert len(ran.stderr.strip().splitlines()) == 1
 
 
