@@ -62,7 +62,9 @@ def variables(text: str) -> set[str]:
     """
     try:
         parsed = environment().parse(text)
-        return set(meta.find_undeclared_variables(parsed)) - JINJA_GLOBALS
+        found = set(meta.find_undeclared_variables(parsed)) - JINJA_GLOBALS
+        _compile(text)  # what Python itself refuses (e.g. 20 nested blocks) is found now, not at run time
+        return found
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "template syntax error", line=exc.lineno) from None
     except (RecursionError, MemoryError, SyntaxError) as exc:
