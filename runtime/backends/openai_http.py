@@ -24,9 +24,8 @@ Server differences handled here:
   prompts are scored as ChatML text (right for SmolLM2 and Qwen-style models;
   pass ``chatml_fallback=False`` to get a ``BackendError`` instead).
 
-Transient failures (429, 5xx, connection errors, a 200 with a malformed or
-truncated body) are retried with exponential
-backoff and jitter, honouring ``Retry-After``. Read timeouts raise
+Transient failures (429, 5xx, connection errors, a malformed or truncated 200)
+are retried with exponential backoff and jitter, honouring ``Retry-After``. Read timeouts raise
 ``BackendTimeout``; other 4xx raise ``BackendError`` with the server's message,
 or ``ContextOverflow`` when a 400 mentions the context.
 """
@@ -328,9 +327,13 @@ class OpenAIBackend(Backend):
                 if status == 400 and "context" in message.lower():
                     raise ContextOverflow(message) from exc
                 raise BackendError(message) from exc
-            data, problem = _parsed_body(response)
-            if problem is None:
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("choices"), list):
                 return data
+            problem = f"invalid JSON: {response.text[:200]!r}" if data is None else f"no choices: {str(data)[:200]}"
             if last:  # a malformed or truncated 200 is transient, like a 5xx
                 raise BackendError(f"{url} answered {status} with {problem}")
             await self._retry(url, attempt, reason="malformed_body", retry_after=None)
@@ -421,19 +424,6 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _parsed_body(response: httpx.Response) -> tuple[dict[str, Any], str | None]:
-    """The JSON object of a success response, or what is wrong with it."""
-    try:
-        data = response.json()
-    except ValueError:
-        return {}, f"invalid JSON: {response.text[:200]!r}"
-    if not isinstance(data, dict):
-        return {}, f"a JSON {type(data).__name__}, not an object"
-    if not isinstance(data.get("choices"), list):
-        return {}, f"no 'choices' list: {str(data)[:200]}"
-    return data, None
 
 
 def _server_message(response: httpx.Response) -> str:
