@@ -37,7 +37,7 @@ from jinja2.visitor import NodeTransformer
 
 GUARD_KEY = "sfdsl render guard"  # not an identifier, so no template can name it
 LOOP_FILTER, CONCAT_FILTER = "_sf_loop", "_sf_concat"
-_FORMAT_NUMBER = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d*))?")
+_FORMAT_NUMBER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?")
 
 
 @dataclass(frozen=True)
@@ -375,6 +375,8 @@ def _guarded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(context: Context, *args: Any, **kwargs: Any) -> Any:
         guard = guard_of(context)
         guard.tick()
+        if args and isinstance(args[0], Iterator):  # e.g. map(...): count it, then size it like a list
+            args = (list(_counted(guard, args[0], 0)), *args[1:])
         for value in (*args, *kwargs.values()):
             guard.allow_size(guard.size(value), f"an argument of filter '{name}'")
         _filter_checks(guard, name, args, kwargs)

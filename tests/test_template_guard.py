@@ -56,6 +56,10 @@ RUN_TIME_BOMBS = [
     ("{% macro m() %}{% for i in range(99999) %}" + "x" * 1000 + "{% endfor %}{% endmacro %}{{ m() }}",
      "characters"),
     ("{{ question.translate({}) }}", "may not call translate"),
+    ("{{ '%(a)999999999s' % {'a': 1} }}", "format width"),
+    ("{{ '{:{}}'.format(1, 10**9) }}", "format width"),
+    ("{{ range(100000)|map('string')|join(question) }}", "join would build"),
+    ("{{ range(100000)|map('string')|map('string')|map('string')|list|length }}", "iterations"),
 ]
 
 
