@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -16,39 +17,40 @@ from sfdsl.templates import TemplateError, render, variables
 
 QUESTION = "what is the capital of France? " * 100
 
-# (template, a fragment of the limit it must hit)
+SLOW = "time limit"  # on a loaded machine the deadline may come first; either limit stops the bomb
+# (template, a pattern of the limit it must hit)
 RUN_TIME_BOMBS = [
-    ("{{ 'a'*10**9 }}", "'*' would build"),
-    ("{{ 7**99999999 }}", "'**' would build an integer"),
-    ("{{ 10**(10**6) }}", "'**' would build an integer"),
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "iterations"),
+    ("{{ 'a'*10**9 }}", r"'\*' would build"),
+    ("{{ 7**99999999 }}", r"'\*\*' would build an integer"),
+    ("{{ 10**(10**6) }}", r"'\*\*' would build an integer"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", f"iterations|{SLOW}"),
     ("{% for a in question %}{% for b in question %}{% for c in question %}{% endfor %}{% endfor %}{% endfor %}",
-     "iterations"),
-    ("{{ lipsum(10**6) }}", "lipsum() would build"),
-    ("{{ lipsum(100, false, 20, 10**7) }}", "lipsum() would build"),
+     f"iterations|{SLOW}"),
+    ("{{ lipsum(10**6) }}", r"lipsum\(\) would build"),
+    ("{{ lipsum(100, false, 20, 10**7) }}", r"lipsum\(\) would build"),
     ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}", "nest deeper"),
     ("{% macro f() %}{{ caller() }}{% endmacro %}{% macro g() %}{% call f() %}{{ g() }}{% endcall %}{% endmacro %}"
      "{{ g() }}", "nest deeper"),
     ("{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}", "nest deeper"),
-    ("{{ question * 10**9 }}", "'*' would build"),
-    ("{{ [question] * 10**8 }}", "'*' would build"),
+    ("{{ question * 10**9 }}", r"'\*' would build"),
+    ("{{ [question] * 10**8 }}", r"'\*' would build"),
     ("{{ 'x'|center(10**9) }}", "center width"),
     ("{{ 'x'|center(1000000000) }}", "center width"),
-    ("{{ 'x'.ljust(1000000000) }}", "ljust() width"),
-    ("{{ (1).to_bytes(10**9, 'big') }}", "to_bytes() width"),
+    ("{{ 'x'.ljust(1000000000) }}", r"ljust\(\) width"),
+    ("{{ (1).to_bytes(10**9, 'big') }}", r"to_bytes\(\) width"),
     ("{{ '%0999999999d' % 1 }}", "format width"),
     ("{{ '%*d' % (10**9, 1) }}", "format width"),
     ("{{ '{:>999999999}'.format(1) }}", "format width"),
     ("{{ '%0999999999d'|format(1) }}", "format width"),
-    ("{{ question|replace('', question) }}", "replace() would build"),
-    ("{{ question.replace(' ', question) }}", "replace() would build"),
+    ("{{ question|replace('', question) }}", r"replace\(\) would build"),
+    ("{{ question.replace(' ', question) }}", r"replace\(\) would build"),
     ("{{ [question, question]|join(question * 200) }}", "would build"),
     ("{{ question|indent(10**6, true) }}", "indent"),
     ("{{ [1]|batch(10**9, 0)|list }}", "batch width"),
     ("{% set ns = namespace(s='') %}{% for i in range(10**5) %}{% set ns.s = ns.s ~ question %}{% endfor %}",
      "characters"),
     ("{% set ns = namespace(s=question) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
-     "'+' would build"),
+     r"'\+' would build"),
     ("{% set ns = namespace(x=3) %}{% for i in range(64) %}{% set ns.x = ns.x * ns.x %}{% endfor %}",
      "integer over the size limit"),
     ("{{ [question] * 5000 }}", "an output expression would build"),
@@ -58,8 +60,8 @@ RUN_TIME_BOMBS = [
     ("{{ question.translate({}) }}", "may not call translate"),
     ("{{ '%(a)999999999s' % {'a': 1} }}", "format width"),
     ("{{ '{:{}}'.format(1, 10**9) }}", "format width"),
-    ("{{ range(100000)|map('string')|join(question) }}", "join would build"),
-    ("{{ range(100000)|map('string')|map('string')|map('string')|list|length }}", "iterations"),
+    ("{{ range(100000)|map('string')|join(question) }}", f"join would build|{SLOW}"),
+    ("{{ range(100000)|map('string')|map('string')|map('string')|list|length }}", f"iterations|{SLOW}"),
 ]
 
 
@@ -68,7 +70,7 @@ def test_template_bomb_hits_a_named_limit(template: str, limit: str) -> None:
     variables(template)  # the check-time scan evaluates nothing
     with pytest.raises(TemplateError) as info:
         render(template, {"question": QUESTION})
-    assert limit in str(info.value)
+    assert re.search(limit, str(info.value)), str(info.value)
 
 
 def test_render_has_a_time_limit() -> None:
