@@ -321,3 +321,15 @@ def test_eval_output_that_fails_late_is_a_one_line_error(tmp_path: Path) -> None
     assert "\n" not in str(info.value)
     with pytest.raises(StoreError, match="cannot create output directory"):
         cli.check_writable([blocker / "sub" / "report.html"])
+
+
+def test_eval_out_dir_under_a_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfdsl.cli import main
+
+    recipe, data, script = _budget_files(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    code = main(["eval", str(recipe), "--data", str(data), "--backend", f"scripted:{script}", "--no-cache",
+                 "--out", str(blocker / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot create output directory" in err and len(err.strip().splitlines()) == 1
