@@ -198,3 +198,50 @@ def test_prompt_larger_than_the_context_fails_before_any_call() -> None:
         program.recipe().run({"q": "x" * 5000}, backend=backend)
     assert backend.requests == []
     assert program.recipe().run({"q": "short"}, backend=backend).answer == "never"
+
+
+_FUZZ = textwrap.dedent("""
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from sfdsl.template_limits import TemplateLimits
+    from sfdsl.templates import TemplateError, render
+
+    atoms = st.sampled_from(["question", "'ab'", "10**9", "999999999", "7", "[question]", "range(100000)",
+                             "lipsum(3)", "ns.s", "(question ~ question)", "{'a': question}", "'%0999999d'"])
+    ops = st.sampled_from(["*", "**", "+", "~", "%", "//"])
+    filters = st.sampled_from(["center(999999)", "indent(99999, true)", "join(question)", "list", "string",
+                               "replace('', question)", "wordwrap(1, wrapstring=question)", "batch(999999, 0)|list",
+                               "map('string')|list", "format(question)", "tojson", "pprint", "sum(start=[])"])
+    methods = st.sampled_from(["center(999999)", "replace(' ', question)", "join(question)", "zfill(999999)",
+                               "format(question, question)", "expandtabs(999999)"])
+
+    def expr(depth):
+        if depth == 0:
+            return atoms
+        sub = expr(depth - 1)
+        return st.one_of(sub, st.tuples(sub, ops, sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+                         st.tuples(sub, filters).map(lambda t: f"({t[0]}|{t[1]})"),
+                         st.tuples(sub, methods).map(lambda t: f"({t[0]}).{t[1]}"))
+
+    loops = st.tuples(expr(3), st.integers(0, 3)).map(
+        lambda t: "{% set ns = namespace(s=question) %}" + "{% for i in range(100000) %}" * t[1]
+        + "{% set ns.s = " + t[0] + " %}{{ " + t[0] + " }}" + "{% endfor %}" * t[1])
+
+    @settings(max_examples=int(sys.argv[1]), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(loops)
+    def fuzz(template):
+        try:
+            out = render(template, {"question": "what is it? " * 300}, limits=TemplateLimits(timeout_s=0.5))
+            assert len(out) <= 1_000_000
+        except TemplateError as exc:
+            assert "out of memory" not in str(exc), template
+
+    fuzz()
+    print("ok")
+""")
+
+
+def test_fuzzed_template_bombs_end_in_a_limit_in_bounded_memory() -> None:
+    done = subprocess.run([sys.executable, "-c", _FUZZ, "60"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
