@@ -71,7 +71,11 @@ def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) ->
         CompileError: with every syntax or import problem found.
     """
     main = Path(path)
-    if not main.is_file():
+    try:
+        found = main.is_file()
+    except (OSError, ValueError):  # e.g. a name too long
+        found = False
+    if not found:
         raise SourceNotFoundError(f"recipe file not found: {main}")
     text = _read(main)
     if isinstance(text, _ReadProblem):
@@ -100,8 +104,8 @@ class ImportRoots:
         search = tuple(Path(p).resolve() for p in [*import_path, *env])
         return cls(main=main_dir.resolve(), search=search)
 
-    def allows(self, target: Path) -> bool:
-        real = target.resolve()
+    def allows(self, real: Path) -> bool:
+        """Whether a resolved path lies inside one of the roots."""
         return any(real.is_relative_to(root) for root in (self.main, *self.search))
 
     def candidates(self, importer_dir: Path, path: str) -> list[Path]:
@@ -181,18 +185,21 @@ def _resolve_import(roots: ImportRoots, importer_dir: Path, imp: ast.Import) -> 
     candidates = roots.candidates(importer_dir, imp.path)
     outside = None
     for candidate in candidates:
-        if not roots.allows(candidate):
-            outside = outside or candidate
+        try:
+            real = candidate.resolve()
+            if not roots.allows(real):
+                outside = outside or candidate
+            elif real.is_file():
+                return real
+        except (OSError, RuntimeError, ValueError):  # a name too long, a symlink loop: not found
             continue
-        if candidate.is_file():
-            return candidate.resolve()
     allowed = ", ".join(str(r) for r in (roots.main, *roots.search))
     if outside is not None:
         return Diagnostic(
             code="SF506", message=f"import outside the allowed directories: {imp.path}", span=imp.span,
             hint=f"imports may only read files under {allowed}; add a directory with --import-path or SFDSL_PATH")
     return Diagnostic(code="SF501", message=f"imported file not found: {imp.path}", span=imp.span,
-                            hint=f"looked for {candidates[0].resolve()}")
+                            hint=f"looked for {os.path.abspath(candidates[0])}")
 
 
 def unknown_recipe_message(program: Program, file: str, target: list[str]) -> str:

@@ -115,3 +115,19 @@ def test_import_of_a_directory_is_not_found(tree: Path) -> None:
     main = _write(tree, 'import "sub"')
     with pytest.raises(CompileError, match="SF501"):
         load_program(main)
+
+
+@pytest.mark.parametrize("name", ["x" * 5000 + ".sf", "loop1.sf", "a\\u0000b.sf", ""])
+def test_unresolvable_import_names_are_not_found(tree: Path, name: str) -> None:
+    (tree / "project" / "loop1.sf").symlink_to(tree / "project" / "loop2.sf")
+    (tree / "project" / "loop2.sf").symlink_to(tree / "project" / "loop1.sf")
+    main = _write(tree, f'import "{name}"')
+    with pytest.raises(CompileError, match="SF501"):
+        load_program(main)
+
+
+def test_main_file_name_too_long_is_not_found() -> None:
+    from sfdsl.errors import SourceNotFoundError
+
+    with pytest.raises(SourceNotFoundError):
+        load_program("x" * 5000 + ".sf")
