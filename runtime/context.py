@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sfdsl.errors import BudgetExceeded, InputError
+from sfdsl.log import get_logger
 from sfdsl.runtime.results import Cost, StepRecord
 
-log = structlog.get_logger("sfdsl")
+log = get_logger(__name__)
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
 
 
@@ -121,10 +121,15 @@ class RunContext:
             self._tokens_held -= capped * n
 
     def charge(
-        self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False
+        self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False,
+        requests: int | None = None,
     ) -> Cost:
-        """Account for one backend call; raise if a backend generated past the token budget anyway."""
-        step = Cost(calls=calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        """Account for one backend call (``requests`` sent: one per call unless told); raise past the token budget.
+
+        Calls are capped beforehand (``call_slot``), so this raises only if a backend generated past it anyway.
+        """
+        sent = (0 if cached else calls) if requests is None else requests
+        step = Cost(calls=calls, requests=sent, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                     cached_calls=calls if cached else 0)
         self.cost.add(step)
         limit = self.budget.max_tokens

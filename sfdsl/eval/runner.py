@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
 import structlog
 
@@ -17,12 +17,10 @@ from sfdsl.errors import BudgetExceeded
 from sfdsl.eval.data import Item
 from sfdsl.eval.metrics import Matcher
 from sfdsl.eval.store import ItemRecord, ResultStore
+from sfdsl.log import get_logger
 from sfdsl.runtime.results import Cost, RunResult
 
-if TYPE_CHECKING:
-    from sfdsl.runtime.results import RunResult
-
-log = structlog.get_logger("sfdsl.eval")
+log = get_logger("sfdsl.eval")
 
 #: Runs one item: ``await run_item(inputs, seed) -> RunResult``.
 RunItem = Callable[[dict[str, Any], int], Awaitable["RunResult"]]
