@@ -41,7 +41,7 @@ from sfdsl.serve.protocol import (
 )
 from sfdsl.serve.registry import RecipeRegistry
 from sfdsl.serve.runs import Runner
-from sfdsl.serve.streaming import ChunkMaker, RunStream
+from sfdsl.serve.streaming import ChunkMaker, Kind, RunStream
 
 PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never seen by the client
@@ -130,7 +130,7 @@ async def _complete(request: Request, kind: type[ChatRequest] | type[CompletionR
         return exc.response()
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    shape = "chat" if kind is ChatRequest else "text"
+    shape: Kind = "chat" if kind is ChatRequest else "text"
     if parsed.stream:
         prefix = "chatcmpl" if shape == "chat" else "cmpl"
         chunks = ChunkMaker(shape, model=parsed.model, stream_id=f"{prefix}-{uuid.uuid4().hex[:12]}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -137,10 +137,8 @@ class CompletionRequest(_Common):
         return [ChatMessage(role="user", content=self.prompt if isinstance(self.prompt, str) else self.prompt[0])]
 
 
-RequestT = TypeVar("RequestT", ChatRequest, CompletionRequest)
-
-
-def parse_request(kind: type[RequestT], data: dict[str, Any]) -> RequestT:
+def parse_request(kind: type[ChatRequest] | type[CompletionRequest],
+                  data: dict[str, Any]) -> ChatRequest | CompletionRequest:
     """Validate a request body; a 400 naming the first bad field otherwise."""
     try:
         return kind.model_validate(data)

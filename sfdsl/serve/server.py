@@ -58,7 +58,7 @@ class HeadTimeoutH11Protocol(H11Protocol):
 
 
 def uvicorn_config(app: Any, *, host: str, port: int, sock: socket.socket | None = None,
-                   head_timeout_s: float = 10.0, keep_alive_s: float = 5.0) -> uvicorn.Config:
+                   head_timeout_s: float = 10.0, keep_alive_s: int = 5) -> uvicorn.Config:
     """The uvicorn settings `sfrun serve` uses."""
     protocol = type("ServeH11Protocol", (HeadTimeoutH11Protocol,), {"head_timeout_s": head_timeout_s})
     return uvicorn.Config(app, host=host, port=port, http=protocol, backlog=BACKLOG, timeout_keep_alive=keep_alive_s,
