@@ -140,7 +140,7 @@ def test_alias_suffix_selects_a_pool_per_override_and_unknown_alias_is_404() -> 
                                 "model_not_found")
 
     run(go())
-    assert aliases == ["default", None]  # one pool per override, shared across recipes
+    assert aliases == [None, "default"]  # one pool per override (the plain one made at start-up), shared
 
 
 def test_metrics_expose_sfdsl_series() -> None:

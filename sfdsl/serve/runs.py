@@ -66,6 +66,7 @@ class Runner:
         self.metrics = ServeMetrics(in_flight=lambda: self.limiter.in_flight, queued=lambda: self.limiter.waiting,
                                     backends=self.pools.backends)
         self._fixed = fixed_inputs(registry, config.inputs)
+        self.pools.get(None)  # a bad --backend spec fails at start-up, not at the first request
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
         """Route the request and bind its inputs; a 4xx HTTPError otherwise."""
