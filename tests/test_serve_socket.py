@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from serve_support import CHAT, RECIPES, chat, make_app
+from serve_support import CHAT, RECIPES, Gate, chat, make_app
 
 import sfdsl
+from sfdsl import ScriptedBackend
 from sfdsl.serve.server import bind_socket, uvicorn_config
 
 
@@ -116,3 +117,34 @@ def test_stalled_heads_and_bodies_time_out() -> None:
     assert head == b""  # closed without an answer
     assert body.startswith(b"HTTP/1.1 408") and b"body_timeout" in body
     assert still == 200
+
+
+def test_closing_the_connection_cancels_the_run() -> None:
+    gate = Gate()
+    app = make_app(ScriptedBackend(gate))
+    body = json.dumps(chat("chain_of_thought")).encode()
+
+    async def go() -> tuple[int, int]:
+        sock = bind_socket("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            await asyncio.wait_for(gate.started.wait(), 10)
+            writer.close()
+            for _ in range(500):
+                if gate.cancelled:
+                    break
+                await asyncio.sleep(0.01)
+            return gate.cancelled, app.state.runner.limiter.in_flight
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(serving, 10)
+
+    cancelled, in_flight = asyncio.run(go())
+    assert cancelled == 1 and in_flight == 0
