@@ -33,9 +33,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from sfdsl.errors import InputError
+from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -46,7 +45,7 @@ from sfdsl.runtime.backends.base import (
     SequenceScore,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 

@@ -31,7 +31,7 @@ def test_eight_concurrent_requests_on_the_default_model() -> None:
             replies = await asyncio.gather(*(
                 http.post(CHAT, json=chat("chain_of_thought", f"What is {i} + {i}?", max_tokens=6, seed=i))
                 for i in range(8)))
-            backends = app.state.runner.pools.backends()
+            backends = app.state.runner.runtimes.backends()
             metrics = (await http.get("/metrics")).text
         await app.state.runner.aclose()
         return replies, backends, metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from serve_support import RECIPES
 from sfdsl.errors import SourceNotFoundError
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.serve.protocol import HTTPError
-from sfdsl.serve.registry import PoolSet, RecipeRegistry
+from sfdsl.serve.registry import RecipeRegistry, RuntimeSet
 
 ECHO = 'recipe {name}(question: str) -> answer {{\n  prompt p = "{{{{ question }}}}"\n  said = generate p ' \
        '(max_tokens: 8)\n  return said\n}}\n'
@@ -46,13 +47,16 @@ def test_missing_path_and_empty_directory_are_errors(tmp_path: Path) -> None:
         RecipeRegistry.from_path(tmp_path)
 
 
-def test_pool_set_makes_one_pool_per_override() -> None:
+def test_runtime_set_makes_one_runtime_per_override_and_closes_them() -> None:
     made: list[str | None] = []
 
     def make(alias: str | None) -> BackendPool:
         made.append(alias)
         return BackendPool()
 
-    pools = PoolSet(make)
-    assert pools.get(None) is pools.get(None) and pools.get("qwen") is pools.get("qwen")
+    runtimes = RuntimeSet(make)
+    plain, qwen = runtimes.get(None), runtimes.get("qwen")
+    assert runtimes.get(None) is plain and runtimes.get("qwen") is qwen and plain is not qwen
     assert made == [None, "qwen"]
+    asyncio.run(runtimes.aclose())
+    assert plain.closed and qwen.closed and runtimes.backends() == []

@@ -70,8 +70,9 @@ def create_app(recipes: RecipeRegistry | str | Path, *, config: ServeConfig | No
 
     Args:
         config: limits and caps; the defaults of ServeConfig when None.
-        make_pool: a backend pool for a model override (None: the recipes' own models); one pool per override
-            is created on first use and shared by every run. Default: each recipe's models, cached on disk.
+        make_pool: a backend pool for a model override (None: the recipes' own models); each pool is owned by
+            one ``sfdsl.Runtime``, made on first use and shared by every run. Default: each recipe's models,
+            cached on disk.
 
     Raises:
         CompileError, SourceNotFoundError: when recipes are loaded from a path that fails.

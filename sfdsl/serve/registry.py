@@ -1,4 +1,4 @@
-"""The served models: every recipe of a .sf file or a directory, and one backend pool per model override.
+"""The served models: every recipe of a .sf file or a directory, and one runtime per model override.
 
 A recipe is served under its own name, or as ``file:recipe`` when two files declare
 the same name. A model name may end in ``@ALIAS`` (``self_consistency@qwen``): the
@@ -19,6 +19,7 @@ from sfdsl.errors import ModelNotFoundError, SourceNotFoundError
 from sfdsl.models import DEFAULT_ALIASES, load_aliases
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime_session import Runtime
 from sfdsl.serve.protocol import HTTPError
 
 
@@ -111,23 +112,24 @@ def known_aliases() -> frozenset[str]:
         return DEFAULT_ALIASES
 
 
-class PoolSet:
-    """One shared backend pool per model override (None: the recipes' own models), created on first use."""
+class RuntimeSet:
+    """One ``sfdsl.Runtime`` per model override (None: the recipes' own models), each owning a pool made on
+    first use; every run with that override shares it, so each model loads once."""
 
     def __init__(self, make_pool: Callable[[str | None], BackendPool]) -> None:
         self._make = make_pool
-        self._pools: dict[str | None, BackendPool] = {}
+        self._runtimes: dict[str | None, Runtime] = {}
 
-    def get(self, alias: str | None) -> BackendPool:
-        if alias not in self._pools:
-            self._pools[alias] = self._make(alias)
-        return self._pools[alias]
+    def get(self, alias: str | None) -> Runtime:
+        if alias not in self._runtimes:
+            self._runtimes[alias] = Runtime(pool=self._make(alias))
+        return self._runtimes[alias]
 
     def backends(self) -> list[Backend]:
-        """Every backend of every pool."""
-        return [backend for pool in self._pools.values() for backend in pool.backends()]
+        """Every backend of every open runtime."""
+        return [backend for rt in list(self._runtimes.values()) if not rt.closed for backend in rt.pool.backends()]
 
     async def aclose(self) -> None:
-        """Close every pool (and the models they loaded)."""
-        pools, self._pools = list(self._pools.values()), {}
-        await asyncio.gather(*(pool.aclose() for pool in pools))
+        """Close every runtime (and the models they loaded)."""
+        runtimes, self._runtimes = list(self._runtimes.values()), {}
+        await asyncio.gather(*(rt.aclose() for rt in runtimes))

@@ -9,21 +9,21 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from sfdsl.chat_inputs import inputs_from_chat
 from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, InputError, SfdslError
 from sfdsl.inputs import bind_inputs
+from sfdsl.log import get_logger
 from sfdsl.runtime.context import Listener, observe
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime_session import Runtime
 from sfdsl.serve.config import ServeConfig
 from sfdsl.serve.limits import RunLimiter
 from sfdsl.serve.metrics import ServeMetrics
 from sfdsl.serve.protocol import ChatRequest, CompletionRequest, HTTPError
-from sfdsl.serve.registry import PoolSet, RecipeRegistry, ServedRecipe
+from sfdsl.serve.registry import RecipeRegistry, RuntimeSet, ServedRecipe
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class PreparedRun:
     served: ServedRecipe
     inputs: dict[str, Any]
     seed: int
-    pool: BackendPool
+    runtime: Runtime
 
 
 class Ticket:
@@ -61,12 +61,12 @@ class Runner:
                  make_pool: Callable[[str | None], BackendPool]) -> None:
         self.registry = registry
         self.config = config
-        self.pools = PoolSet(make_pool)
+        self.runtimes = RuntimeSet(make_pool)
         self.limiter = RunLimiter(max_concurrency=config.max_concurrency, max_queue=config.max_queue)
         self.metrics = ServeMetrics(in_flight=lambda: self.limiter.in_flight, queued=lambda: self.limiter.waiting,
-                                    backends=self.pools.backends)
+                                    backends=self.runtimes.backends)
         self._fixed = fixed_inputs(registry, config.inputs)
-        self.pools.get(None)  # a bad --backend spec fails at start-up, not at the first request
+        self.runtimes.get(None)  # a bad --backend spec fails at start-up, not at the first request
 
     def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
         """Route the request and bind its inputs; a 4xx HTTPError otherwise."""
@@ -81,7 +81,8 @@ class Runner:
             raise HTTPError(400, str(exc), code="invalid_input") from None
         if isinstance(inputs.get("n"), int):
             self._check_n(inputs["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
-        return PreparedRun(served=served, inputs=inputs, seed=request.seed or 0, pool=self.pools.get(alias))
+        return PreparedRun(served=served, inputs=inputs, seed=request.seed or 0,
+                          runtime=self.runtimes.get(alias))
 
     def _check_n(self, n: int | None, param: str) -> None:
         if n is not None and not 1 <= n <= self.config.max_n:
@@ -99,7 +100,7 @@ class Runner:
             async with asyncio.timeout(self.config.timeout_s):
                 async with ticket.slot():
                     with observe(listener) if listener is not None else nullcontext():
-                        result = await recipe.arun(run.inputs, backend=run.pool, seed=run.seed)
+                        result = await run.runtime.arun(recipe, run.inputs, seed=run.seed)
         except TimeoutError:
             self.metrics.run_failures.labels("timeout").inc()
             raise HTTPError(504, f"run of '{run.served.name}' did not finish within {self.config.timeout_s:g}s",
@@ -117,7 +118,7 @@ class Runner:
         return result
 
     async def aclose(self) -> None:
-        await self.pools.aclose()
+        await self.runtimes.aclose()
 
 
 def fixed_inputs(registry: RecipeRegistry, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
