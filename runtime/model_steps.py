@@ -13,6 +13,7 @@ from sfdsl.cost import deepen_budgets
 from sfdsl.errors import StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import regex_flags, scalar
+from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -112,7 +113,9 @@ class ModelCaller:
     async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
         self.ctx.before_call(what)
         self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=request.max_tokens, step=what)
-        completions = await backend.generate(request)
+        with telemetry.model_call(backend, request) as span:
+            completions = await backend.generate(request)
+            span.completions(completions)
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
                      completion_tokens=sum(c.completion_tokens for c in completions),
                      cached=bool(completions) and all(c.cached for c in completions))
@@ -178,7 +181,9 @@ class ModelCaller:
             options = [str(o) for o in params["options"]] if node.mode == "choice" else \
                 [str(d) for d in range(int(params.get("scale", 9)) + 1)]
             self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
-            probs = await backend.choice_probs(ChoiceRequest(prompt=prompt, choices=tuple(options)))
+            choice = ChoiceRequest(prompt=prompt, choices=tuple(options))
+            with telemetry.scoring(backend, choice):
+                probs = await backend.choice_probs(choice)
             self._charge()
             best = max(range(len(options)), key=lambda i: probs[i])
             if node.mode == "rating":
@@ -193,7 +198,9 @@ class ModelCaller:
         items = of if isinstance(of, list) else [of]
         continuations = tuple(str(scalar(x)) for x in items)
         self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
-        scores = await backend.score(ScoreRequest(prompt=prompt, continuations=continuations))
+        score_request = ScoreRequest(prompt=prompt, continuations=continuations)
+        with telemetry.scoring(backend, score_request):
+            scores = await backend.score(score_request)
         self._charge()
         normalize = bool(params.get("normalize", True))
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,
