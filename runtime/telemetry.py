@@ -181,7 +181,7 @@ def scoring(backend: Any, request: Any) -> contextlib.AbstractContextManager[_Re
     state = _tracing.get()
     if state is None:
         return _NOOP
-    options = tuple(getattr(request, "continuations", None) or getattr(request, "choices", ()))
+    options = tuple(request.continuations if hasattr(request, "continuations") else request.choices)
     attributes = {**_model_attributes(backend, "score"), "sfdsl.score.options": len(options)}
     if state.capture:
         attributes["gen_ai.input.messages"] = json.dumps(_messages(request.prompt))
