@@ -103,3 +103,43 @@ class BackendPool:
         for backend in self._backends.values():
             await backend.aclose()
         self._backends.clear()
+
+
+def pool_from_spec(spec: str | None, *, model: str | None = None, cache: bool = False) -> BackendPool:
+    """A pool for a backend SPEC as `sfrun --backend` takes it.
+
+    Args:
+        spec: None (each recipe's own model declarations), ``llama[:GGUF]`` (every model on llama.cpp),
+            ``scripted:FILE.json`` (every model replays the script) or ``openai:BASE_URL`` (every model
+            on that OpenAI-compatible server).
+        model: a GGUF path or alias overriding llama models (the model name for ``openai:``).
+        cache: wrap each backend created in the on-disk cache.
+
+    Raises:
+        InputError: for an unknown spec or a missing/bad script file.
+    """
+    wrap = None
+    if cache:
+        from sfdsl.runtime.cache import CachedBackend
+
+        def wrap(backend: Backend) -> Backend:
+            return CachedBackend(backend)
+
+    if spec is None:
+        return BackendPool(model=model, wrap=wrap)
+    kind, _, rest = spec.partition(":")
+    if kind == "scripted":
+        return BackendPool(backend=scripted_from_file(rest))
+    if kind == "llama":
+        llama = DEFAULT_FACTORIES["llama"]
+        return BackendPool(factories={"llama": llama, "openai": lambda p: llama({}), "scripted": lambda p: llama({})},
+                           model=model or rest or None, wrap=wrap)
+    if kind == "openai":
+        openai = DEFAULT_FACTORIES["openai"]
+
+        def any_to_openai(params: dict[str, Any]) -> Backend:
+            return openai({"base_url": rest, **({"model": model} if model else {})})
+
+        return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
+                           wrap=wrap)
+    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL")

@@ -124,37 +124,9 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
 
 def make_pool(args: argparse.Namespace) -> Any:
     """A backend pool from --backend, --model and --no-cache."""
-    from sfdsl.runtime.pool import DEFAULT_FACTORIES, BackendPool, scripted_from_file
+    from sfdsl.runtime.pool import pool_from_spec
 
-    wrap = None
-    if not args.no_cache:
-        from sfdsl.runtime.cache import CachedBackend
-
-        def wrap(backend: Any) -> Any:
-            return CachedBackend(backend)
-
-    spec = args.backend
-    if spec is None:
-        return BackendPool(model=args.model, wrap=wrap)
-    kind, _, rest = spec.partition(":")
-    if kind == "scripted":
-        return BackendPool(backend=scripted_from_file(rest))
-    if kind == "llama":
-        factory = DEFAULT_FACTORIES["llama"]
-        return BackendPool(factories={"llama": factory, "openai": lambda p: factory({}),
-                                      "scripted": lambda p: factory({})}, model=args.model or rest or None, wrap=wrap)
-    if kind == "openai":
-        openai = DEFAULT_FACTORIES["openai"]
-        base_url = rest
-
-        def any_to_openai(params: dict[str, Any]) -> Any:
-            return openai({"base_url": base_url, **({"model": args.model} if args.model else {})})
-
-        return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
-                           wrap=wrap)
-    from sfdsl.errors import InputError
-
-    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL")
+    return pool_from_spec(args.backend, model=args.model, cache=not args.no_cache)
 
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
