@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_options(serve)
     serve.set_defaults(handler=cmd_serve)
 
+    from sfdsl.integrations import mcp_server
+
+    mcp_server.add_parser(commands, add_backend_options, make_pool)
     try:
         from sfdsl.eval.cli import add_data_parser, add_eval_parser
     except ImportError:  # pragma: no cover - eval ships with the package
