@@ -19,9 +19,9 @@ from tests.conftest import REPO
 
 pytest.importorskip("mcp.server.mcpserver")
 
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
-from mcp.types import LATEST_PROTOCOL_VERSION  # noqa: E402
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.types import LATEST_PROTOCOL_VERSION
 
 SFRUN = [sys.executable, "-m", "sfdsl.cli"]
 
@@ -148,7 +148,7 @@ def test_recipe_names_shared_by_two_files_are_prefixed_with_the_file(tmp_path: P
     assert sorted(load_recipes(tmp_path)) == ["a.echo", "b.echo", "only_a"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match="no .sf files"):
+    with pytest.raises(InputError, match=r"no \.sf files"):
         load_recipes(empty)
 
 
