@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,31 +17,11 @@ from tests.conftest import REPO
 pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 REPLIES = ["Step one. The answer is 4.", "The answer is 4.", "The answer is 5.", "I think the answer is 4.", "no idea"]
 QUESTION = "What is 2+2?"
-
-
-@pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
-    """The process-wide SDK provider (OTel allows setting it once) with an in-memory exporter."""
-    memory = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return memory
-
-
-@pytest.fixture
-def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
-    exporter.clear()
-    yield exporter
-    exporter.clear()
 
 
 def run_self_consistency(**inputs: Any) -> sfdsl.RunResult:
@@ -54,9 +33,9 @@ def by_name(spans: tuple[ReadableSpan, ...], prefix: str) -> list[ReadableSpan]:
     return [s for s in spans if s.name.startswith(prefix)]
 
 
-def test_self_consistency_emits_workflow_step_and_genai_spans(spans: InMemorySpanExporter) -> None:
+def test_self_consistency_emits_workflow_step_and_genai_spans(otel_spans: InMemorySpanExporter) -> None:
     result = run_self_consistency()
-    finished = spans.get_finished_spans()
+    finished = otel_spans.get_finished_spans()
     [root] = by_name(finished, "invoke_workflow ")
     assert root.name == "invoke_workflow self_consistency"
     assert root.parent is None
@@ -92,10 +71,10 @@ def test_self_consistency_emits_workflow_step_and_genai_spans(spans: InMemorySpa
     assert "sfdsl.inputs" not in root.attributes and "sfdsl.answer" not in root.attributes
 
 
-def test_content_is_recorded_only_on_opt_in(spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_content_is_recorded_only_on_opt_in(otel_spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(telemetry.CAPTURE_ENV, "1")
     result = run_self_consistency()
-    finished = spans.get_finished_spans()
+    finished = otel_spans.get_finished_spans()
     [call] = by_name(finished, "chat ")
     messages = json.loads(str(call.attributes["gen_ai.input.messages"]))
     assert messages[0]["role"] == "user" and QUESTION in messages[0]["parts"][0]["content"]
@@ -105,16 +84,16 @@ def test_content_is_recorded_only_on_opt_in(spans: InMemorySpanExporter, monkeyp
     assert json.loads(str(root.attributes["sfdsl.answer"])) == result.answer
 
 
-def test_capture_content_block_overrides_the_environment(spans: InMemorySpanExporter,
+def test_capture_content_block_overrides_the_environment(otel_spans: InMemorySpanExporter,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(telemetry.CAPTURE_ENV, "1")
     with telemetry.capture_content(False):
         run_self_consistency()
-    [call] = by_name(spans.get_finished_spans(), "chat ")
+    [call] = by_name(otel_spans.get_finished_spans(), "chat ")
     assert "gen_ai.input.messages" not in call.attributes
 
 
-def test_scoring_steps_get_score_spans(spans: InMemorySpanExporter) -> None:
+def test_scoring_steps_get_score_spans(otel_spans: InMemorySpanExporter) -> None:
     source = '''
 recipe judge(question: str) -> (answer, score) {
   prompt ask = "Q: {{ question }} A:"
@@ -125,21 +104,21 @@ recipe judge(question: str) -> (answer, score) {
 }'''
     backend = sfdsl.ScriptedBackend(["four"], scores={"A": -0.1, "B": -2.0})
     sfdsl.compile(source).recipe().run({"question": "2+2?"}, backend=backend)
-    [score] = by_name(spans.get_finished_spans(), "score ")
+    [score] = by_name(otel_spans.get_finished_spans(), "score ")
     assert score.attributes["gen_ai.operation.name"] == "score"
     assert score.attributes["sfdsl.score.options"] == 2
-    [completion] = by_name(spans.get_finished_spans(), "text_completion ")
+    [completion] = by_name(otel_spans.get_finished_spans(), "text_completion ")
     assert completion.attributes["gen_ai.request.choice.count"] == 1
 
 
-def test_a_failing_run_marks_its_spans_as_errors(spans: InMemorySpanExporter) -> None:
+def test_a_failing_run_marks_its_spans_as_errors(otel_spans: InMemorySpanExporter) -> None:
     recipe = sfdsl.load(REPO / "recipes/chain_of_thought.sf").recipe()
     with pytest.raises(sfdsl.SfdslError):
         recipe.run({"question": QUESTION}, backend=sfdsl.ScriptedBackend([]))
-    [root] = by_name(spans.get_finished_spans(), "invoke_workflow ")
+    [root] = by_name(otel_spans.get_finished_spans(), "invoke_workflow ")
     assert root.status.status_code == trace.StatusCode.ERROR
     assert root.attributes["error.type"] == "ScriptExhausted"
-    [call] = by_name(spans.get_finished_spans(), "chat ")
+    [call] = by_name(otel_spans.get_finished_spans(), "chat ")
     assert call.attributes["error.type"] == "ScriptExhausted"
 
 
