@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -105,13 +106,17 @@ def _tracer() -> Any:
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
+    return provider.get_tracer("sfdsl", _own_version())
+
+
+@functools.cache
+def _own_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        own_version = version("sfdsl")
+        return version("sfdsl")
     except PackageNotFoundError:
-        own_version = None
-    return provider.get_tracer("sfdsl", own_version)
+        return None
 
 
 def _capture_wanted() -> bool:
