@@ -60,3 +60,12 @@ def test_pygmentize_highlights_a_recipe() -> None:
     assert done.returncode == 0, done.stderr
     assert '<span class="nf">chain_of_thought</span>' in done.stdout
     assert 'class="err"' not in done.stdout
+
+
+def test_every_word_of_the_grammar_is_highlighted_as_a_keyword() -> None:
+    from sfdsl.integrations.pygments_lexer import KEYWORDS
+
+    assert {"recipe", "generate", "vote", "refine", "abstain", "using", "when"} <= set(KEYWORDS)
+    for word in KEYWORDS:
+        [(kind, value), *_] = list(SfLexer().get_tokens(f"{word} "))
+        assert value == word and kind in Keyword, (word, kind)

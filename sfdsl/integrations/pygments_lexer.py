@@ -23,11 +23,21 @@ from pygments.token import (
 
 from sfdsl.expressions import BUILTINS
 
-#: Keywords of grammar/sf.lark (steps, statements, operators spelled as words).
-KEYWORDS = ("import", "as", "recipe", "model", "prompt", "chat", "generate", "deepen", "extract", "from", "after",
-            "with", "evaluate", "vote", "by", "times", "refine", "map", "in", "call", "search", "if", "else",
-            "return", "abstain", "stop", "when", "next", "score", "yield", "using", "regex", "choice")
+CONSTANTS = ("true", "false", "none")
 WORD_OPERATORS = ("and", "or", "not", "in", "matches")
+
+
+def grammar_keywords() -> tuple[str, ...]:
+    """Every word the grammar spells out (``recipe``, ``generate``, ``when``...), read from its terminals."""
+    from lark.lexer import PatternStr
+
+    from sfdsl.grammar.loader import parser
+
+    words_ = {t.pattern.value for t in parser().terminals if isinstance(t.pattern, PatternStr)}
+    return tuple(sorted(w for w in words_ if w.isidentifier() and w not in CONSTANTS + WORD_OPERATORS))
+
+
+KEYWORDS = grammar_keywords()
 TYPES = ("str", "int", "float", "bool", "list", "any", "dict")
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
@@ -55,7 +65,7 @@ class SfLexer(RegexLexer):
             (r"(call)(\s+)(" + NAME + r"(?:\." + NAME + ")*)", bygroups(Keyword, Whitespace, Name.Function)),
             (r"(system|user|assistant)(\s*)(:)", bygroups(Name.Tag, Whitespace, Punctuation)),
             (r"(" + NAME + r")(\s*)(:)", bygroups(Name.Attribute, Whitespace, Punctuation)),
-            (words(("true", "false", "none"), suffix=r"\b"), Keyword.Constant),
+            (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(WORD_OPERATORS, suffix=r"\b"), Operator.Word),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(TYPES, suffix=r"\b(?!\s*\()"), Keyword.Type),
