@@ -95,7 +95,7 @@ def header_comment(lines: list[str], line: int, *, at_top: bool = False) -> str:
             end += 1
         block = lines[start:end]
     else:
-        end = line - 1
+        end = min(line - 1, len(lines))
         while end > 0 and not lines[end - 1].strip():
             end -= 1
         start = end

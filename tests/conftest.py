@@ -43,29 +43,58 @@ def event_loop_runner() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _reset_structlog() -> Any:
-    """The CLI configures structlog globally (stderr, warnings only); undo that after each test."""
+def _reset_logging() -> Any:
+    """`sfrun` adds a console handler to the "sfdsl" logger and sets its level; undo that after each test."""
+    import logging
+
     import structlog
 
     yield
+    logger = logging.getLogger("sfdsl")
+    for handler in [h for h in logger.handlers if getattr(h, "sfrun_console", False)]:
+        logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
     structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
-@pytest.fixture
-def otel_spans() -> Any:
-    """An in-memory exporter on the process-wide OTel SDK provider (OTel lets a process set it once)."""
+def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The structlog event dicts sfdsl logged, as captured by pytest's caplog."""
+    from sfdsl.log import event_of
+
+    return [e for e in (event_of(r) for r in caplog.records) if e is not None]
+
+
+@pytest.fixture(scope="session")
+def _otel_switch() -> Any:
+    """One span processor on the process-wide OTel SDK provider (a process sets it once), on only during a test."""
     pytest.importorskip("opentelemetry.sdk")
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+    class Switch(SpanProcessor):
+        def __init__(self) -> None:
+            self.exporter: Any = None
+
+        def on_end(self, span: ReadableSpan) -> None:
+            if self.exporter is not None:
+                self.exporter.export((span,))
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
+    switch = Switch()
+    provider.add_span_processor(switch)
+    return switch
+
+
+@pytest.fixture
+def otel_spans(_otel_switch: Any) -> Any:
+    """The spans finished during this test, in an in-memory exporter."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
+    _otel_switch.exporter = exporter
     yield exporter
-    processor.shutdown()
+    _otel_switch.exporter = None
