@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import sfdsl
-from sfdsl.errors import InputError, ScriptExhausted
+from sfdsl.errors import InputError, RuntimeClosed, ScriptExhausted
 from tests.conftest import REPO
 
 pytest.importorskip("langchain_core")
@@ -102,6 +102,16 @@ def test_ainvoke_never_blocks_the_callers_loop() -> None:
     assert ticks >= 10  # the loop kept running during the 0.3 s call
 
 
+def test_sync_invoke_inside_a_running_loop_still_answers() -> None:
+    model = SfdslChatModel(recipe=COT, backend=echo_answers())
+
+    async def go() -> str:
+        return str(model.invoke("abcd").content)  # sync LangChain code called from async code
+
+    assert asyncio.run(go()) == "4"
+    model.close()
+
+
 def test_batch_and_concurrent_calls_share_one_backend_and_run_together() -> None:
     backend = echo_answers(latency=0.2)
     model = SfdslChatModel(recipe=COT, backend=backend)
@@ -160,7 +170,7 @@ def test_call_errors_are_sfdsl_errors_and_the_model_keeps_working(script: Path) 
     with pytest.raises(ScriptExhausted):
         model.invoke("What is 2+2?")
     model.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(RuntimeClosed):
         model.invoke("after close")
 
 
@@ -234,7 +244,7 @@ def test_a_langgraph_node_runs_the_real_default_model() -> None:
 def test_concurrent_calls_share_one_engine_and_decode_in_the_same_batches() -> None:
     model = SfdslChatModel(recipe=COT, inputs={"max_tokens": 12})
     replies = model.batch([f"What is {k} + {k}?" for k in range(2, 6)])
-    [backend] = model._pool._backends.values()
+    [backend] = model._runtime.pool._backends.values()
     steps = backend.engine.steps
     model.close()
     generated = sum(r.response_metadata["usage"]["completion_tokens"] for r in replies)

@@ -5,11 +5,13 @@ The last user message goes to the recipe's ``question`` input (else its first
 answer, and its ``response_metadata`` carries ``score``, ``abstained``,
 ``reason`` and ``usage`` summed over every model call inside the run.
 
-Each model instance owns one backend pool, loaded on first use and shared by
-every call, on an event loop of its own: ``invoke``/``batch`` from any thread
-and ``ainvoke`` from any loop (which is never blocked) all reach the same
-loaded models, so concurrent calls are batched by the engine. ``close()``
-releases the models (also done at garbage collection and at exit).
+Each model instance owns one ``sfdsl.Runtime``: its models load on first use
+and serve every call. ``ainvoke`` runs in the caller's event loop and never
+blocks it; ``invoke`` and ``batch`` (threads) run on the runtime's private loop
+(from inside a running loop, through a worker thread). All calls reach the
+same loaded models, so concurrent calls are batched by the engine, and spans
+of a run nest under the caller's OpenTelemetry span. ``close()``/``aclose()``
+release the models (also done at garbage collection and at exit).
 
 Example:
     >>> from sfdsl.integrations.langchain import SfdslChatModel                   # doctest: +SKIP
@@ -20,9 +22,11 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import json
-import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +36,10 @@ from sfdsl.api import Recipe, load
 from sfdsl.chat_inputs import REQUEST_FIELDS, ChatMessage, inputs_from_chat, text_input
 from sfdsl.errors import InputError
 from sfdsl.inputs import bind_inputs
-from sfdsl.integrations.loop_thread import LoopThread
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime_session import Runtime
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -74,8 +78,7 @@ class SfdslChatModel(BaseChatModel):
     disk_cache: bool = False
 
     _recipe: Recipe = PrivateAttr()
-    _pool: BackendPool = PrivateAttr()
-    _loop: LoopThread = PrivateAttr()
+    _runtime: Runtime = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
@@ -83,9 +86,7 @@ class SfdslChatModel(BaseChatModel):
         params = [(name, type_name) for name, type_name, _ in self._recipe.params]
         text_input(params, recipe=self._recipe.name)  # fails now when no input can take the message
         bind_inputs(self._recipe.ast, dict(self.inputs), require_all=False)
-        self._pool = _make_pool(self.backend, cache=self.disk_cache)
-        self._loop = LoopThread(f"sfdsl-langchain-{self._recipe.name}")
-        weakref.finalize(self, _shutdown, self._loop, self._pool)
+        self._runtime = Runtime(pool=_make_pool(self.backend, cache=self.disk_cache))
 
     @property
     def _llm_type(self) -> str:
@@ -104,25 +105,38 @@ class SfdslChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        return _chat_result(self._loop.run(self._run(messages, stop, kwargs)))
+        inputs, seed = self._request(messages, stop, kwargs)
+        run = _in_context(contextvars.copy_context(),
+                          lambda: self._recipe.arun(inputs, runtime=self._runtime, seed=seed))
+        if not _loop_running():
+            return _chat_result(self._runtime.call(run))
+        # Sync LangChain code inside a running loop: wait on a worker thread (blocking, as a sync call does).
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sfdsl-langchain") as worker:
+            return _chat_result(worker.submit(self._runtime.call, run).result())
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        return _chat_result(await self._loop.arun(self._run(messages, stop, kwargs)))
+        inputs, seed = self._request(messages, stop, kwargs)
+        return _chat_result(await self._recipe.arun(inputs, runtime=self._runtime, seed=seed))
 
-    def _run(self, messages: Sequence[BaseMessage], stop: list[str] | None,
-             kwargs: dict[str, Any]) -> Coroutine[Any, Any, RunResult]:
+    def _request(self, messages: Sequence[BaseMessage], stop: list[str] | None,
+                 kwargs: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The recipe inputs and run seed of one call."""
         if stop:
             raise InputError(f"recipe '{self._recipe.name}' cannot honour stop sequences {stop!r}")
         params = [(name, type_name) for name, type_name, _ in self._recipe.params]
         chat = [ChatMessage(role=ROLES.get(m.type, m.type), content=m.text) for m in messages]
         inputs = inputs_from_chat(params, chat, request_fields={k: kwargs.get(k) for k in REQUEST_FIELDS},
                                   extra={**self.inputs, **kwargs.get("inputs", {})}, recipe=self._recipe.name)
-        return self._recipe.arun(inputs, backend=self._pool, seed=int(kwargs.get("seed", self.seed)))
+        return inputs, int(kwargs.get("seed", self.seed))
 
     def close(self) -> None:
-        """Release the loaded models and stop this model's event loop thread."""
-        _shutdown(self._loop, self._pool)
+        """Release the loaded models (from sync code; ``await aclose()`` in a running loop)."""
+        self._runtime.close()
+
+    async def aclose(self) -> None:
+        """Release the loaded models without blocking the running loop."""
+        await self._runtime.aclose()
 
 
 def _resolve_recipe(recipe: Any, name: str | None) -> Recipe:
@@ -141,8 +155,17 @@ def _make_pool(backend: Any, *, cache: bool) -> BackendPool:
     raise InputError(f"backend must be a SPEC string, an sfdsl Backend or None, got {type(backend).__name__}")
 
 
-def _shutdown(loop: LoopThread, pool: BackendPool) -> None:
-    loop.close(pool.aclose())
+async def _in_context(context: contextvars.Context, run: Callable[[], Coroutine[Any, Any, RunResult]]) -> RunResult:
+    """Run ``run()`` as a task in ``context`` (the caller's), so its spans and log context follow the caller."""
+    return await context.run(lambda: asyncio.ensure_future(run()))
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _content(result: RunResult) -> str:

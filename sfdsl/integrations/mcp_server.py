@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from sfdsl.api import Recipe
     from sfdsl.runtime.pool import BackendPool
+    from sfdsl.runtime_session import Runtime
 
 #: Recipe input types as Python annotations (the JSON schema is derived from these).
 PYTHON_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str],
@@ -99,14 +100,14 @@ def answer_text(answer: Any, *, abstained: bool, reason: str | None) -> str:
     return answer if isinstance(answer, str) else json.dumps(answer, default=str)
 
 
-def recipe_tool(recipe: Recipe, pool: BackendPool, name: str) -> Any:
-    """An async function that runs ``recipe`` on ``pool``, shaped for ``MCPServer.add_tool``."""
+def recipe_tool(recipe: Recipe, runtime: Runtime, name: str) -> Any:
+    """An async function that runs ``recipe`` on ``runtime``'s models, shaped for ``MCPServer.add_tool``."""
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import CallToolResult, TextContent
 
     async def run_recipe(**arguments: Any) -> Any:
         try:
-            result = await recipe.arun(arguments, backend=pool)
+            result = await recipe.arun(arguments, runtime=runtime)
         except SfdslError as exc:
             raise ToolError(str(exc)) from exc
         cost = result.cost
@@ -127,8 +128,8 @@ def recipe_tool(recipe: Recipe, pool: BackendPool, name: str) -> Any:
     return run_recipe
 
 
-def build_server(recipes: dict[str, Recipe], pool: BackendPool) -> MCPServer:
-    """An MCP server with one tool per recipe, all running on ``pool``."""
+def build_server(recipes: dict[str, Recipe], runtime: Runtime) -> MCPServer:
+    """An MCP server with one tool per recipe, all running on ``runtime``'s models."""
     from mcp.server.mcpserver import MCPServer
 
     server: MCPServer = MCPServer(
@@ -137,16 +138,16 @@ def build_server(recipes: dict[str, Recipe], pool: BackendPool) -> MCPServer:
                      "with score, abstained and reason in the structured content.")
     for name, recipe in recipes.items():
         description = recipe.ast.doc or f"Run the sfdsl recipe {recipe.name} from {recipe.file}."
-        server.add_tool(recipe_tool(recipe, pool, name), name=name, title=recipe.name, description=description)
+        server.add_tool(recipe_tool(recipe, runtime, name), name=name, title=recipe.name, description=description)
     return server
 
 
 async def serve_stdio(recipes: dict[str, Recipe], pool: BackendPool) -> None:
     """Serve ``recipes`` over stdin/stdout until the client disconnects; then release the models."""
-    try:
-        await build_server(recipes, pool).run_stdio_async()
-    finally:
-        await pool.aclose()
+    from sfdsl.runtime_session import Runtime
+
+    async with Runtime(pool=pool) as runtime:
+        await build_server(recipes, runtime).run_stdio_async()
 
 
 def add_parser(commands: Any, add_backend_options: Any, make_pool: Any) -> None:
