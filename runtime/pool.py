@@ -120,8 +120,8 @@ def pool_from_spec(spec: str | None, *, model: str | None = None, cache: bool = 
 
     Args:
         spec: None (each recipe's own model declarations), ``llama[:GGUF]`` (every model on llama.cpp),
-            ``scripted:FILE.json`` (every model replays the script) or ``openai:BASE_URL`` (every model
-            on that OpenAI-compatible server).
+            ``scripted:FILE.json`` (every model replays the script) or ``openai:BASE_URL[,BASE_URL...]``
+            (every model on that OpenAI-compatible server, or on a fleet of them).
         model: a GGUF path or alias overriding llama models (the model name for ``openai:``).
         cache: wrap each backend created in the on-disk cache.
 
@@ -152,4 +152,4 @@ def pool_from_spec(spec: str | None, *, model: str | None = None, cache: bool = 
 
         return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
                            wrap=wrap)
-    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL")
+    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL[,BASE_URL...]")

@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", metavar="SPEC",
-                        help="use one backend for every model: 'llama', 'scripted:FILE.json' or 'openai:BASE_URL'")
+                        help="use one backend for every model: 'llama', 'scripted:FILE.json' or "
+                             "'openai:BASE_URL[,BASE_URL...]' (several: a fleet, least-loaded first)")
     parser.add_argument("--model", metavar="PATH|ALIAS", help="GGUF file or alias for llama models")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk cache")
 
