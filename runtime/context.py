@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,6 +19,23 @@ from sfdsl.runtime.results import Cost, StepRecord
 
 log = get_logger(__name__)
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
+
+#: Called with (event, fields) for every trace event of runs started in the current context.
+Listener = Callable[[str, dict[str, Any]], None]
+_listener: ContextVar[Listener | None] = ContextVar("sfdsl_trace_listener", default=None)
+
+
+@contextmanager
+def observe(listener: Listener) -> Iterator[None]:
+    """Pass every trace event of the runs started inside this block to ``listener`` (e.g. to stream progress).
+
+    The listener is held in a context variable, so it reaches the run's tasks and nothing else.
+    """
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
 
 
 class Budget(BaseModel):
@@ -37,6 +57,9 @@ class Trace:
         """Log an event (per-node and per-call events at debug level) and append it to the trace file."""
         level = "debug" if event in DEBUG_EVENTS else "info"
         getattr(log, level)(event, run_id=self.run_id, **fields)
+        listener = _listener.get()
+        if listener is not None:
+            listener(event, {"run_id": self.run_id, **fields})
         if self._file is not None:
             record = {"event": event, "run_id": self.run_id, "ts": time.time(), **fields}
             self._file.write(json.dumps(record, default=str) + "\n")

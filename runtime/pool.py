@@ -100,6 +100,10 @@ class BackendPool:
                 self._backends[key] = self._wrap(created) if self._wrap else created
             return self._backends[key]
 
+    def backends(self) -> list[Backend]:
+        """The backends in use now (the fixed one, or those created so far)."""
+        return [self._fixed] if self._fixed is not None else list(self._backends.values())
+
     def model_ids(self) -> str:
         """Identifiers of every backend in use, for result hashing."""
         if self._fixed is not None:
@@ -115,26 +119,15 @@ class BackendPool:
             await backend.aclose()
 
 
-def pool_from_spec(spec: str | None, *, model: str | None = None, cache: bool = False) -> BackendPool:
-    """A pool for a backend SPEC as `sfrun --backend` takes it.
-
-    Args:
-        spec: None (each recipe's own model declarations), ``llama[:GGUF]`` (every model on llama.cpp),
-            ``scripted:FILE.json`` (every model replays the script) or ``openai:BASE_URL[,BASE_URL...]``
-            (every model on that OpenAI-compatible server, or on a fleet of them).
-        model: a GGUF path or alias overriding llama models (the model name for ``openai:``).
-        cache: wrap each backend created in the on-disk cache.
+def pool_from_spec(spec: str | None, *, model: str | None = None,
+                   wrap: Callable[[Backend], Backend] | None = None) -> BackendPool:
+    """A pool from a ``--backend`` spec: None (each recipe's own models), ``llama[:MODEL]``,
+    ``scripted:FILE.json`` or ``openai:BASE_URL[,BASE_URL...]``; ``model`` overrides the GGUF (llama) or model
+    name (openai); ``wrap`` (e.g. ``CachedBackend``) wraps each backend created.
 
     Raises:
-        InputError: for an unknown spec or a missing/bad script file.
+        InputError: for an unknown spec, or a script file that cannot be read.
     """
-    wrap = None
-    if cache:
-        from sfdsl.runtime.cache import CachedBackend
-
-        def wrap(backend: Backend) -> Backend:
-            return CachedBackend(backend)
-
     if spec is None:
         return BackendPool(model=model, wrap=wrap)
     kind, _, rest = spec.partition(":")
@@ -146,10 +139,7 @@ def pool_from_spec(spec: str | None, *, model: str | None = None, cache: bool = 
                            model=model or rest or None, wrap=wrap)
     if kind == "openai":
         openai = DEFAULT_FACTORIES["openai"]
-
-        def any_to_openai(params: dict[str, Any]) -> Backend:
-            return openai({"base_url": rest, **({"model": model} if model else {})})
-
-        return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
+        fixed = {"base_url": rest, **({"model": model} if model else {})}
+        return BackendPool(factories=dict.fromkeys(("llama", "openai", "scripted"), lambda p: openai(fixed)),
                            wrap=wrap)
     raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL[,BASE_URL...]")

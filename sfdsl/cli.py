@@ -118,16 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
     graph.set_defaults(handler=cmd_graph)
 
     serve = commands.add_parser(
-        "serve", help="serve a recipe as an OpenAI-compatible model",
-        description="Serve a recipe over the OpenAI API: each chat or completion request runs the recipe on "
-                    "the last user message and answers with the recipe's answer.")
-    serve.add_argument("file")
-    serve.add_argument("recipe", nargs="?")
+        "serve", help="serve recipes as OpenAI-compatible models",
+        description="Serve every recipe of a .sf file or a directory over the OpenAI API (/v1/chat/completions, "
+                    "/v1/completions, /v1/models, /health, /metrics). A request's model is a recipe name, "
+                    "optionally with @ALIAS to load another GGUF; its last user message feeds the recipe.")
+    serve.add_argument("path", help="a .sf file or a directory of them")
     serve.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
-                       help="fix an input of every run")
+                       help="fix an input of every run of the recipes that declare it")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     add_backend_options(serve)
+    serve.add_argument("--max-concurrency", type=_positive(int), default=8, metavar="N", help="runs at once (8)")
+    serve.add_argument("--max-queue", type=_positive(int, zero=True), default=256, metavar="N",
+                       help="requests waiting for a run; beyond it 429 (256)")
+    serve.add_argument("--timeout", type=_positive(float), default=300.0, metavar="S",
+                       help="seconds a request may wait and run before a 504 (300)")
+    serve.add_argument("--max-body-bytes", type=_positive(int), default=1 << 20, metavar="B",
+                       help="largest request body; beyond it 413 (1 MiB)")
+    serve.add_argument("--max-n", type=_positive(int), default=32, metavar="N", help="largest n a request may ask (32)")
+    serve.add_argument("--cache-max-mb", type=_positive(float), default=256.0, metavar="MB",
+                       help="bound of the on-disk cache; oldest entries are evicted (256)")
     serve.set_defaults(handler=cmd_serve)
 
     from sfdsl.integrations import mcp_server
@@ -153,9 +163,10 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
 
 def make_pool(args: argparse.Namespace) -> Any:
     """A backend pool from --backend, --model and --no-cache."""
+    from sfdsl.runtime.cache import CachedBackend
     from sfdsl.runtime.pool import pool_from_spec
 
-    return pool_from_spec(args.backend, model=args.model, cache=not args.no_cache)
+    return pool_from_spec(args.backend, model=args.model, wrap=None if args.no_cache else CachedBackend)
 
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
@@ -284,23 +295,41 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Any:
+    """An argparse type: a number above zero (or at least zero)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'at least 0' if zero else 'above 0'}, got {text}")
+        return value
+
+    return parse
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    import time
+    import uvicorn
 
-    from sfdsl.api import load
-    from sfdsl.runtime.backends.recipe import RecipeBackend
-    from sfdsl.runtime.openai_server import OpenAIServer
+    from sfdsl.serve import RecipeRegistry, ServeConfig, create_app, default_pool_factory
+    from sfdsl.serve.server import bind_socket, uvicorn_config
 
-    recipe = load(args.file).recipe(args.recipe)
-    backend = RecipeBackend(recipe, make_pool(args), inputs=_text_inputs(recipe.ast, args.input))
-    server = OpenAIServer(backend, host=args.host, port=args.port, model_name=recipe.name).start()
-    print(f"serving recipe {recipe.name} as model '{recipe.name}' at {server.base_url} (Ctrl-C stops)", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        server.close()
-        asyncio.run(backend.aclose())
+    cache = None if args.no_cache else int(args.cache_max_mb * (1 << 20))
+    config = ServeConfig(max_concurrency=args.max_concurrency, max_queue=args.max_queue, timeout_s=args.timeout,
+                         max_body_bytes=args.max_body_bytes, max_n=args.max_n, inputs=parse_inputs(args.input, None),
+                         cache_max_bytes=cache)
+    registry = RecipeRegistry.from_path(args.path)
+    app = create_app(registry, config=config,
+                     make_pool=default_pool_factory(args.backend, model=args.model, cache_max_bytes=cache))
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {len(registry)} recipes as models at http://{shown}:{port}/v1 (Ctrl-C stops)", flush=True)
+    server = uvicorn.Server(uvicorn_config(app, host=args.host, port=port))
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from openai_fake import OpenAIServer, tokenize
 
 from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
 from sfdsl.runtime.backends.base import ChoiceRequest, GenerateRequest, Message, Prompt, ScoreRequest
 from sfdsl.runtime.backends.openai_http import OpenAIBackend, chatml
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 from sfdsl.runtime.cache import CachedBackend
-from sfdsl.runtime.openai_server import OpenAIServer, tokenize
 
 T = TypeVar("T")
 TABLE = {" Paris": -0.5, " London": -2.0, " France": -0.25, " England": -1.0, " yes": -0.2, " no": -1.8}

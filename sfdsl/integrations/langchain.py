@@ -151,7 +151,9 @@ def _make_pool(backend: Any, *, cache: bool) -> BackendPool:
     if isinstance(backend, Backend):
         return BackendPool(backend=backend)
     if backend is None or isinstance(backend, str):
-        return pool_from_spec(backend, cache=cache)
+        from sfdsl.runtime.cache import CachedBackend
+
+        return pool_from_spec(backend, wrap=CachedBackend if cache else None)
     raise InputError(f"backend must be a SPEC string, an sfdsl Backend or None, got {type(backend).__name__}")
 
 
