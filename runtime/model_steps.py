@@ -13,6 +13,7 @@ from sfdsl.cost import deepen_budgets
 from sfdsl.errors import ContextOverflow, StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import regex_flags, scalar
+from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -117,7 +118,9 @@ class ModelCaller:
                 request = request.model_copy(update={"max_tokens": max_tokens})
             self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
             try:
-                completions = await backend.generate(request)
+                with telemetry.model_call(backend, request) as span:
+                    completions = await backend.generate(request)
+                    span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
         fresh = [c for c in completions if not c.cached]
@@ -193,7 +196,9 @@ class ModelCaller:
             options = [str(o) for o in params["options"]] if node.mode == "choice" else \
                 [str(d) for d in range(int(params.get("scale", 9)) + 1)]
             self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
-            probs = await backend.choice_probs(ChoiceRequest(prompt=prompt, choices=tuple(options)))
+            choice = ChoiceRequest(prompt=prompt, choices=tuple(options))
+            with telemetry.scoring(backend, choice):
+                probs = await backend.choice_probs(choice)
             self._charge()
             best = max(range(len(options)), key=lambda i: probs[i])
             if node.mode == "rating":
@@ -208,7 +213,9 @@ class ModelCaller:
         items = of if isinstance(of, list) else [of]
         continuations = tuple(str(scalar(x)) for x in items)
         self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
-        scores = await backend.score(ScoreRequest(prompt=prompt, continuations=continuations))
+        score_request = ScoreRequest(prompt=prompt, continuations=continuations)
+        with telemetry.scoring(backend, score_request):
+            scores = await backend.score(score_request)
         self._charge()
         normalize = bool(params.get("normalize", True))
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,

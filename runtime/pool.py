@@ -122,7 +122,8 @@ class BackendPool:
 def pool_from_spec(spec: str | None, *, model: str | None = None,
                    wrap: Callable[[Backend], Backend] | None = None) -> BackendPool:
     """A pool from a ``--backend`` spec: None (each recipe's own models), ``llama[:MODEL]``,
-    ``scripted:FILE.json`` or ``openai:BASE_URL``; ``model`` overrides the GGUF (llama) or model name (openai).
+    ``scripted:FILE.json`` or ``openai:BASE_URL[,BASE_URL...]``; ``model`` overrides the GGUF (llama) or model
+    name (openai); ``wrap`` (e.g. ``CachedBackend``) wraps each backend created.
 
     Raises:
         InputError: for an unknown spec, or a script file that cannot be read.
@@ -141,4 +142,4 @@ def pool_from_spec(spec: str | None, *, model: str | None = None,
         fixed = {"base_url": rest, **({"model": model} if model else {})}
         return BackendPool(factories=dict.fromkeys(("llama", "openai", "scripted"), lambda p: openai(fixed)),
                            wrap=wrap)
-    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL")
+    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL[,BASE_URL...]")

@@ -38,6 +38,7 @@ from sfdsl.errors import (
 )
 from sfdsl.inputs import bind_inputs
 from sfdsl.plan import Plan
+from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.context import Budget, RunContext, Trace
 from sfdsl.runtime.executor import Executor
@@ -211,9 +212,12 @@ class Recipe:
             ctx.trace.emit("run_started", recipe=self.name, seed=seed, bound_calls=static.calls,
                            bound_tokens=static.tokens)
             executor = Executor(self.program.compiled, ctx, pool)
+            span = telemetry.workflow(self.name, run_id=run_id, seed=seed, inputs=bound_inputs)
             try:
-                async with asyncio.timeout(budget.timeout_s):
-                    outcome = await executor.run(self.file, self.ast, bound_inputs)
+                with span as recorder:
+                    async with asyncio.timeout(budget.timeout_s):
+                        outcome = await executor.run(self.file, self.ast, bound_inputs)
+                    recorder.finished(outcome, ctx.cost)
             except TimeoutError:
                 ctx.trace.emit("run_failed", reason="timeout")
                 ctx.trace.close()

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bound of the on-disk cache; oldest entries are evicted (256)")
     serve.set_defaults(handler=cmd_serve)
 
+    from sfdsl.integrations import mcp_server
+
+    mcp_server.add_parser(commands, add_backend_options, make_pool)
     try:
         from sfdsl.eval.cli import add_data_parser, add_eval_parser
     except ImportError:  # pragma: no cover - eval ships with the package
@@ -172,37 +175,10 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
 
 def make_pool(args: argparse.Namespace) -> Any:
     """A backend pool from --backend, --model and --no-cache."""
-    from sfdsl.runtime.pool import DEFAULT_FACTORIES, BackendPool, scripted_from_file
+    from sfdsl.runtime.cache import CachedBackend
+    from sfdsl.runtime.pool import pool_from_spec
 
-    wrap = None
-    if not args.no_cache:
-        from sfdsl.runtime.cache import CachedBackend
-
-        def wrap(backend: Any) -> Any:
-            return CachedBackend(backend)
-
-    spec = args.backend
-    if spec is None:
-        return BackendPool(model=args.model, wrap=wrap)
-    kind, _, rest = spec.partition(":")
-    if kind == "scripted":
-        return BackendPool(backend=scripted_from_file(rest))
-    if kind == "llama":
-        factory = DEFAULT_FACTORIES["llama"]
-        return BackendPool(factories={"llama": factory, "openai": lambda p: factory({}),
-                                      "scripted": lambda p: factory({})}, model=args.model or rest or None, wrap=wrap)
-    if kind == "openai":
-        openai = DEFAULT_FACTORIES["openai"]
-        base_url = rest
-
-        def any_to_openai(params: dict[str, Any]) -> Any:
-            return openai({"base_url": base_url, **({"model": args.model} if args.model else {})})
-
-        return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
-                           wrap=wrap)
-    from sfdsl.errors import InputError
-
-    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL[,BASE_URL...]")
+    return pool_from_spec(args.backend, model=args.model, wrap=None if args.no_cache else CachedBackend)
 
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
