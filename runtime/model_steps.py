@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from sfdsl import ast
 from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
-from sfdsl.errors import StepError
+from sfdsl.errors import ContextOverflow, StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import regex_flags, scalar
+from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -25,6 +26,7 @@ from sfdsl.runtime.backends.base import (
     Message,
     Prompt,
     ScoreRequest,
+    ensure_fits,
 )
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.pool import BackendPool
@@ -124,9 +126,17 @@ class ModelCaller:
             raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
 
     async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
-        self.ctx.before_call(what)
-        self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=request.max_tokens, step=what)
-        completions = await backend.generate(request)
+        ensure_fits(backend, request.prompt, what)
+        with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
+            if max_tokens != request.max_tokens:
+                request = request.model_copy(update={"max_tokens": max_tokens})
+            self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
+            try:
+                with telemetry.model_call(backend, request) as span:
+                    completions = await backend.generate(request)
+                    span.completions(completions)
+            except ContextOverflow as exc:
+                raise ContextOverflow(f"{what}: {exc}") from exc
         fresh = [c for c in completions if not c.cached]
         reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
@@ -136,11 +146,14 @@ class ModelCaller:
         return completions
 
     async def choice_probs(self, backend: Backend, prompt: Prompt, options: list[str], what: str) -> list[float]:
-        """One choice evaluation: the probability of each option as the prompt's continuation."""
-        self.ctx.before_call(what)
-        self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
-        probs = await backend.choice_probs(ChoiceRequest(prompt=prompt, choices=tuple(options)))
-        self._charge()
+        """One choice evaluation (one call): the probability of each option as the prompt's continuation."""
+        ensure_fits(backend, prompt, what)
+        with self.ctx.call_slot(what):
+            self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
+            choice = ChoiceRequest(prompt=prompt, choices=tuple(options))
+            with telemetry.scoring(backend, choice):
+                probs = await backend.choice_probs(choice)
+            self._charge()
         return probs
 
     # ------------------------------------------------------------ steps
@@ -213,13 +226,16 @@ class ModelCaller:
             if positive not in options:
                 raise StepError(f"positive option {positive!r} is not one of the options {options}", location=what)
             return Score(score=probs[options.index(positive)], label=options[best].strip(), probs=tuple(probs))
-        self.ctx.before_call(what)
         of = params["of"]
         items = of if isinstance(of, list) else [of]
         continuations = tuple(str(scalar(x)) for x in items)
-        self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
-        scores = await backend.score(ScoreRequest(prompt=prompt, continuations=continuations))
-        self._charge()
+        ensure_fits(backend, prompt, what)
+        with self.ctx.call_slot(what):
+            self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
+            score_request = ScoreRequest(prompt=prompt, continuations=continuations)
+            with telemetry.scoring(backend, score_request):
+                scores = await backend.score(score_request)
+            self._charge()
         normalize = bool(params["normalize"])
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,
                      label=f"{s.n_tokens} tokens") for s in scores]
@@ -233,7 +249,11 @@ class ModelCaller:
         if prompt_arg is not None and isinstance(prompt_arg.value, ast.Name):
             prompt = self.prompt(prompt_arg.value.id, lookup, extra={"responses": shown})
         else:
-            prompt = Prompt(messages=(Message(role="user", content=render(USC_PROMPT, {"responses": shown})),))
+            try:
+                usc = render(USC_PROMPT, {"responses": shown})
+            except TemplateError as exc:
+                raise StepError(f"vote prompt: {exc}", location=str(node.span)) from None
+            prompt = Prompt(messages=(Message(role="user", content=usc),))
         request = self.request(prompt, {**defaults, **params}, path, vote_step.MODES["llm"])
         [c] = await self.complete(backend, request, "/".join(path))
         match = re.search(r"Response\s*#?\s*(\d+)", c.text)
