@@ -21,7 +21,9 @@ from sfdsl.errors import BackendError, ModelNotFoundError
 log = structlog.get_logger(__name__)
 
 FlashAttn = Literal["auto"] | bool
+KvType = Literal["auto", "f16", "bf16", "f32"]
 MAX_SEQS = 256  # LLAMA_MAX_SEQ
+_GGML_TYPES = {"f32": 0, "f16": 1, "bf16": 30}  # ggml_type ids
 
 
 def import_llama_cpp() -> ModuleType:
@@ -69,9 +71,14 @@ class ModelParams:
     n_batch: int = 512
     n_gpu_layers: int | None = None  # None = all layers when offload is supported, else 0
     main_gpu: int = 0
-    # On by default: with it off, a sequence's logits depend on what shares its batch, so a seeded
-    # sample would not repeat exactly when other requests join (measured on SmolLM2).
+    # On by default: with it off, attention sums run over every KV cell in SIMD lanes fixed by
+    # the cell's index, so a sequence's logits depend on where its cells lie and what shares its batch.
     flash_attn: FlashAttn = True
+    # KV cell type. "auto" = bf16 on CPU, f16 when layers are offloaded to a GPU. With bf16 the CPU
+    # flash-attention kernel takes one path for every batch (f16/f32 cells switch to a tiled kernel
+    # at >= 64 batch tokens and to a split-KV kernel for lone tokens) and accumulates in f32, so a
+    # sequence's logits are bitwise the same whatever shares its batch or where its cells lie.
+    kv_type: KvType = "auto"
     n_threads: int | None = None
     # ggml "extra" CPU buffer types (AMX, weight repacking). "auto" disables them on
     # AMX CPUs: ggml's AMX matmul segfaults on multi-token batches in llama-cpp-python 0.3.36.
@@ -84,6 +91,8 @@ class ModelParams:
             raise ValueError(f"n_batch must be at least 8, got {self.n_batch}")
         if self.n_ctx < 0:
             raise ValueError(f"n_ctx must be >= 0, got {self.n_ctx}")
+        if self.kv_type not in ("auto", *_GGML_TYPES):
+            raise ValueError(f"kv_type must be one of auto, {', '.join(_GGML_TYPES)}; got {self.kv_type!r}")
 
 
 class LoadedModel:
@@ -122,6 +131,8 @@ class LoadedModel:
             cparams.n_threads = threads
             cparams.n_threads_batch = threads
             cparams.flash_attn_type = _flash_attn_enum(lib, params.flash_attn)
+            self.kv_type = params.kv_type if params.kv_type != "auto" else ("f16" if n_gpu_layers else "bf16")
+            cparams.type_k = cparams.type_v = _GGML_TYPES[self.kv_type]
             cparams.no_perf = True
             self.ctx = lib.llama_init_from_model(self.model, cparams)
             if not self.ctx:
@@ -150,6 +161,7 @@ class LoadedModel:
             n_batch=self.n_batch,
             n_threads=threads,
             flash_attn=params.flash_attn,
+            kv_type=self.kv_type,
             extra_buffers=extra,
         )
 
