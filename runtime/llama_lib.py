@@ -67,7 +67,8 @@ class ModelParams:
 
     path: Path
     n_ctx: int = 0  # total KV cells shared by all sequences; 0 = min(train ctx, 4096)
-    n_seq_max: int = 16
+    n_seq_max: int = 16  # sequences one request may use at once
+    prefix_cache: int = 16  # extra sequence slots that keep finished sequences' KV cells for reuse; 0 = off
     n_batch: int = 512
     n_gpu_layers: int | None = None  # None = all layers when offload is supported, else 0
     main_gpu: int = 0
@@ -87,6 +88,9 @@ class ModelParams:
     def __post_init__(self) -> None:
         if not 1 <= self.n_seq_max <= MAX_SEQS:
             raise ValueError(f"n_seq_max must be in 1..{MAX_SEQS}, got {self.n_seq_max}")
+        if not 0 <= self.prefix_cache <= MAX_SEQS - self.n_seq_max:
+            raise ValueError(f"prefix_cache must be in 0..{MAX_SEQS - self.n_seq_max} (n_seq_max + prefix_cache "
+                             f"<= {MAX_SEQS}), got {self.prefix_cache}")
         if self.n_batch < 8:
             raise ValueError(f"n_batch must be at least 8, got {self.n_batch}")
         if self.n_ctx < 0:
@@ -125,7 +129,7 @@ class LoadedModel:
             cparams.n_ctx = n_ctx
             cparams.n_batch = params.n_batch
             cparams.n_ubatch = params.n_batch
-            cparams.n_seq_max = params.n_seq_max
+            cparams.n_seq_max = params.n_seq_max + params.prefix_cache
             cparams.kv_unified = True  # seq copies share cells: prefix sharing costs no memory
             threads = params.n_threads or default_threads()
             cparams.n_threads = threads
@@ -144,7 +148,8 @@ class LoadedModel:
             self.n_ctx = int(lib.llama_n_ctx(self.ctx))
             self.n_ctx_seq = int(lib.llama_n_ctx_seq(self.ctx))
             self.n_batch = int(lib.llama_n_batch(self.ctx))
-            self.n_seq_max = int(lib.llama_n_seq_max(self.ctx))
+            self.n_seq_total = int(lib.llama_n_seq_max(self.ctx))  # request sequences + prefix-cache slots
+            self.n_seq_max = params.n_seq_max
             self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
         except BaseException:
             self.close()
@@ -158,6 +163,7 @@ class LoadedModel:
             n_ctx=self.n_ctx,
             n_ctx_train=train_ctx,
             n_seq_max=self.n_seq_max,
+            prefix_cache=params.prefix_cache,
             n_batch=self.n_batch,
             n_threads=threads,
             flash_attn=params.flash_attn,

@@ -233,7 +233,9 @@ def test_cancelled_request_frees_its_sequences(backend: Any) -> None:
         return await backend.generate(GenerateRequest(prompt=CAPITAL, max_tokens=4))
 
     assert run(cancel_one())[0].completion_tokens > 0
-    assert backend.engine._pool.n_free == backend.engine.n_seq_max
+    engine = backend.engine
+    assert engine._pool.n_free == engine.model.n_seq_total and not engine._active
+    assert engine.kv_used() == engine._pool.cached_cells  # nothing held but the prefix cache
 
 
 def test_more_samples_than_sequences(backend: Any) -> None:
