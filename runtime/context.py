@@ -72,11 +72,12 @@ class RunContext:
             raise BudgetExceeded(f"calls budget exhausted ({limit} calls) before {what}", partial=self.partial())
 
     def charge(
-        self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False
+        self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False,
+        cached_prompt_tokens: int = 0,
     ) -> Cost:
         """Account for one backend call; raise when the token budget is exceeded."""
         step = Cost(calls=calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                    cached_calls=calls if cached else 0)
+                    cached_calls=calls if cached else 0, cached_prompt_tokens=cached_prompt_tokens)
         self.cost.add(step)
         limit = self.budget.max_tokens
         if limit is not None and self.cost.completion_tokens > limit:

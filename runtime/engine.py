@@ -44,6 +44,8 @@ __all__ = ["Engine", "GenResult"]
 log = structlog.get_logger(__name__)
 _STOP = object()
 PREFILL_SHARE = 0.5  # long prompts may stretch a step with decoding requests by this fraction
+LONG_STEP_S = 0.25  # a step of long prompts alone aims at this length, so newcomers wait little for it
+MIN_LONG_CHUNK = 64  # ...but carries at least this many prompt tokens (per-step overhead stays small)
 RESERVE_PER_SEQ = 8  # KV cells kept free per running sequence when admitting (growth room)
 
 
@@ -292,9 +294,10 @@ class Engine:
                 add(job, batch.room)
             else:
                 long_prompts.append(job)
-        budget = batch.room
         if batch.n:
             budget = self._cost.prefill_budget(batch.n, share=PREFILL_SHARE, cap=batch.room)
+        else:
+            budget = max(MIN_LONG_CHUNK, self._cost.tokens_within(LONG_STEP_S))
         for job in long_prompts:
             before = batch.n
             add(job, budget)

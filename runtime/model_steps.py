@@ -115,7 +115,8 @@ class ModelCaller:
         completions = await backend.generate(request)
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
                      completion_tokens=sum(c.completion_tokens for c in completions),
-                     cached=bool(completions) and all(c.cached for c in completions))
+                     cached=bool(completions) and all(c.cached for c in completions),
+                     cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
         return completions
 
     # ------------------------------------------------------------ steps

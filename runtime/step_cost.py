@@ -40,6 +40,10 @@ class StepCost:
         alone = self.fixed + self.per_token * interactive
         return max(1, min(cap, int(share * alone / self.per_token)))
 
+    def tokens_within(self, seconds: float) -> int:
+        """Tokens a step can hold and still last about ``seconds`` (at least one)."""
+        return max(1, int((seconds - self.fixed) / self.per_token))
+
     def _add(self, n: float, t: float, w: float) -> None:
         s = self._s
         s[0] += w

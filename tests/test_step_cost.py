@@ -26,6 +26,7 @@ def test_budget_keeps_interactive_steps_within_the_share() -> None:
     assert cost.fixed + cost.per_token * (4 + budget) <= 1.5 * alone + 1e-9
     assert budget >= 1
     assert cost.prefill_budget(4, share=0.5, cap=2) == 2  # capped by the batch room
+    assert cost.fixed + cost.per_token * cost.tokens_within(1.0) == pytest.approx(1.0, abs=0.02)
     flat = StepCost()
     for _ in range(50):
         flat.observe(8, 0.1)  # no variation in size: the seeded prior keeps the fit defined

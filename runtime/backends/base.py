@@ -108,6 +108,7 @@ class Completion(BaseModel):
     logprobs: list[float] | None = None  # one per generated token, natural log
     index: int = 0
     cached: bool = False
+    cached_prompt_tokens: int = 0  # prompt tokens whose KV the backend reused instead of decoding
 
     @property
     def logprob(self) -> float | None:
