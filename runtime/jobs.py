@@ -110,7 +110,7 @@ class Job:
 
     def kv_used(self) -> int:
         """KV cells this job added (prompt cells are shared by its sequences; cached ones the cache counts)."""
-        return self.fed - self.cached
+        return 0 if self.done else self.fed - self.cached
 
     def admit_need(self) -> int:
         """KV cells the job needs to start: its prompt and first tokens, or what it held before a preemption."""
