@@ -10,6 +10,7 @@ from sfdsl.checker import check_program
 from sfdsl.cost import Bound, bound_errors, recipe_bound
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
+from sfdsl.limits import call_problems
 from sfdsl.plan import Plan, build_plan, collect_prompts
 from sfdsl.program import Program, load_program, program_from_text
 
@@ -48,6 +49,9 @@ def compile_text(text: str, *, file: str = "<string>") -> CompiledProgram:
 
 def compile_program(program: Program) -> CompiledProgram:
     """Check every module, then plan and bound each recipe of the main file."""
+    too_deep = call_problems(program)  # before the passes that follow calls recursively
+    if too_deep:
+        raise CompileError(diagnostics=too_deep, sources=program.sources)
     diagnostics = check_program(program)
     compiled = CompiledProgram(program=program)
     clean = not any(d.is_error for d in diagnostics)

@@ -246,6 +246,9 @@ def _eval_binop(node: ast.BinOp, lookup: Lookup) -> Any:
         return a if isinstance(a, NoAnswer) else b
     if node.op == "+" and (isinstance(a, str) or isinstance(b, str)):
         return str(scalar(left)) + str(scalar(right))
+    if node.op in ("*", "%") and (isinstance(a, (str, list, tuple)) or isinstance(b, (str, list, tuple))):
+        # repetition and %-formatting of text or lists are not in the language, and could build huge values
+        raise ExprError(f"cannot apply '{node.op}' to {_describe(a)} and {_describe(b)}", node)
     try:
         return _ARITH[node.op](a, b)
     except ZeroDivisionError:

@@ -1,4 +1,4 @@
-"""Text → Lark tree → typed AST; syntax errors become diagnostics (see syntax_errors.py)."""
+"""Text → Lark tree → typed AST; syntax errors become diagnostics (see recovery.py and syntax_errors.py)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,33 @@ import textwrap
 from typing import Any
 
 from lark import Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from lark.exceptions import VisitError
 
 from sfdsl import ast
 from sfdsl.diagnostics import Diagnostic, Span
 from sfdsl.errors import CompileError
-from sfdsl.grammar.loader import parser
-from sfdsl.syntax_errors import syntax_diagnostic
+from sfdsl.limits import depth_problem, transform
+from sfdsl.recovery import parse_tree
 
 
 def parse(text: str, *, file: str = "<string>") -> ast.Module:
     """Parse one .sf source into an AST module.
 
     Raises:
-        CompileError: with one syntax diagnostic pointing at the problem.
+        CompileError: with one diagnostic per syntax error, or for code nested past the compiler's limit.
     """
+    tree = parse_tree(text, file=file)
+    too_deep = depth_problem(tree, file)
+    if too_deep is not None:
+        raise CompileError(diagnostics=[too_deep], sources={file: text})
     try:
-        tree = parser().parse(text)
-    except UnexpectedInput as exc:
-        raise CompileError(diagnostics=[syntax_diagnostic(exc, text, file)], sources={file: text}) from None
-    try:
-        return _Builder(file).transform(tree)
+        module: ast.Module = transform(_Builder(file), tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, _BuildError):
             diag = exc.orig_exc.diagnostic
             raise CompileError(diagnostics=[diag], sources={file: text}) from None
         raise
+    return module
 
 
 # ---------------------------------------------------------------- AST building
@@ -305,7 +306,11 @@ class _Builder(Transformer[Token, Any]):
 
     def number(self, meta: Any, c: list[Any]) -> ast.Const:
         raw = str(c[0])
-        value: Any = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+        try:
+            value: Any = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+        except ValueError as exc:  # more digits than Python converts
+            raise _BuildError(Diagnostic(code="SF115", message=f"number too long ({len(raw)} digits)",
+                                         span=self._s(meta), hint="write it as a string or in e-notation")) from exc
         return ast.Const(span=self._s(meta), value=value)
 
     def string(self, meta: Any, c: list[Any]) -> ast.Const:

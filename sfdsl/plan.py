@@ -8,6 +8,7 @@ everything after it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import networkx as nx
@@ -101,30 +102,37 @@ def _bodies(value: Any, prompts: dict[str, ast.PromptDecl]) -> dict[str, Plan]:
     return {}
 
 
-def writes(stmt: Any) -> set[str]:
-    """Names a statement defines in its block (an if defines what both branches define)."""
+def writes(stmt: Any, memo: dict[int, set[str]] | None = None) -> set[str]:
+    """Names a statement defines in its block (an if defines what both branches define).
+
+    ``memo`` remembers nested ifs already seen, so that a walk over an `else if` chain stays linear.
+    """
     if stmt.stmt == "assign":
         return {stmt.target}
-    if stmt.stmt == "if" and stmt.orelse is not None:
-        then = set().union(*(writes(s) for s in stmt.then.stmts)) if stmt.then.stmts else set()
-        other = set().union(*(writes(s) for s in stmt.orelse.stmts)) if stmt.orelse.stmts else set()
-        return then & other
-    return set()
+    if stmt.stmt != "if" or stmt.orelse is None:
+        return set()
+    if memo is not None and id(stmt) in memo:
+        return memo[id(stmt)]
+    then = set().union(*(writes(s, memo) for s in stmt.then.stmts)) if stmt.then.stmts else set()
+    other = set().union(*(writes(s, memo) for s in stmt.orelse.stmts)) if stmt.orelse.stmts else set()
+    if memo is not None:
+        memo[id(stmt)] = then & other
+    return then & other
 
 
 def reads(node: Any, prompts: dict[str, ast.PromptDecl]) -> set[str]:
     """Every free name a statement, step or expression reads, template variables included."""
     names: set[str] = set()
-    _collect(node, prompts, names)
+    _collect(node, prompts, names, {})
     return names
 
 
-def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str]) -> None:
+def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], memo: dict[int, set[str]]) -> None:
     if node is None:
         return
     if isinstance(node, list):
         for item in node:
-            _collect(item, prompts, out)
+            _collect(item, prompts, out, memo)
         return
     if isinstance(node, ast.Name):
         out.add(node.id)
@@ -138,23 +146,23 @@ def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str]) -> No
         inner: set[str] = set()
         bound: set[str] = set()
         for stmt in node.stmts:
-            _collect(stmt, prompts, inner)
-            bound |= writes(stmt)
+            _collect(stmt, prompts, inner, memo)
+            bound |= writes(stmt, memo)
         out |= inner - bound
         return
     if isinstance(node, (ast.Refine, ast.MapStep)):
-        _collect(node.initial if isinstance(node, ast.Refine) else node.source, prompts, out)
-        _collect(node.args, prompts, out)
+        _collect(node.initial if isinstance(node, ast.Refine) else node.source, prompts, out, memo)
+        _collect(node.args, prompts, out, memo)
         body: set[str] = set()
-        _collect(node.body, prompts, body)
+        _collect(node.body, prompts, body, memo)
         out |= body - {node.var, "history", "round"}
         return
     if isinstance(node, ast.Search):
-        _collect(node.root, prompts, out)
-        _collect(node.args, prompts, out)
+        _collect(node.root, prompts, out, memo)
+        _collect(node.args, prompts, out, memo)
         for part in node.parts:
             body = set()
-            _collect(part.body, prompts, body)
+            _collect(part.body, prompts, body, memo)
             out |= body - {"state", "depth"}
         return
     if isinstance(node, ast.Node):
@@ -163,7 +171,7 @@ def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str]) -> No
                 continue
             child = getattr(node, name)
             if isinstance(child, (ast.Node, list)):
-                _collect(child, prompts, out)
+                _collect(child, prompts, out, memo)
 
 
 def prompt_reads(name: str, prompts: dict[str, ast.PromptDecl]) -> set[str]:
@@ -173,11 +181,17 @@ def prompt_reads(name: str, prompts: dict[str, ast.PromptDecl]) -> set[str]:
     texts = [decl.text] if decl.text is not None else [t.text for t in decl.turns or []]
     names: set[str] = set()
     for text in texts:
-        try:
-            names |= variables(text)
-        except TemplateError:
-            continue
+        names |= _template_names(text)
     return names
+
+
+@lru_cache(maxsize=4096)
+def _template_names(text: str) -> frozenset[str]:
+    """The variables of a template; parsed once per text, since every plan of every block asks again."""
+    try:
+        return frozenset(variables(text))
+    except TemplateError:
+        return frozenset()
 
 
 def collect_prompts(block: ast.Block) -> dict[str, ast.PromptDecl]:

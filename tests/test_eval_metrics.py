@@ -78,11 +78,45 @@ def test_risk_coverage_and_aurc_hand_computed() -> None:
     points, area = risk_coverage([0.9, 0.8, 0.7, 0.6], [True, False, True, False])
     assert points == [(0.25, 0.0), (0.5, 0.5), (0.75, pytest.approx(1 / 3)), (1.0, 0.5)]
     assert area == pytest.approx((0 + 0.5 + 1 / 3 + 0.5) / 4)
-    # a tie block takes the risk at its end: 1/2, 1/2, 1/3, 2/4
+    # a tie block (right, wrong) in random order: position 1 has expected risk 1/2, position 2 risk 1/2
     points, area = risk_coverage([0.9, 0.9, 0.7, 0.6], [True, False, True, False])
     assert points[0] == (0.5, 0.5)
     assert area == pytest.approx((0.5 + 0.5 + 1 / 3 + 0.5) / 4)
+    # one error in a block of three below a right answer: E[risk] at k=2 is (0 + 1/3)/2, at k=3 (0 + 2/3)/3, ...
+    _, area = risk_coverage([0.9, 0.5, 0.5, 0.5], [True, True, False, True])
+    assert area == pytest.approx((0 + (1 / 3) / 2 + (2 / 3) / 3 + 1 / 4) / 4)
     assert risk_coverage([], []) == ([], pytest.approx(math.nan, nan_ok=True))
+
+
+def _aurc_over_orderings(confidence: list[float], correct: list[bool]) -> float:
+    """The mean plain AURC over every ordering of each tie block: the reference for random tie-breaking."""
+    from itertools import permutations, product
+
+    levels = sorted(set(confidence), reverse=True)
+    blocks = [[ok for c, ok in zip(confidence, correct, strict=True) if c == level] for level in levels]
+    total, count = 0.0, 0
+    for orders in product(*(set(permutations(block)) for block in blocks)):
+        flat = [ok for block in orders for ok in block]
+        errors, area = 0, 0.0
+        for k, ok in enumerate(flat, start=1):
+            errors += 0 if ok else 1
+            area += errors / k
+        # each distinct ordering of a block is equally likely when the multiset's permutations are weighted
+        weight = 1
+        for block in orders:
+            weight *= math.factorial(sum(block)) * math.factorial(len(block) - sum(block))
+        total += weight * area / len(flat)
+        count += weight
+    return total / count
+
+
+@pytest.mark.parametrize("confidence, correct", [
+    ([0.8, 0.8, 0.8, 0.4, 0.4, 0.2], [True, False, False, True, False, True]),   # vote shares with ties
+    ([1.0, 0.5, 0.5, 0.5, 0.0, 0.0], [True, True, False, False, True, False]),   # critique scores {0, .5, 1}
+    ([0.91, 0.72, 0.55, 0.31, 0.12], [True, False, True, True, False]),           # continuous: no ties
+])
+def test_aurc_equals_the_random_tie_breaking_expectation(confidence: list[float], correct: list[bool]) -> None:
+    assert risk_coverage(confidence, correct)[1] == pytest.approx(_aurc_over_orderings(confidence, correct), abs=1e-12)
 
 
 def test_ece_brier_hand_computed() -> None:
@@ -94,6 +128,14 @@ def test_ece_brier_hand_computed() -> None:
     assert ece([0.71, 0.79], [True, False]) == pytest.approx(0.25)
     bins = reliability_bins([1.0, 0.0], [True, False])
     assert [(b["lo"], b["count"]) for b in bins] == [(0.0, 1), (0.9, 1)]
+
+
+def test_ece_bins_are_right_closed_as_in_guo_et_al() -> None:
+    # 0.3 and 0.7 sit on bin edges: they belong to (0.2, 0.3] and (0.6, 0.7], not to the bins above
+    bins = reliability_bins([0.3, 0.7, 0.1, 0.0, 0.05], [True, False, True, False, True])
+    assert [(b["lo"], b["count"]) for b in bins] == [(0.0, 3), (0.2, 1), (0.6, 1)]
+    # with [lo, hi) bins, 0.3 and 0.31 would share a bin; right-closed, they do not: |1-.3| + |0-.31|
+    assert ece([0.3, 0.31], [True, False]) == pytest.approx((0.7 + 0.31) / 2)
 
 
 def test_confidence_critique_one_sample_per_question() -> None:
@@ -223,6 +265,14 @@ def test_compare_and_pareto() -> None:
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert [r["pareto"] for r in rows] == [True, True, False]
     assert pareto_front([(1, 0.5), (1, 0.5)]) == [True, True]
+
+
+def test_compare_ranks_a_run_without_accuracy_per_cost_last() -> None:
+    free = {"accuracy": 0.9, "accuracy_ci": [0.8, 1.0], "cost": {"tokens_per_item": 0.0}}   # e.g. fully cached
+    base = {"accuracy": 0.5, "accuracy_ci": [0.4, 0.6], "cost": {"tokens_per_item": 100.0}}
+    rows = compare([("base", base), ("free", free)])
+    assert rows[1]["acc_per_1k_tokens"] is None
+    assert [r["rank"] for r in rows] == [1, 2]
 
 
 def test_cli_metric_names_match_metrics() -> None:

@@ -46,3 +46,89 @@ def test_mutated_recipes(source: str, data: st.DataObject) -> None:
         at = min(at, len(text))
         text = text[:at] + insert + text[at + length:]
     compiles_or_reports(text)
+
+
+# ---------------------------------------------------------------- deep structures
+
+#: Ways to wrap an expression one level deeper.
+WRAPPERS = ["[{}]", '{{"k": {}}}', "({})", "-{}", "not {}", "f({})", "{}[0]", "{}.x", "[1, {}]", "{} + 1",
+            "1 * {}", "({} == 1)", "{} and true"]
+#: Ways to wrap statements in one more block.
+BLOCKS = ['if q == "a" {{ {} }}', 'if q == "a" {{ y = 1 }} else {{ {} }}',
+          'm = map v in [1] {{ {} yield 1 }}', "r = refine 1 as c (max: 1) {{ {} next c }}",
+          "t = vote 1 times by majority {{ {} yield 1 }}"]
+OPERATORS = ["+", "-", "*", "/", "%", "and", "or", "==", "<"]
+
+
+def deep_expression() -> st.SearchStrategy[str]:
+    """An expression nested up to hundreds of levels, built without recursion."""
+    def build(wrappers: list[str]) -> str:
+        text = "1"
+        for wrapper in wrappers:
+            text = wrapper.format(text)
+        return text
+
+    return st.lists(st.sampled_from(WRAPPERS), max_size=400).map(build)
+
+
+def long_chain() -> st.SearchStrategy[str]:
+    """A flat run of operands and operators: one level per operator once folded."""
+    return st.lists(st.sampled_from(OPERATORS), max_size=600).map(
+        lambda ops: "1" + "".join(f" {op} 1" for op in ops))
+
+
+def deep_blocks() -> st.SearchStrategy[str]:
+    """Statements nested in blocks (if, else, map, refine, vote times) up to a hundred deep."""
+    def build(blocks: list[str]) -> str:
+        text = "z = 1"
+        for block in blocks:
+            text = block.format(text)
+        return text
+
+    return st.lists(st.sampled_from(BLOCKS), max_size=120).map(build)
+
+
+def else_if_chain() -> st.SearchStrategy[str]:
+    return st.integers(1, 1200).map(
+        lambda n: 'if q == "0" { y = 0 }' + "".join(f' else if q == "{i}" {{ y = {i} }}' for i in range(1, n)))
+
+
+def compiles_or_reports_deep(statements: str) -> None:
+    """Deep input compiles, or fails with located diagnostics; never a RecursionError or a crash."""
+    text = "recipe r(q: str) {\n  " + statements + "\n  return answer: q\n}\n"
+    try:
+        compile_text(text, file="deep.sf")
+    except CompileError as exc:
+        assert exc.diagnostics and all(d.span.file == "deep.sf" for d in exc.diagnostics)
+        exc.render()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(deep_expression())
+def test_deep_expressions(expression: str) -> None:
+    compiles_or_reports_deep(f"x = {expression}")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(long_chain())
+def test_long_operator_chains(chain: str) -> None:
+    compiles_or_reports_deep(f"x = {chain}")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(deep_blocks())
+def test_deep_blocks(statements: str) -> None:
+    compiles_or_reports_deep(statements)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(else_if_chain())
+def test_else_if_chains(chain: str) -> None:
+    compiles_or_reports_deep(chain + " else { y = 1 }")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(deep_expression(), st.integers(0, 399), st.sampled_from(TOKENS + [""]))
+def test_broken_deep_expressions(expression: str, at: int, insert: str) -> None:
+    at = min(at, len(expression))
+    compiles_or_reports_deep(f"x = {expression[:at]}{insert}{expression[at + 1:]}")

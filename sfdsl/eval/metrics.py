@@ -129,41 +129,68 @@ def bootstrap_ci(
 
 
 def risk_coverage(confidence: Sequence[float], correct: Sequence[bool]) -> tuple[list[tuple[float, float]], float]:
-    """Risk-coverage curve and its area (AURC).
+    """Risk-coverage curve and its area (AURC), exact under random tie-breaking.
 
     Items are sorted by confidence, highest first; answering the top ``k``
-    gives coverage ``k/n`` and risk = error rate among them. Tied confidences
-    form one threshold: every position in a tie block gets the risk at the
-    end of the block. AURC is the mean risk over positions ``k = 1..n``.
+    gives coverage ``k/n`` and risk = error rate among them. AURC is the mean
+    risk over positions ``k = 1..n`` (Geifman et al. 2019).
+
+    Tied confidences carry no order, so the risk at a position inside a block
+    of ties is its expectation when the block is ordered at random: with
+    ``E`` errors above a block of ``m`` items holding ``e`` errors, position
+    ``j`` of the block (``k = above + j``) has expected risk
+    ``(E + j * e / m) / k`` (the expected errors among ``j`` items drawn
+    without replacement from the block). AURC sums these exactly: no sampling,
+    and it equals the plain AURC when no confidences tie.
 
     Returns:
         ``(points, aurc)`` with one ``(coverage, risk)`` point per distinct
-        threshold; ``([], nan)`` for no items.
+        threshold (the risk at the end of each tie block); ``([], nan)`` for
+        no items.
+
+    >>> round(risk_coverage([0.5, 0.5], [True, False])[1], 4)   # (0.5 + 0.5) / 2
+    0.5
+    >>> round(risk_coverage([0.9, 0.5], [True, False])[1], 4)   # (0 + 0.5) / 2
+    0.25
     """
     n = len(confidence)
     if n == 0:
         return [], math.nan
     order = sorted(range(n), key=lambda i: -confidence[i])
     points: list[tuple[float, float]] = []
-    area, errors, k = 0.0, 0, 0
+    area, errors_above, k = 0.0, 0, 0
     while k < n:
         j = k
         while j < n and confidence[order[j]] == confidence[order[k]]:
-            errors += 0 if correct[order[j]] else 1
             j += 1
-        risk = errors / j
-        area += risk * (j - k)
-        points.append((j / n, risk))
+        block = j - k
+        block_errors = sum(0 if correct[order[i]] else 1 for i in range(k, j))
+        for pos in range(1, block + 1):
+            area += (errors_above + pos * block_errors / block) / (k + pos)
+        errors_above += block_errors
+        points.append((j / n, errors_above / j))
         k = j
     return points, area / n
 
 
+def _bin_index(c: float, n_bins: int) -> int:
+    """The (lo, hi] bin of confidence ``c``; the first bin is [0, hi]."""
+    b = min(max(math.ceil(c * n_bins) - 1, 0), n_bins - 1)
+    if b > 0 and c <= b / n_bins:  # c * n_bins rounded up past an edge (e.g. 0.3 * 10)
+        b -= 1
+    return b
+
+
 def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> list[dict[str, float]]:
-    """Equal-width confidence bins on [0, 1] (1.0 falls in the last bin); empty bins are omitted."""
+    """Equal-width confidence bins (lo, hi] on [0, 1], the first closed ([0, hi]); empty bins are omitted.
+
+    The right-closed bins follow Guo et al. 2017 ("On Calibration of Modern
+    Neural Networks", Section 2): a confidence of exactly
+    0.3 falls in (0.2, 0.3], and 0 falls in the first bin.
+    """
     sums: dict[int, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     for c, ok in zip(confidence, correct, strict=False):
-        b = min(int(c * n_bins), n_bins - 1)
-        s = sums[b]
+        s = sums[_bin_index(c, n_bins)]
         s[0] += 1
         s[1] += c
         s[2] += 1.0 if ok else 0.0
@@ -180,7 +207,7 @@ def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], n_bin
 
 
 def ece(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float:
-    """Expected calibration error: sum over bins of |bin| / n * |accuracy - mean confidence|."""
+    """Expected calibration error: sum over (lo, hi] bins of |bin| / n * |accuracy - mean confidence|."""
     n = len(confidence)
     if n == 0:
         return math.nan
@@ -348,7 +375,8 @@ def compare(summaries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str
     Each row has ``label``, ``accuracy``, ``accuracy_ci``, ``gain`` (accuracy
     minus the baseline's), ``tokens_per_item``, ``cost_multiple`` (tokens per
     item / the baseline's), ``acc_per_1k_tokens``, ``rank`` (by accuracy per
-    cost, 1 = best) and ``pareto``.
+    cost, 1 = best; runs without a figure, e.g. 0 tokens per item, rank last)
+    and ``pareto``.
     """
     if not summaries:
         return []
@@ -368,7 +396,7 @@ def compare(summaries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str
                 "acc_per_1k_tokens": s["accuracy"] / (tpi / 1000) if tpi else None,
             }
         )
-    ranked = sorted(rows, key=lambda r: -(r["acc_per_1k_tokens"] if r["acc_per_1k_tokens"] is not None else math.inf))
+    ranked = sorted(rows, key=lambda r: (r["acc_per_1k_tokens"] is None, -(r["acc_per_1k_tokens"] or 0.0)))
     for i, r in enumerate(ranked, start=1):
         r["rank"] = i
     for r, flag in zip(rows, pareto_front([(r["tokens_per_item"], r["accuracy"]) for r in rows]), strict=False):

@@ -1,0 +1,92 @@
+"""Compile-time benchmark: check time must grow linearly with the input, deep input must fail fast.
+
+Run: python benchmarks/bench_compile.py [--size BYTES]
+
+Prints the time to check (parse, check, plan, bound) a ~1 MB file of valid recipes (every recipe of recipes/
+repeated under fresh names), `else if` chains of growing length, and the deep inputs of issue 14, each of
+which must end in "ok" or a located SF113 error within seconds. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sfdsl.compiler import compile_text
+from sfdsl.errors import CompileError
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+#: Seconds allowed for each case (generous: the machine may be shared).
+TARGET_S = {"1 MB file": 30.0, "deep": 5.0}
+
+
+def big_source(size: int) -> str:
+    """Valid recipes, renamed so they do not clash, until the text is ``size`` bytes long."""
+    texts = [p.read_text(encoding="utf-8") for p in sorted(RECIPES.glob("*.sf"))]
+    parts: list[str] = []
+    total, copy = 0, 0
+    while total < size:
+        for text in texts:
+            text = re.sub(r"\b(recipe|call) (\w+)", lambda m, c=copy: f"{m.group(1)} {m.group(2)}_{c}", text)
+            parts.append(text)
+            total += len(text)
+        copy += 1
+    return "\n".join(parts)
+
+
+def recipe(body: str, answer: str) -> str:
+    return "recipe r(q: str) {\n" + body + f"\n  return answer: {answer}\n}}\n"
+
+
+def else_if_chain(branches: int) -> str:
+    chain = '  if q == "0" { y = 0 }' + "".join(f' else if q == "{i}" {{ y = {i} }}' for i in range(1, branches))
+    return recipe(chain + " else { y = -1 }", "y")
+
+
+DEEP: dict[str, Callable[[], str]] = {
+    "500-term sum": lambda: recipe("  x = " + "+".join(["1"] * 500), "x"),
+    "500 nested lists": lambda: recipe("  x = " + "[" * 500 + "1" + "]" * 500, "x"),
+    "300 nested dicts": lambda: recipe("  x = " + '{"a": ' * 300 + "1" + "}" * 300, "x"),
+    "300 nested ifs": lambda: recipe("  y = 1\n" + '  if q == "a" {\n' * 300 + "  z = 1\n" + "  }\n" * 300, "y"),
+    "500 nested parens": lambda: recipe("  x = " + "(" * 500 + "1" + ")" * 500, "x"),
+    "1000-branch else-if chain": lambda: else_if_chain(1000),
+    "100,000 open brackets": lambda: recipe("  x = " + "[" * 100_000, "x"),
+}
+
+
+def check(text: str) -> tuple[float, str]:
+    """Wall seconds to check ``text``, and "ok" or its error codes; CPU seconds are shown with the outcome."""
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        compile_text(text, file="bench.sf")
+        outcome = "ok"
+    except CompileError as exc:
+        outcome = " ".join(sorted({d.code for d in exc.diagnostics if d.is_error}))
+    return time.perf_counter() - start, f"{outcome}, {time.process_time() - cpu:.2f} s CPU"
+
+
+def main() -> int:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--size", type=int, default=1_000_000, help="bytes of recipes in the big file")
+    size = args.parse_args().size
+    check("recipe warm() { return 1 }")  # load the grammar once
+    failed = False
+    seconds, outcome = check(big_source(size))
+    print(f"{size / 1e6:.1f} MB file of valid recipes: {seconds:.2f} s ({outcome})")
+    failed |= seconds > TARGET_S["1 MB file"] or not outcome.startswith("ok,")
+    for branches in (10, 20, 40, 70):
+        seconds, outcome = check(else_if_chain(branches))
+        print(f"else-if chain, {branches} branches: {seconds:.3f} s ({outcome})")
+    for name, make in DEEP.items():
+        seconds, outcome = check(make())
+        print(f"{name}: {seconds:.3f} s ({outcome})")
+        failed |= seconds > TARGET_S["deep"] or outcome.split(",")[0] not in ("ok", "SF113")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
