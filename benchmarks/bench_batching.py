@@ -312,7 +312,7 @@ async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, bar
         prompt_tokens = len(backend.tokenize_prompt(story_prompt(TOPICS[0]))[1])
         cpp_tps, why = cpp_bench.run(binary, path, prompt_tokens=prompt_tokens, gen_tokens=args.max_tokens,
                                      batch=args.n, threads=args.threads, flash_attn=args.flash_attn,
-                                     kv_type=backend.engine.model.kv_type)
+                                     kv_type=backend.engine.model.kv_type, extra_buffers=not cpu_has_amx())
         if cpp_tps is None:
             print(f"(c) vs C++ batched-bench: n/a ({why})")
         else:

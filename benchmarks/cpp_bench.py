@@ -64,11 +64,16 @@ def build(log: Path) -> tuple[Path | None, str]:
 
 
 def run(binary: Path, model: str, *, prompt_tokens: int, gen_tokens: int, batch: int, threads: int,
-        flash_attn: bool, kv_type: str) -> tuple[float | None, str]:
-    """Generation tok/s (S_TG) of ``batch`` sequences sharing one prompt; (None, why) on failure."""
+        flash_attn: bool, kv_type: str, extra_buffers: bool) -> tuple[float | None, str]:
+    """Generation tok/s (S_TG) of ``batch`` sequences sharing one prompt; (None, why) on failure.
+
+    ``extra_buffers=False`` passes ``--no-repack``, as the engine does on AMX CPUs (where ggml's
+    AMX buffers crash on multi-token batches).
+    """
     cmd = [str(binary), "-m", model, "-c", "4096", "-b", "512", "-ub", "512", "-npp", str(prompt_tokens),
            "-ntg", str(gen_tokens), "-npl", str(batch), "-kvu", "-pps", "-fa", "on" if flash_attn else "off",
-           "-ctk", kv_type, "-ctv", kv_type, "-t", str(threads), "-tb", str(threads), "--output-format", "jsonl"]
+           "-ctk", kv_type, "-ctv", kv_type, "-t", str(threads), "-tb", str(threads), "--output-format", "jsonl",
+           *([] if extra_buffers else ["--no-repack"])]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
