@@ -190,8 +190,11 @@ class Engine:
 
         The need is the job's prompt and first tokens (or what it held before a
         preemption) plus RESERVE_PER_SEQ cells for every sequence then running.
-        A job starts regardless when nothing else runs.
+        A job starts regardless when nothing else runs. An idle engine whose cache has
+        holes clears it first, so a request run alone lays its cells out like a fresh one.
         """
+        if self._waiting and not self._active and self._pool.fragmented:
+            self._pool.clear()  # idle with holes: start the next job on a clean cache (cells in order)
         while self._waiting:
             job = self._waiting[0]
             live = sum(j.n_seqs for j in self._active) + job.n_seqs
@@ -253,8 +256,7 @@ class Engine:
                         commit()
                     except BaseException as exc:
                         self._fail(job, exc)
-                self._cost.observe(self._batch.n, time.perf_counter() - started)
-                log.debug("batch_decoded", n_tokens=self._batch.n, n_jobs=len(commits))
+                self._cost.observe(self._batch.n, time.perf_counter() - started)  # no per-step log: hot path
                 self._active = [j for j in self._active if not j.done]
                 return
             if rc == 1:

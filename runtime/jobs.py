@@ -17,7 +17,15 @@ from typing import Any, Literal
 
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel
-from sfdsl.runtime.sampling import SamplingParams, TextStream, build_sampler, log_softmax_row
+from sfdsl.runtime.sampling import (
+    RowSampler,
+    SamplingParams,
+    TextStream,
+    build_sampler,
+    log_softmax,
+    log_softmax_row,
+    logits_row,
+)
 
 __all__ = ["GenJob", "GenResult", "Job", "Reply", "ScoreJob"]
 
@@ -191,7 +199,11 @@ class GenJob(Job):
         todo = [i for i in range(self.n) if i not in self.results]
         self.seqs = []
         for i, sid in zip(todo, seq_ids):
-            sampler = build_sampler(model.lib, model.vocab, self.sampling, index=i)
+            sampler: Any = (
+                RowSampler(self.sampling, index=i)
+                if RowSampler.eligible(self.sampling)
+                else build_sampler(model.lib, model.vocab, self.sampling, index=i)
+            )
             self.seqs.append(
                 _Seq(i, sid, sampler, TextStream(self.stop), logprobs=[] if self.want_logprobs else None)
             )
@@ -226,12 +238,18 @@ class GenJob(Job):
 
     def _sample(self, seq: _Seq, idx: int, model: LoadedModel, pool: SeqPool) -> None:
         lib = model.lib
-        token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))
+        row = None
+        if isinstance(seq.sampler, RowSampler):
+            row = logits_row(lib, model.ctx, idx, model.n_vocab)
+            token = seq.sampler.sample(row)
+        else:
+            token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))
         if model.is_eog(token):
             self._finish(seq, "eos", model, pool)
             return
         if seq.logprobs is not None:  # one per text token: the end-of-generation token is not counted
-            seq.logprobs.append(float(log_softmax_row(lib, model.ctx, idx, model.n_vocab)[token]))
+            lps = log_softmax(row) if row is not None else log_softmax_row(lib, model.ctx, idx, model.n_vocab)
+            seq.logprobs.append(float(lps[token]))
         seq.generated += 1
         if seq.stream.push(model.piece(token)):
             self._finish(seq, "stop", model, pool)
@@ -250,9 +268,9 @@ class GenJob(Job):
             self.reply.resolve([self.results[i] for i in range(self.n)])
 
     def _drop_seq(self, seq: _Seq, model: LoadedModel, pool: SeqPool, keep: list[int] | None = None) -> None:
-        if seq.sampler is not None:
+        if seq.sampler is not None and not isinstance(seq.sampler, RowSampler):
             model.lib.llama_sampler_free(seq.sampler)
-            seq.sampler = None
+        seq.sampler = None
         if seq.seq_id in self.seq_ids:
             self.seq_ids.remove(seq.seq_id)
             pool.release(seq.seq_id, keep=keep)

@@ -17,6 +17,12 @@ class SeqPool:
     Releasing an id either clears its KV cells or, when ``keep`` names the tokens
     its cells hold, parks it in the cache (at most ``cache_slots`` ids, least
     recently used evicted first). Acquiring takes free ids, then evicts cached ones.
+
+    A cached sequence is reused only while no cells have been freed since it was
+    cached (``epoch``): llama.cpp puts new tokens in the lowest free cell, so after a
+    free the rest of a prompt could land *below* the copied prefix, and the attention
+    kernel, which visits cells in index order, would sum them in another order than a
+    fresh prefill (a different last bit, and a different seeded sample).
     """
 
     def __init__(self, lib: ModuleType, mem: Any, n_seq: int, *, cache_slots: int = 0, min_cached: int = 8) -> None:
@@ -24,6 +30,9 @@ class SeqPool:
         self._mem = mem
         self._free: deque[int] = deque(range(n_seq))
         self._cached: OrderedDict[int, list[int]] = OrderedDict()  # slot -> tokens, least recent first
+        self._epochs: dict[int, int] = {}  # slot -> epoch when cached
+        self.epoch = 0  # bumped whenever cells are freed
+        self._clean_epoch = 0
         self._index = RadixIndex()
         self.cache_slots = cache_slots
         self.min_cached = min_cached
@@ -53,9 +62,11 @@ class SeqPool:
             while len(self._cached) >= self.cache_slots:
                 self.evict()
             self._cached[seq_id] = keep
+            self._epochs[seq_id] = self.epoch
             self._index.insert(seq_id, keep)
             return
         self._lib.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+        self.epoch += 1
         self._free.append(seq_id)
 
     def evict(self, *, spare: int = -1) -> bool:
@@ -64,13 +75,29 @@ class SeqPool:
         if slot is None:
             return False
         self._index.remove(slot, self._cached.pop(slot))
+        del self._epochs[slot]
         self._lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
+        self.epoch += 1
         self._free.append(slot)
         return True
 
+    @property
+    def fragmented(self) -> bool:
+        """Whether cells were freed since the cache was last cleared (new tokens may land below old ones)."""
+        return self.epoch != self._clean_epoch
+
+    def clear(self) -> None:
+        """Empty the whole KV cache and the prefix cache (only when no sequence is in use)."""
+        self._lib.llama_memory_clear(self._mem, True)
+        self._free = deque(range(self.size))
+        self._cached.clear()
+        self._epochs.clear()
+        self._index = RadixIndex()
+        self._clean_epoch = self.epoch
+
     def lookup(self, tokens: list[int]) -> tuple[int, int] | None:
         """``(slot, n)``: a cached sequence whose first ``n`` tokens equal the prompt's; marks it recently used."""
-        found = self._index.longest(tokens)
+        found = self._index.longest(tokens, lambda slot: self._epochs[slot] == self.epoch)
         if found is not None:
             self._cached.move_to_end(found[0])
         return found

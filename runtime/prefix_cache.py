@@ -7,7 +7,7 @@ sequence slots; a new prompt copies the longest cached prefix (a metadata-only
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["RadixIndex"]
 
@@ -73,15 +73,17 @@ class RadixIndex:
                 return
             node, i = child, i + len(child.edge)
 
-    def longest(self, tokens: Sequence[int]) -> tuple[int, int] | None:
-        """``(slot, n)``: the most recently cached slot sharing the longest prefix (n tokens), or None."""
+    def longest(self, tokens: Sequence[int], usable: Callable[[int], bool] = lambda _: True) -> tuple[int, int] | None:
+        """``(slot, n)``: the most recently cached usable slot sharing the longest prefix (n tokens), or None."""
         node, i, best = self._root, 0, None
         while i < len(tokens):
             child = node.children.get(tokens[i])
             if child is None:
                 break
             common = _common(child.edge, tokens, i)
-            best = (next(reversed(child.slots)), i + common)
+            slot = next((s for s in reversed(child.slots) if usable(s)), None)
+            if slot is not None:
+                best = (slot, i + common)
             if common < len(child.edge):
                 break
             node, i = child, i + common

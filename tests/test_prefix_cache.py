@@ -62,3 +62,24 @@ def test_matches_brute_force_on_random_lists() -> None:
         assert (found[1] if found else 0) == want, (step, probe, slots)
         if found:
             assert slots[found[0]][: found[1]] == probe[: found[1]]
+
+
+def test_pool_reuses_a_cached_prefix_only_until_cells_are_freed() -> None:
+    from types import SimpleNamespace
+
+    from sfdsl.runtime.kv import SeqPool
+
+    removed: list[int] = []
+    lib = SimpleNamespace(llama_memory_seq_rm=lambda mem, sid, p0, p1: removed.append(sid),
+                          llama_memory_seq_cp=lambda *a: None)
+    pool = SeqPool(lib, None, 4, cache_slots=2, min_cached=2)
+    a, b = pool.acquire(2) or []
+    pool.release(a, keep=[1, 2, 3, 4])
+    assert pool.lookup([1, 2, 3, 9]) == (a, 3)
+    pool.release(b)  # cells freed: a later prompt could land below the cached ones
+    assert removed == [b] and pool.lookup([1, 2, 3, 9]) is None
+    c = pool.acquire(1)
+    assert c is not None
+    pool.release(c[0], keep=[1, 2, 7])
+    assert pool.lookup([1, 2, 3, 9]) == (c[0], 2)  # the fresh slot, though the stale one matches more
+    assert len(pool.acquire(4) or []) == 4  # cached slots are evicted for requests
