@@ -30,9 +30,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import structlog
-
 from sfdsl.errors import BackendError, ContextOverflow
+from sfdsl.log import get_logger
 from sfdsl.runtime.jobs import Commit, GenJob, GenResult, Job, Reply, ScoreJob
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel, ModelParams
@@ -41,7 +40,7 @@ from sfdsl.runtime.step_cost import StepCost
 
 __all__ = ["Engine", "GenResult"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 _STOP = object()
 PREFILL_SHARE = 0.5  # long prompts may stretch a step with decoding requests by this fraction
 LONG_STEP_S = 0.25  # a step of long prompts alone aims at this length, so newcomers wait little for it

@@ -39,13 +39,13 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-import structlog
 
 from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
+from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -57,8 +57,9 @@ from sfdsl.runtime.backends.base import (
     SequenceScore,
     normalise_logprobs,
 )
+from sfdsl.runtime.backends.endpoints import EndpointRouter, parse_base_urls
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TOP_LOGPROBS = 20  # the most OpenAI and vLLM (by default) return
 
@@ -69,7 +70,7 @@ class OpenAIBackend(Backend):
     def __init__(
         self,
         *,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str = "default",
         model_id: str | None = None,
         api_key: str | None = None,
@@ -82,15 +83,17 @@ class OpenAIBackend(Backend):
         grammar_field: str | None = None,
         chatml_fallback: bool = True,
         choice_mode: str = "auto",
+        endpoint_cooldown: float = 5.0,
     ) -> None:
         """Configure the client; no connection is made until the first request.
 
         Args:
-            base_url: The API root, e.g. ``http://127.0.0.1:8080/v1``.
+            base_url: The API root, e.g. ``http://127.0.0.1:8080/v1``; several (a list, or comma-separated)
+                spread requests over a fleet (``endpoints.py``: least-loaded routing, failover).
             model: The ``model`` field sent with every request.
             model_id: A stable identity for cache keys; defaults to ``openai:{model}@{base_url}``.
             api_key: Bearer token; defaults to ``$OPENAI_API_KEY`` when set.
-            max_concurrency: Most requests in flight at once.
+            max_concurrency: Most requests in flight at once, per endpoint.
             timeout: Seconds before a request raises ``BackendTimeout``.
             max_retries: Retries after the first try on 429, 5xx and connection errors.
             backoff: First retry delay in seconds; doubles per retry, with jitter.
@@ -99,14 +102,14 @@ class OpenAIBackend(Backend):
             grammar_field: Extra body key that also carries the GBNF grammar (vLLM: ``guided_grammar``).
             chatml_fallback: Score chat prompts as ChatML text; if False, raise ``BackendError``.
             choice_mode: ``auto`` answers single-token choices from top logprobs; ``score`` always scores.
+            endpoint_cooldown: Seconds an unreachable endpoint rests before it is probed again.
         """
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise InputError("max_concurrency must be >= 1, max_retries >= 0 and timeout > 0")
-        if not base_url.startswith(("http://", "https://")):
-            raise InputError(f"base_url must start with http:// or https://, not {base_url!r}")
         if choice_mode not in ("auto", "score"):
             raise InputError(f"choice_mode must be 'auto' or 'score', not {choice_mode!r}")
-        self.base_url = base_url.rstrip("/")
+        self._endpoints = EndpointRouter(parse_base_urls(base_url), cooldown=endpoint_cooldown)
+        self.base_url = self._endpoints.label
         self.model = model
         self.model_id = model_id or f"openai:{model}@{self.base_url}"
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -240,6 +243,7 @@ class OpenAIBackend(Backend):
                     finish_reason=_finish_reason(choice, request.stop),
                     logprobs=[lp for _, lp, _ in tokens] if request.logprobs and tokens is not None else None,
                     index=i,
+                    requests=int(i == 0),  # one request carried every choice
                 )
             )
         return out
@@ -287,11 +291,10 @@ class OpenAIBackend(Backend):
             # A client is bound to the loop it first ran on; a new asyncio.run() needs a new one.
             self._loop = loop
             headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            limits = httpx.Limits(max_connections=self._max_concurrency)
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url, headers=headers, timeout=self._timeout, limits=limits
-            )
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+            most = self._max_concurrency * len(self._endpoints)
+            limits = httpx.Limits(max_connections=most)
+            self._client = httpx.AsyncClient(headers=headers, timeout=self._timeout, limits=limits)
+            self._semaphore = asyncio.Semaphore(most)
         return self._client, self._semaphore
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -302,7 +305,7 @@ class OpenAIBackend(Backend):
             start = time.perf_counter()
             try:
                 async with semaphore:
-                    response = await client.post(path, json=body)
+                    response = await self._endpoints.post(client, path, json=body)
             except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
                 raise BackendTimeout(f"{url} did not answer within {self._timeout}s") from exc
             except httpx.TransportError as exc:  # connection refused/reset, connect timeout
@@ -311,7 +314,7 @@ class OpenAIBackend(Backend):
                     raise cls(f"cannot reach {url} after {attempt + 1} tries: {exc!r}") from exc
                 await self._retry(url, attempt, reason=type(exc).__name__, retry_after=None)
                 continue
-            elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
+            elapsed_ms, url = round((time.perf_counter() - start) * 1000, 1), str(response.url)
             log.debug("backend_called", url=url, status=response.status_code, attempt=attempt, elapsed_ms=elapsed_ms)
             status = response.status_code
             if (status == 429 or status >= 500) and not last:
