@@ -128,10 +128,7 @@ SERVER = textwrap.dedent(
     from sfdsl.runtime.backends.scripted import ScriptedBackend
 
     sys.path.insert(0, sys.argv[3])  # tests/
-    try:
-        from openai_fake import OpenAIServer  # the fake's home once it moved to tests/
-    except ImportError:
-        from sfdsl.runtime.openai_server import OpenAIServer
+    from openai_fake import OpenAIServer
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))  # stdout is a pipe
     name, port = sys.argv[1], int(sys.argv[2])

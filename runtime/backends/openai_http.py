@@ -24,8 +24,8 @@ Server differences handled here:
   prompts are scored as ChatML text (right for SmolLM2 and Qwen-style models;
   pass ``chatml_fallback=False`` to get a ``BackendError`` instead).
 
-Transient failures (429, 5xx, connection errors) are retried with exponential
-backoff and jitter, honouring ``Retry-After``. Read timeouts raise
+Transient failures (429, 5xx, connection errors, a malformed or truncated 200)
+are retried with exponential backoff and jitter, honouring ``Retry-After``. Read timeouts raise
 ``BackendTimeout``; other 4xx raise ``BackendError`` with the server's message,
 or ``ContextOverflow`` when a 400 mentions the context.
 """
@@ -84,6 +84,7 @@ class OpenAIBackend(Backend):
         chatml_fallback: bool = True,
         choice_mode: str = "auto",
         endpoint_cooldown: float = 5.0,
+        context_tokens: int | None = None,
     ) -> None:
         """Configure the client; no connection is made until the first request.
 
@@ -103,6 +104,7 @@ class OpenAIBackend(Backend):
             chatml_fallback: Score chat prompts as ChatML text; if False, raise ``BackendError``.
             choice_mode: ``auto`` answers single-token choices from top logprobs; ``score`` always scores.
             endpoint_cooldown: Seconds an unreachable endpoint rests before it is probed again.
+            context_tokens: The model's context size; longer prompts fail before any request.
         """
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise InputError("max_concurrency must be >= 1, max_retries >= 0 and timeout > 0")
@@ -122,6 +124,7 @@ class OpenAIBackend(Backend):
         self._grammar_field = grammar_field
         self._chatml_fallback = chatml_fallback
         self._choice_mode = choice_mode
+        self.context_tokens = context_tokens
         self._client: httpx.AsyncClient | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -322,17 +325,21 @@ class OpenAIBackend(Backend):
                 continue
             try:
                 response.raise_for_status()
-                data = response.json()
             except httpx.HTTPStatusError as exc:
                 message = f"{url} answered {status}: {_server_message(response)}"
                 if status == 400 and "context" in message.lower():
                     raise ContextOverflow(message) from exc
                 raise BackendError(message) from exc
-            except ValueError as exc:
-                raise BackendError(f"{url} answered with invalid JSON: {response.text[:200]!r}") from exc
-            if not isinstance(data, dict):
-                raise BackendError(f"{url} answered with a JSON {type(data).__name__}, not an object")
-            return data
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("choices"), list):
+                return data
+            problem = f"invalid JSON: {response.text[:200]!r}" if data is None else f"no choices: {str(data)[:200]}"
+            if last:  # a malformed or truncated 200 is transient, like a 5xx
+                raise BackendError(f"{url} answered {status} with {problem}")
+            await self._retry(url, attempt, reason="malformed_body", retry_after=None)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _retry(self, url: str, attempt: int, *, reason: str, retry_after: float | None) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -139,7 +140,11 @@ def run_data_command(args: argparse.Namespace) -> int:
         return 2
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            sys.stderr.write(f"sfrun data: error: cannot write {args.output}: {exc.strerror or exc}\n")
+            return 2
     else:
         sys.stdout.write(text)
     return 0
@@ -172,7 +177,8 @@ def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple
     plans = []
     labels: set[str] = set()
     for spec_text in args.recipes:
-        target = load_target(spec_text, backend, _limits(args))
+        search = {"import_path": args.import_path} if getattr(args, "import_path", None) else {}
+        target = load_target(spec_text, backend, _limits(args), **search)
         target.label = _unique(target.label, spec_text, labels)
         labels.add(target.label)
         items = build_items(
@@ -203,6 +209,8 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     runs: dict[str, Any] = {}
     failures: dict[str, list[dict[str, Any]]] = {}
     rows = load_rows(args.data)  # fail fast on bad data, before a model is loaded
+    outputs = [out / "metrics.json"] + ([out / "report.html"] if args.report else [])
+    check_writable(outputs)  # and on an output that cannot be written
     made = make_backend(args) if make_backend else None
     backend = shared_pool(made)
     try:
@@ -281,17 +289,53 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
         "seed": args.seed,
         "limit": args.limit,
     }
-    out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
     doc = _json_safe({"meta": meta, "recipes": runs, "comparison": comparison})
-    metrics_path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    write_output(metrics_path, lambda: json.dumps(doc, indent=2, default=str))
     console.print(f"metrics: {metrics_path}")
     if args.report:
-        from sfdsl.eval.report import write_report
+        from sfdsl.eval.report import render_report
 
-        path = write_report(out / "report.html", summaries, comparison, meta=meta, failures=failures)
+        path = out / "report.html"
+        write_output(path, lambda: render_report(summaries, comparison, meta=meta, failures=failures))
         console.print(f"report: {path}")
     return 0
+
+
+def check_writable(paths: list[Path]) -> None:
+    """Refuse, before anything runs, output files that cannot be written.
+
+    Raises:
+        StoreError: naming the first such path and why.
+    """
+    from sfdsl.eval.store import StoreError
+
+    for path in paths:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create output directory {path.parent}: {exc.strerror or exc}") from None
+        if path.is_dir():
+            raise StoreError(f"cannot write {path}: it is a directory")
+        target = path if path.exists() else path.parent
+        if not os.access(target, os.W_OK):
+            raise StoreError(f"cannot write {path}: permission denied")
+
+
+def write_output(path: Path, text: Callable[[], str]) -> None:
+    """Write one output file of an eval.
+
+    Raises:
+        StoreError: with a one-line reason; the results stay in the store, so a rerun writes the file.
+    """
+    from sfdsl.eval.store import StoreError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text(), encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}; the results are saved in the store, "
+                         "rerun the same command to write it") from None
 
 
 async def _remote_executor(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +59,8 @@ def shared_pool(backend: Any) -> Any:
     return BackendPool(backend=backend) if backend is not None else BackendPool()
 
 
-def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> Target:
+def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None, *,
+                import_path: Sequence[str] = ()) -> Target:
     """Glue to the sfdsl API: compile a recipe and wrap ``recipe.arun`` as a run_item.
 
     The recipe runs through a per-recipe view of the shared ``pool`` that
@@ -73,7 +74,7 @@ def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> T
     import sfdsl
 
     path, name = split_recipe_spec(spec)
-    return recipe_target(sfdsl.load(path).recipe(name), pool, limits)
+    return recipe_target(sfdsl.load(path, import_path=import_path).recipe(name), pool, limits)
 
 
 def recipe_target(recipe: Any, pool: Any, limits: dict[str, Any] | None = None) -> Target:

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -18,9 +18,7 @@ from sfdsl.eval.data import Item
 from sfdsl.eval.metrics import Matcher
 from sfdsl.eval.store import ItemRecord, ResultStore
 from sfdsl.log import get_logger
-
-if TYPE_CHECKING:
-    from sfdsl.runtime.results import RunResult
+from sfdsl.runtime.results import Cost, RunResult
 
 log = get_logger("sfdsl.eval")
 
@@ -194,7 +192,7 @@ async def run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, lo
         if getattr(result, "error", None):
             error, kind = str(result.error), "RunError"
     except BudgetExceeded as exc:
-        result, error, kind = exc.partial, str(exc) or "budget exceeded", "BudgetExceeded"
+        result, error, kind = _stopped_result(exc, spec.label), f"stopped: {exc}", "BudgetExceeded"
     except TimeoutError:
         error, kind = f"item timed out after {spec.item_timeout}s", "Timeout"
     except Exception as exc:
@@ -206,6 +204,15 @@ async def run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, lo
     if error is not None:
         logger.warning("eval.item_failed", recipe=spec.label, item=item.item_id, sample=sample, kind=kind, error=error)
     return make_record(item, sample, seed, result, spec, wall_s=wall, error=error, error_kind=kind)
+
+
+def _stopped_result(exc: BudgetExceeded, recipe: str) -> Any:
+    """A budget-stopped run as a result with no answer but its true cost."""
+    if hasattr(exc.partial, "cost"):
+        return exc.partial
+    partial = exc.partial if isinstance(exc.partial, dict) else {}
+    return RunResult(run_id=str(partial.get("run_id", "")), recipe=recipe,
+                     cost=Cost.model_validate(partial.get("cost") or {}))
 
 
 def make_record(
