@@ -33,7 +33,6 @@ or ``ContextOverflow`` when a 400 mentions the context.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import inspect
 import math
 import os
@@ -50,7 +49,6 @@ from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
     Completion,
-    FinishReason,
     GenerateRequest,
     Prompt,
     ScoreRequest,
@@ -58,6 +56,15 @@ from sfdsl.runtime.backends.base import (
     normalise_logprobs,
 )
 from sfdsl.runtime.backends.endpoints import EndpointRouter, parse_base_urls
+from sfdsl.runtime.backends.openai_wire import (
+    chatml,
+    finish_reason,
+    first_top_logprobs,
+    response_list,
+    retry_after,
+    server_message,
+    token_logprobs,
+)
 
 log = get_logger(__name__)
 
@@ -227,7 +234,7 @@ class OpenAIBackend(Backend):
         else:
             body["prompt"] = chatml(prompt) if prompt.is_chat else prompt.text or ""
             data = await self._post("/completions", body)
-        choices = sorted(_list(data, "choices"), key=lambda c: int(c.get("index", 0)))
+        choices = sorted(response_list(data, "choices"), key=lambda c: int(c.get("index", 0)))
         if len(choices) != n:
             raise BackendError(f"{self.base_url} returned {len(choices)} choices for n={n}")
         usage = data.get("usage") or {}
@@ -236,14 +243,14 @@ class OpenAIBackend(Backend):
         out = []
         for i, choice in enumerate(choices):
             text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-            tokens = _token_logprobs(choice.get("logprobs"))
+            tokens = token_logprobs(choice.get("logprobs"))
             count = len(tokens) if tokens is not None else total // n + (1 if i < total % n else 0)
             out.append(
                 Completion(
                     text=text or "",
                     completion_tokens=count,
                     prompt_tokens=prompt_tokens,
-                    finish_reason=_finish_reason(choice, request.stop),
+                    finish_reason=finish_reason(choice, request.stop),
                     logprobs=[lp for _, lp, _ in tokens] if request.logprobs and tokens is not None else None,
                     index=i,
                     requests=int(i == 0),  # one request carried every choice
@@ -267,9 +274,9 @@ class OpenAIBackend(Backend):
             "temperature": 0.0,
             "logprobs": 1,
         }
-        choices = _list(await self._post("/completions", body), "choices")
+        choices = response_list(await self._post("/completions", body), "choices")
         echoed = bool(choices) and str(choices[0].get("text") or "").startswith(prefix + continuation)
-        tokens = _token_logprobs(choices[0].get("logprobs")) if echoed else None
+        tokens = token_logprobs(choices[0].get("logprobs")) if echoed else None
         if not tokens:
             raise BackendError(f"{self.base_url} did not echo prompt logprobs; scoring needs echo support (e.g. vLLM)")
         boundary, end = len(prefix), len(prefix) + len(continuation)
@@ -283,8 +290,8 @@ class OpenAIBackend(Backend):
 
     async def _top_logprobs(self, prefix: str) -> dict[str, float]:
         body = {"model": self.model, "prompt": prefix, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_LOGPROBS}
-        choices = _list(await self._post("/completions", body), "choices")
-        return _first_top_logprobs(choices[0].get("logprobs") if choices else None)
+        choices = response_list(await self._post("/completions", body), "choices")
+        return first_top_logprobs(choices[0].get("logprobs") if choices else None)
 
     # -- transport -----------------------------------------------------------
 
@@ -321,12 +328,12 @@ class OpenAIBackend(Backend):
             log.debug("backend_called", url=url, status=response.status_code, attempt=attempt, elapsed_ms=elapsed_ms)
             status = response.status_code
             if (status == 429 or status >= 500) and not last:
-                await self._retry(url, attempt, reason=f"http_{status}", retry_after=_retry_after(response))
+                await self._retry(url, attempt, reason=f"http_{status}", retry_after=retry_after(response))
                 continue
             try:
                 response.raise_for_status()
             except httpx.HTTPStatusError as exc:
-                message = f"{url} answered {status}: {_server_message(response)}"
+                message = f"{url} answered {status}: {server_message(response)}"
                 if status == 400 and "context" in message.lower():
                     raise ContextOverflow(message) from exc
                 raise BackendError(message) from exc
@@ -349,95 +356,6 @@ class OpenAIBackend(Backend):
         delay = min(delay, 60.0)
         log.info("backend_retried", url=url, attempt=attempt + 1, reason=reason, delay_s=round(delay, 3))
         await asyncio.sleep(delay)
-
-
-def chatml(prompt: Prompt) -> str:
-    """Render a chat prompt as ChatML text; a trailing assistant turn stays open.
-
-    >>> from sfdsl.runtime.backends.base import Message
-    >>> chatml(Prompt(messages=(Message(role="user", content="hi"),)))
-    '<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n'
-    """
-    messages = list(prompt.messages or [])
-    turns = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
-    if prompt.has_prefill:
-        turns[-1] = f"<|im_start|>assistant\n{messages[-1].content}"
-    else:
-        turns.append("<|im_start|>assistant\n")
-    return "".join(turns)
-
-
-def _list(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise BackendError(f"server response has no {key!r} list: {str(data)[:200]}")
-    return value
-
-
-def _token_logprobs(logprobs: Any) -> list[tuple[str, float | None, int]] | None:
-    """(token, logprob, char offset) triples from legacy or chat-style logprobs."""
-    if not isinstance(logprobs, dict):
-        return None
-    if isinstance(logprobs.get("content"), list):  # chat format (and newer llama-server completions)
-        tokens = [str(t.get("token", "")) for t in logprobs["content"]]
-        values = [t.get("logprob") for t in logprobs["content"]]
-        offsets = None
-    elif isinstance(logprobs.get("token_logprobs"), list):
-        tokens = [str(t) for t in logprobs.get("tokens") or [""] * len(logprobs["token_logprobs"])]
-        values = logprobs["token_logprobs"]
-        offsets = logprobs.get("text_offset")
-    else:
-        return None
-    if not isinstance(offsets, list) or len(offsets) != len(tokens):
-        offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
-    return [(t, None if v is None else float(v), int(o)) for t, v, o in zip(tokens, values, offsets, strict=False)]
-
-
-def _first_top_logprobs(logprobs: Any) -> dict[str, float]:
-    """The first generated token's top alternatives, token text -> logprob."""
-    if not isinstance(logprobs, dict):
-        return {}
-    if isinstance(logprobs.get("content"), list) and logprobs["content"]:
-        return {str(t["token"]): float(t["logprob"]) for t in logprobs["content"][0].get("top_logprobs") or []}
-    top = logprobs.get("top_logprobs")
-    if isinstance(top, list) and top and isinstance(top[0], dict):
-        return {str(k): float(v) for k, v in top[0].items()}
-    return {}
-
-
-def _finish_reason(choice: dict[str, Any], stop: tuple[str, ...]) -> FinishReason:
-    reason = choice.get("finish_reason")
-    if reason == "length":
-        return "length"
-    if "stop_reason" in choice:  # vLLM: the matched stop string, else a token id or null
-        return "stop" if isinstance(choice["stop_reason"], str) else "eos"
-    return "stop" if stop else "eos"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _server_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500]
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict):
-        return str(error.get("message") or error)[:500]
-    return str(error)[:500]
 
 
 def _looks_single_token(choice: str) -> bool:
