@@ -106,6 +106,14 @@ class StepNode(Node):
     kind: str
 
 
+class PromptStep(StepNode):
+    """A step that sends one named prompt to a model: ``KIND PROMPT (args) [using M]``."""
+
+    prompt: str
+    args: list[Arg] = Field(default_factory=list)
+    using: str | None = None
+
+
 Rhs = StepNode | Expr
 
 

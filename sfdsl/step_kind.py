@@ -41,6 +41,10 @@ SAMPLING: Spec = {
     "stop": ParamSpec(list_of(STR), "stop strings", default=()),
     "seed": ParamSpec(INT, "base seed; sample i uses seed + i (default: derived from the run seed)"),
 }
+SAMPLES: Spec = {
+    **SAMPLING,
+    "n": ParamSpec(INT, "number of samples, decoded as one batch (given: the value is a list)", default=1),
+}
 LOGPROBS = ParamSpec(BOOL, "return the samples' log-probabilities", default=False)
 
 

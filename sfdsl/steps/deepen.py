@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
-
 from sfdsl import ast
 from sfdsl.bounds import Abstract, Bound
-from sfdsl.step_kind import SAMPLING, ParamSpec, StepKind
+from sfdsl.step_kind import SAMPLES, ParamSpec, StepKind
 from sfdsl.types import FLOAT, INT, REGEX, STR, TEXT, Type, list_of
 
 if TYPE_CHECKING:
@@ -18,18 +16,14 @@ if TYPE_CHECKING:
     from sfdsl.scope import Scope
 
 
-class Deepen(ast.StepNode):
+class Deepen(ast.PromptStep):
     """Iterative-deepening generation: budget b, then γ·b after a trigger, up to a cap."""
 
     kind: Literal["deepen"] = "deepen"
-    prompt: str
-    args: list[ast.Arg] = Field(default_factory=list)
-    using: str | None = None
 
 
 PARAMS = {
-    **SAMPLING,
-    "n": ParamSpec(INT, "parallel samples (given: the value is a list)", default=1),
+    **SAMPLES,
     "budget": ParamSpec(INT, "first token budget b0", required=True, bounds_loop=True),
     "gamma": ParamSpec(FLOAT, "budget growth per round", default=2.0),
     "max_total": ParamSpec(INT, "cap on tokens generated per sample", required=True, bounds_loop=True),

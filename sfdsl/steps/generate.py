@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
-
 from sfdsl import ast
 from sfdsl.bounds import Abstract, Bound
 from sfdsl.constant_checks import gbnf_grammar, regex_constraint
-from sfdsl.step_kind import LOGPROBS, SAMPLING, ParamSpec, StepKind
-from sfdsl.types import INT, REGEX, STR, TEXT, Type, list_of
+from sfdsl.step_kind import LOGPROBS, SAMPLES, ParamSpec, StepKind
+from sfdsl.types import REGEX, STR, TEXT, Type, list_of
 
 if TYPE_CHECKING:
     from sfdsl.check_steps import StepChecks
@@ -18,16 +16,12 @@ if TYPE_CHECKING:
     from sfdsl.scope import Scope
 
 
-class Generate(ast.StepNode):
+class Generate(ast.PromptStep):
     kind: Literal["generate"] = "generate"
-    prompt: str
-    args: list[ast.Arg] = Field(default_factory=list)
-    using: str | None = None
 
 
 PARAMS = {
-    **SAMPLING,
-    "n": ParamSpec(INT, "number of samples, decoded as one batch (given: the value is a list)", default=1),
+    **SAMPLES,
     "choices": ParamSpec(list_of(STR), "constrain the output to one of these strings"),
     "regex": ParamSpec(REGEX, "constrain the output to match this regex", check=regex_constraint),
     "grammar": ParamSpec(STR, "constrain the output with a GBNF grammar", check=gbnf_grammar),
