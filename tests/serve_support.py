@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,6 +72,31 @@ class Gate:
             self.cancelled += 1
             raise
         return "The answer is 4"
+
+
+async def post_then_disconnect(app: Starlette, payload: dict[str, Any], gate: Gate) -> list[dict[str, Any]]:
+    """POST ``payload`` to the chat endpoint over raw ASGI, disconnecting once ``gate`` has started; what was sent."""
+    body = json.dumps(payload).encode()
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await gate.started.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": CHAT, "raw_path": CHAT.encode(), "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                          (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("serve.test", 80)}
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    await app.state.runner.aclose()
+    return sent
 
 
 class PlainBackend(Backend):

@@ -18,16 +18,8 @@ from sfdsl.runtime.context import Budget
 from sfdsl.runtime.pool import BackendPool
 
 WORDS = " ".join(["w"] * 40)
-CHAIN = """recipe chain(question: str) -> answer {
-  prompt p = "Q: {{ question }}"
-  first = generate p (max_tokens: 30)
-  prompt q = "{{ first }} again"
-  second = generate q (max_tokens: 30)
-  prompt r = "{{ second }} more"
-  third = generate r (max_tokens: 30)
-  return third
-}
-"""
+FIXTURES = Path(__file__).parent / "fixtures"
+CHAIN = (FIXTURES / "chain.sf").read_text(encoding="utf-8")
 PARALLEL = """recipe fan(question: str) -> answer {
   prompt p = "Q: {{ question }}"
   a = generate p (max_tokens: 30)

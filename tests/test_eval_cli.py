@@ -16,6 +16,8 @@ from sfdsl.eval.cli import Target, add_data_parser, add_eval_parser, split_recip
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 from sfdsl.runtime.results import Cost, RunResult
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfrun")
@@ -251,16 +253,7 @@ def test_budget_failures_recorded_with_real_recipe(tmp_path: Path, capsys: pytes
 
 def _budget_files(tmp_path: Path) -> tuple[Path, Path, Path]:
     recipe = tmp_path / "chain.sf"
-    recipe.write_text("""recipe chain(question: str) -> answer {
-  prompt p = "Q: {{ question }}"
-  first = generate p (max_tokens: 30)
-  prompt q = "{{ first }} again"
-  second = generate q (max_tokens: 30)
-  prompt r = "{{ second }} more"
-  third = generate r (max_tokens: 30)
-  return third
-}
-""", encoding="utf-8")
+    recipe.write_text((FIXTURES / "chain.sf").read_text(encoding="utf-8"), encoding="utf-8")
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "w"}) + "\n" for i in range(3)),
                     encoding="utf-8")

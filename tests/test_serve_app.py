@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_support import CHAT, RECIPES, Gate, PlainBackend, chat, client, make_app
+from serve_support import CHAT, RECIPES, Gate, PlainBackend, chat, client, make_app, post_then_disconnect
 
 from sfdsl import ScriptedBackend
 from sfdsl.runtime.backends.base import GenerateRequest
@@ -276,31 +276,7 @@ def test_timeout_gets_504_and_frees_the_slot() -> None:
 def test_client_disconnect_cancels_the_run() -> None:
     gate = Gate()
     app = make_app(ScriptedBackend(gate))
-    body = json.dumps(chat("chain_of_thought")).encode()
-
-    async def go() -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            await gate.started.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": CHAT, "raw_path": CHAT.encode(), "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"application/json"),
-                                              (b"content-length", str(len(body)).encode())],
-                 "client": ("127.0.0.1", 1), "server": ("serve.test", 80)}
-        await asyncio.wait_for(app(scope, receive, send), 10)
-        await app.state.runner.aclose()
-        return sent
-
-    sent = run(go())
+    sent = run(post_then_disconnect(app, chat("chain_of_thought"), gate))
     assert gate.cancelled == 1 and gate.calls == 1
     assert app.state.runner.limiter.in_flight == 0 and app.state.runner.limiter.waiting == 0
     assert sent[0]["status"] == 499

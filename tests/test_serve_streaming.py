@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from serve_support import CHAT, Gate, chat, client, make_app
+from serve_support import CHAT, Gate, chat, client, make_app, post_then_disconnect
 
 from sfdsl import ScriptedBackend
 
@@ -67,30 +67,7 @@ def test_stream_refused_before_headers_when_the_request_is_bad() -> None:
 def test_disconnect_during_a_stream_cancels_the_run() -> None:
     gate = Gate()
     app = make_app(ScriptedBackend(gate))
-    body = json.dumps(chat("chain_of_thought", stream=True)).encode()
-
-    async def go() -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            await gate.started.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": CHAT, "raw_path": CHAT.encode(), "query_string": b"",
-                 "root_path": "", "headers": [(b"content-type", b"application/json")],
-                 "client": ("127.0.0.1", 1), "server": ("serve.test", 80)}
-        await asyncio.wait_for(app(scope, receive, send), 10)
-        await app.state.runner.aclose()
-        return sent
-
-    sent = asyncio.run(go())
+    sent = asyncio.run(post_then_disconnect(app, chat("chain_of_thought", stream=True), gate))
     assert gate.cancelled == 1
     assert sent[0]["status"] == 200 and all(b"[DONE]" not in m.get("body", b"") for m in sent)
     limiter = app.state.runner.limiter
