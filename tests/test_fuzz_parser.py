@@ -60,15 +60,20 @@ BLOCKS = ['if q == "a" {{ {} }}', 'if q == "a" {{ y = 1 }} else {{ {} }}',
 OPERATORS = ["+", "-", "*", "/", "%", "and", "or", "==", "<"]
 
 
-def deep_expression() -> st.SearchStrategy[str]:
-    """An expression nested up to hundreds of levels, built without recursion."""
-    def build(wrappers: list[str]) -> str:
-        text = "1"
-        for wrapper in wrappers:
-            text = wrapper.format(text)
+def nested(seed: str, templates: list[str], max_size: int) -> st.SearchStrategy[str]:
+    """``seed`` wrapped in up to ``max_size`` drawn templates, innermost first, built without recursion."""
+    def build(chosen: list[str]) -> str:
+        text = seed
+        for template in chosen:
+            text = template.format(text)
         return text
 
-    return st.lists(st.sampled_from(WRAPPERS), max_size=400).map(build)
+    return st.lists(st.sampled_from(templates), max_size=max_size).map(build)
+
+
+def deep_expression() -> st.SearchStrategy[str]:
+    """An expression nested up to hundreds of levels."""
+    return nested("1", WRAPPERS, 400)
 
 
 def long_chain() -> st.SearchStrategy[str]:
@@ -79,13 +84,7 @@ def long_chain() -> st.SearchStrategy[str]:
 
 def deep_blocks() -> st.SearchStrategy[str]:
     """Statements nested in blocks (if, else, map, refine, vote times) up to a hundred deep."""
-    def build(blocks: list[str]) -> str:
-        text = "z = 1"
-        for block in blocks:
-            text = block.format(text)
-        return text
-
-    return st.lists(st.sampled_from(BLOCKS), max_size=120).map(build)
+    return nested("z = 1", BLOCKS, 120)
 
 
 def else_if_chain() -> st.SearchStrategy[str]:
