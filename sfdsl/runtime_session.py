@@ -37,11 +37,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def refuse_running_loop(what: str) -> None:
-    """Raise EventLoopError when called from a thread whose event loop is running (a sync call would block it)."""
+def loop_running() -> bool:
+    """Whether this thread has a running event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        return False
+    return True
+
+
+def refuse_running_loop(what: str) -> None:
+    """Raise EventLoopError when called from a thread whose event loop is running (a sync call would block it)."""
+    if not loop_running():
         return
     instead = what.replace(".run(", ".arun(").replace(".call(", ".arun(").replace(".close(", ".aclose(")
     raise EventLoopError(f"{what} cannot be called from a running event loop (it would block it); "
@@ -156,7 +163,7 @@ def _release_unreferenced(resources: _Resources) -> None:
     """
     portal = resources.portal
     on_portal = portal is not None and threading.current_thread() is portal.thread
-    if on_portal or _loop_running():
+    if on_portal or loop_running():
         threading.Thread(target=_quiet_release, args=(resources,), name="sfdsl-runtime-release").start()
     else:
         _quiet_release(resources)
@@ -165,14 +172,6 @@ def _release_unreferenced(resources: _Resources) -> None:
 def _quiet_release(resources: _Resources) -> None:
     with contextlib.suppress(Exception):  # best effort: nobody is left to report a failure to
         resources.release()
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class Runtime:

@@ -39,7 +39,7 @@ from sfdsl.inputs import bind_inputs
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.runtime.results import RunResult
-from sfdsl.runtime_session import Runtime
+from sfdsl.runtime_session import Runtime, loop_running
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -108,7 +108,7 @@ class SfdslChatModel(BaseChatModel):
         inputs, seed = self._request(messages, stop, kwargs)
         run = _in_context(contextvars.copy_context(),
                           lambda: self._recipe.arun(inputs, runtime=self._runtime, seed=seed))
-        if not _loop_running():
+        if not loop_running():
             return _chat_result(self._runtime.call(run))
         # Sync LangChain code inside a running loop: wait on a worker thread (blocking, as a sync call does).
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sfdsl-langchain") as worker:
@@ -160,14 +160,6 @@ def _make_pool(backend: Any, *, cache: bool) -> BackendPool:
 async def _in_context(context: contextvars.Context, run: Callable[[], Coroutine[Any, Any, RunResult]]) -> RunResult:
     """Run ``run()`` as a task in ``context`` (the caller's), so its spans and log context follow the caller."""
     return await context.run(lambda: asyncio.ensure_future(run()))
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _content(result: RunResult) -> str:
