@@ -14,7 +14,7 @@ from sfdsl.registry import kind_of
 from sfdsl.scope import Loop, Scope
 from sfdsl.step_kind import Spec, StepKind
 from sfdsl.templates import TemplateError, variables
-from sfdsl.types import PROMPT, REGEX, STR, Type, assignable
+from sfdsl.types import PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -133,6 +133,13 @@ class StepChecks:
             self.error("SF206", with_suggestion(f"unknown model '{name}'", name, self.models), node,
                        f"declare it: model {name} = llama(model: \"default\")")
         self.used_models.add(name)
+
+    def sampled_text(self, node: ast.PromptStep, spec: Spec, where: str, scope: Scope) -> Type:
+        """Check a prompt step's prompt, model and arguments; its value is text, or a list of texts given ``n:``."""
+        self.use_prompt(node.prompt, node, scope)
+        self.use_model(node.using, node)
+        args = self.check_args(node.args, spec, where, node, scope)
+        return list_of(TEXT) if "n" in args else TEXT
 
     def loop_body(self, kind: str, body: ast.Block, scope: Scope, node: Any, *, needs: str) -> Loop:
         loop = Loop(kind)

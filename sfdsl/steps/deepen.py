@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sfdsl import ast
 from sfdsl.bounds import Abstract, Bound
 from sfdsl.step_kind import SAMPLES, ParamSpec, StepKind
-from sfdsl.types import FLOAT, INT, REGEX, STR, TEXT, Type, list_of
+from sfdsl.types import FLOAT, INT, REGEX, STR, Type
 
 if TYPE_CHECKING:
     from sfdsl.check_steps import StepChecks
@@ -54,10 +54,7 @@ def build(b: Any, c: list[Any], meta: Any) -> Deepen:
 
 
 def check(ck: StepChecks, node: Deepen, scope: Scope) -> Type:
-    ck.use_prompt(node.prompt, node, scope)
-    ck.use_model(node.using, node)
-    args = ck.check_args(node.args, PARAMS, "deepen", node, scope)
-    return list_of(TEXT) if "n" in args else TEXT
+    return ck.sampled_text(node, PARAMS, "deepen", scope)
 
 
 def bound(cm: CostModel, node: Deepen, env: Env) -> tuple[Bound, Abstract]:

@@ -8,7 +8,7 @@ from sfdsl import ast
 from sfdsl.bounds import Abstract, Bound
 from sfdsl.constant_checks import gbnf_grammar, regex_constraint
 from sfdsl.step_kind import LOGPROBS, SAMPLES, ParamSpec, StepKind
-from sfdsl.types import REGEX, STR, TEXT, Type, list_of
+from sfdsl.types import REGEX, STR, Type, list_of
 
 if TYPE_CHECKING:
     from sfdsl.check_steps import StepChecks
@@ -34,10 +34,7 @@ def build(b: Any, c: list[Any], meta: Any) -> Generate:
 
 
 def check(ck: StepChecks, node: Generate, scope: Scope) -> Type:
-    ck.use_prompt(node.prompt, node, scope)
-    ck.use_model(node.using, node)
-    args = ck.check_args(node.args, PARAMS, "generate", node, scope)
-    return list_of(TEXT) if "n" in args else TEXT
+    return ck.sampled_text(node, PARAMS, "generate", scope)
 
 
 def bound(cm: CostModel, node: Generate, env: Env) -> tuple[Bound, Abstract]:
