@@ -122,6 +122,11 @@ class CostModel:
         self.errors.append(diagnostic)
         return 1
 
+    def unbounded(self, node: Any, what: str, hint: str) -> int:
+        """Record SF411: ``what`` loops over a list whose length is unknown before the run (bound 1 from here)."""
+        return self.fail(Diagnostic(code="SF411", message=f"unbounded loop: {what} over a list whose length is "
+                                    "unknown before the run", span=node.span, hint=hint))
+
     def param(self, node: Any, spec: Spec, name: str, env: Env, where: str) -> Any:
         """A step parameter's static value, else its default from the spec."""
         for a in node.args:

@@ -14,7 +14,6 @@ from pydantic import Field
 
 from sfdsl import ast
 from sfdsl.bounds import Abstract, Bound
-from sfdsl.diagnostics import Diagnostic
 from sfdsl.step_kind import ParamSpec, StepKind
 from sfdsl.types import ANY, FLOAT, INT, PROMPT, STR, Type, list_of, record
 from sfdsl.values import Record
@@ -103,12 +102,7 @@ def bound(cm: CostModel, node: Cluster, env: Env) -> tuple[Bound, Abstract]:
         return Bound(), Abstract()
     n = cm.length(node.source, env)
     if n is None:
-        n = cm.fail(Diagnostic(
-            code="SF411",
-            message="unbounded loop: cluster by llm over a list whose length is unknown before the run",
-            span=node.span,
-            hint="cluster the samples of `generate ... (n: N)`, or a list literal",
-        ))
+        n = cm.unbounded(node, "cluster by llm", "cluster the samples of `generate ... (n: N)`, or a list literal")
     options = len(cm.param(node, MODES["llm"], "options", env, "cluster by llm") or ())
     # Each comparison asks both directions at once; an answer is compared with every representative at once.
     return Bound(2 * comparisons(n), 0, 2 * max(n - 1, 0) * options), Abstract()

@@ -8,7 +8,6 @@ from pydantic import Field
 
 from sfdsl import ast
 from sfdsl.bounds import UNKNOWN, Abstract, Bound
-from sfdsl.diagnostics import Diagnostic
 from sfdsl.scope import Scope
 from sfdsl.step_kind import ParamSpec, StepKind
 from sfdsl.types import ANY, INT, Type, elem, list_of
@@ -51,12 +50,7 @@ def bound(cm: CostModel, node: MapStep, env: Env) -> tuple[Bound, Abstract]:
         cap = int(cm.static(limit.value, env, "`limit:` of map"))
         length = cap if length is None else min(length, cap)
     if length is None:
-        length = cm.fail(Diagnostic(
-            code="SF411",
-            message="unbounded loop: map over a list whose length is unknown before the run",
-            span=node.span,
-            hint="add a static cap: map x in xs with (limit: 5) { ... }",
-        ))
+        length = cm.unbounded(node, "map", "add a static cap: map x in xs with (limit: 5) { ... }")
     inner = {**env, node.var: UNKNOWN}
     return cm.body(node, "body", inner).times(length, concurrent=True), Abstract(length=length)
 
