@@ -275,24 +275,38 @@ def test_p_true_abstains_below_threshold(p: float, abstains: bool) -> None:
     result = run("p_true", backend)
     assert result.abstained is abstains and result.score == pytest.approx(p)
     assert result.answer == "32"  # reported either way
+    [proposal] = generations(backend)
+    assert proposal.temperature == 1.0 and proposal.n == 1  # sampled at T 1, as in the paper
     [scored] = scorings(backend)
     assert scored.continuations == (" (A)", " (B)")
     text = scored.prompt.canonical()
-    assert "Proposed Answer: 32\n" in text and text.endswith("The proposed answer is:")
-    assert "brainstormed" not in text
+    assert "Proposed Answer: 16 times 2. The answer is 32.\n" in text  # the whole written answer is judged
+    assert text.endswith("The proposed answer is:") and "brainstormed" not in text
 
 
-def test_p_true_brainstorm_shows_the_samples_before_scoring() -> None:
+def test_p_true_judges_the_extracted_answer_on_request() -> None:
+    backend = ScriptedBackend(["16 times 2. The answer is 32."], scores=choice(0.8))
+    run("p_true", backend, judge_extracted=True, temperature=0.0)
+    assert generations(backend)[0].temperature == 0.0
+    assert "Proposed Answer: 32\nIs the proposed answer:" in scorings(backend)[0].prompt.canonical()
+
+
+def test_p_true_brainstorm_judges_the_first_sample_with_all_samples_shown() -> None:
     def reply(prompt: str, i: int) -> str:
-        return f"The answer is {30 + i}"
+        return f"Adding up. The answer is {30 + i}"
 
     backend = ScriptedBackend(reply, scores=choice(0.7))
     result = run("p_true", backend, brainstorm=3)
-    assert not result.abstained and result.answer == "30"
-    sampled = [r for r in generations(backend) if r.n == 3]
-    assert len(sampled) == 1 and sampled[0].temperature == 1.0
+    assert not result.abstained and result.answer == "30"  # the proposal is the first brainstormed sample
+    [sampled] = generations(backend)  # one batch: no separate proposal call
+    assert sampled.n == 3 and sampled.temperature == 1.0
     text = scorings(backend)[0].prompt.canonical()
-    assert "Here are some brainstormed ideas:\n30\n31\n32\nProposed Answer: 30" in text
+    ideas = "".join(f"Adding up. The answer is {30 + i}\n" for i in range(3))
+    assert f"Here are some brainstormed ideas:\n{ideas}Proposed Answer: Adding up. The answer is 30\n" in text
+    backend = ScriptedBackend(reply, scores=choice(0.7))
+    run("p_true", backend, brainstorm=3, judge_extracted=True)
+    text = scorings(backend)[0].prompt.canonical()
+    assert "Here are some brainstormed ideas:\n30\n31\n32\nProposed Answer: 30\n" in text
 
 
 @pytest.mark.parametrize(("digit", "abstains"), [(2, True), (8, False)])
