@@ -257,8 +257,13 @@ def test_step_correction_redoes_flagged_steps_and_stops_at_the_answer() -> None:
 def test_step_correction_caps_steps_and_retries() -> None:
     backend, redone = step_script(["a = 30"] * 10, "still = 30", "= 30")
     result = run("step_correction", backend, max_steps=3, retries=2)
-    new_steps = [r for r in generations(backend) if r.temperature == 0 and r.stop == ("\n",)
-                 and not assistant_prefill(r.prompt.canonical()).endswith("The answer is")]
+    new_steps = [
+        r
+        for r in generations(backend)
+        if r.temperature == 0
+        and r.stop == ("\n",)
+        and not assistant_prefill(r.prompt.canonical()).endswith("The answer is")
+    ]
     assert len(new_steps) == 3  # max_steps
     assert len(redone) == 3 * 2  # every step redone `retries` times
     assert result.outputs["corrections"] == 3
@@ -360,6 +365,26 @@ def test_self_familiarity_answers_when_every_concept_is_familiar() -> None:
     assert result.score == pytest.approx(math.exp(-0.1))
     explained = [r for r in generations(backend) if "Explain" in r.prompt.canonical()]
     assert len(explained) == 3  # the map's limit: "Sun" is not scored
+
+
+def test_self_familiarity_masks_each_content_word_of_the_concept() -> None:
+    def reply(prompt: str, i: int) -> str:
+        if "List the key concepts" in prompt:
+            return "Light reactions"
+        if "Explain in two or three sentences" in prompt:
+            return "Light reactions use LIGHT. Each reaction of the light phase makes ATP."
+        return "The answer is yes."
+
+    seen: list[str] = []
+
+    def scores(prompt: str, continuation: str) -> float:
+        seen.append(prompt)
+        return -0.1
+
+    result = run("self_familiarity", ScriptedBackend(reply, scores=scores))
+    assert not result.abstained
+    [prompt] = seen
+    assert "Explanation: ___ use ___. Each ___ of the ___ phase makes ATP.\n" in prompt
 
 
 # ---------------------------------------------------------------- selection and search
