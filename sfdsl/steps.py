@@ -103,6 +103,7 @@ SEARCH_STRATEGIES = {
         "simulations": ParamSpec("int", required=True, doc="number of simulations"),
         "depth": ParamSpec("int", required=True, doc="maximum depth"),
         "c": ParamSpec("float", doc="UCB exploration constant (default 1.0)"),
+        "width": ParamSpec("int", doc="children a node gets before selection descends past it (default 2)"),
         "join": ParamSpec("str", doc="text placed between a state and its next step"),
         "done": ParamSpec("regex", doc="a state matching this is final"),
     },

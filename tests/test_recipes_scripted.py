@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -469,25 +470,46 @@ def test_tree_of_thoughts_does_not_expand_finished_states() -> None:
     assert result.answer == "32" and len([r for r in generations(backend) if r.n == 3]) == 1
 
 
-@pytest.mark.parametrize("simulations", [1, 3, 6])
-def test_mcts_respects_its_simulation_budget(simulations: int) -> None:
+def mcts_script(values: dict[str, float]) -> ScriptedBackend:
+    """Expansions return s1, s2, ... in call order; a state's P(True) is the value of its last step."""
+    calls = [0]
+
     def reply(prompt: str, i: int) -> str:
-        prefill = assistant_prefill(prompt)
-        return " 42" if prefill.endswith("The answer is") else f"step {prefill.count(chr(10))}.{i}"
+        if assistant_prefill(prompt).endswith("The answer is"):
+            return " 42"
+        calls[0] += 1
+        return f"s{calls[0]}"
 
     def scores(prompt: str, continuation: str) -> float:
-        state = prompt.split("Partial solution:")[1].split("Is the partial solution")[0]
-        p = 0.8 if state.strip().endswith(".1") else 0.4
-        return math.log(p if continuation == " (A)" else 1 - p)
+        state = prompt.split("Partial solution:\n")[1].split("\nIs the partial solution")[0]
+        p = values[state.split("\n")[-1]]
+        return math.log(max(p if continuation == " (A)" else 1 - p, 1e-12))
 
-    backend = ScriptedBackend(reply, scores=scores)
+    return ScriptedBackend(reply, scores=scores)
+
+
+def test_mcts_follows_alphallm_one_child_per_simulation_mean_backup_greedy_path() -> None:
+    # Hand trace (k = 2 children per node, c = 1, depth 2): sims 1-2 add s1 (0.6) and s2 (0.4) under the root.
+    # Sim 3 (N=2): UCT s1 0.6+sqrt(ln 2) = 1.433 > s2 1.233: s1 gets s3 (0.2), s1's mean falls to 0.8/2.
+    # Sim 4 (N=3): s1 0.4+sqrt(ln3/2) = 1.141 < s2 0.4+sqrt(ln3) = 1.448: s2 gets s4 (1.0), s2 = 1.4/2.
+    # Greedy by mean: s2 (0.7 > 0.4), then s4; no answer yet, so one greedy call completes it.
+    backend = mcts_script({"s1": 0.6, "s2": 0.4, "s3": 0.2, "s4": 1.0})
+    result = run("mcts", backend, simulations=4, depth=2, k=2)
+    expansions = [r for r in generations(backend) if not assistant_prefill(r.prompt.canonical()).endswith("is")]
+    assert [assistant_prefill(r.prompt.canonical()) for r in expansions] == ["", "", "s1\n", "s2\n"]
+    assert all(r.n == 1 and r.temperature == 0.7 for r in expansions)  # one sampled child per simulation
+    assert len(scorings(backend)) == 4  # every new state is valued once
+    assert result.outputs["solution"] == "s2\ns4\nThe answer is 42" and result.answer == "42"
+    assert result.score == pytest.approx(1.0, abs=1e-6) and result.outputs["simulations"] == 4
+
+
+@pytest.mark.parametrize("simulations", [1, 3, 6])
+def test_mcts_respects_its_simulation_budget(simulations: int) -> None:
+    backend = mcts_script(defaultdict(lambda: 0.5))
     result = run("mcts", backend, simulations=simulations, depth=4, k=2)
-    expansions = [r for r in generations(backend) if r.n == 2]
-    assert len(expansions) == result.outputs["simulations"] <= simulations
-    assert len(scorings(backend)) == 2 * len(expansions)  # every new state is valued once
+    assert result.outputs["simulations"] == simulations  # nothing terminal within 6 steps of depth 4, width 2
+    assert len(scorings(backend)) == simulations
     assert result.answer == "42"
-    assert result.outputs["solution"].startswith("step 0.1")  # the better valued first step is followed
-    assert 0 <= result.score <= 1
 
 
 def test_a_zero_weight_vote_does_not_move_when_a_tie_was_reached() -> None:
