@@ -145,23 +145,63 @@ def test_iterative_deepening_rechecks_unfinished_samples_with_a_larger_budget() 
     assert again.max_tokens == 8 and assistant_prefill(again.prompt.canonical()).startswith("one two three four")
 
 
-def test_self_check_drops_rejected_samples_and_falls_back_to_all() -> None:
-    solutions = ["The answer is 30", "The answer is 30", "The answer is 32", "The answer is 31"]
+def self_check_script(solutions: list[str], verdicts: dict[str, str]) -> ScriptedBackend:
+    """Samples in order; a critique's reply is looked up by the answer in the solution it critiques."""
 
-    def reply_rejecting(bad: set[str]) -> Any:
-        def reply(prompt: str, i: int) -> str:
-            if "Critique the solution" in prompt:
-                return "Judgment: incorrect" if any(f"answer is {b}" in prompt for b in bad) else "Judgment: correct"
-            return solutions[i]
+    def reply(prompt: str, i: int) -> str:
+        if "Critique the solution" in prompt:
+            solution = prompt.split("Solution:\n")[1].split("\n\nCritique")[0]
+            return verdicts.get(solution, "Judgment: correct")
+        return solutions[i]
 
-        return reply
+    return ScriptedBackend(reply)
 
-    kept = run("self_check", ScriptedBackend(reply_rejecting({"30", "31"})), k=4)
-    assert kept.answer == "32" and kept.outputs["kept"] == 1 and kept.score == 1.0
-    everyone = run("self_check", ScriptedBackend(reply_rejecting({"30", "31", "32"})), k=4)
-    assert everyone.answer == "30" and everyone.outputs["kept"] == 0  # all rejected: all k vote
-    nobody = run("self_check", ScriptedBackend(reply_rejecting(set())), k=4)
-    assert nobody.answer == "30" and nobody.outputs["kept"] == 4
+
+UNCERTAIN = ["The answer is 30", "The answer is 30", "The answer is 32", "The answer is 31"]  # margin 2 - 1 = 1
+NO, YES, UNSURE = "Judgment: incorrect", "Judgment: correct", "It may be fine."
+
+
+def critiques(backend: ScriptedBackend) -> int:
+    return sum("Critique the solution" in r.prompt.canonical() for r in generations(backend))
+
+
+def test_self_check_drops_rejected_samples_when_uncertain() -> None:
+    backend = self_check_script(UNCERTAIN, {UNCERTAIN[0]: NO, UNCERTAIN[3]: NO})
+    result = run("self_check", backend, k=4)  # margin 1 < C = 2: checked
+    assert critiques(backend) == 4 and result.outputs["checked"] is True
+    assert result.answer == "32" and result.outputs["kept"] == 1 and result.score == 1.0
+    nobody = run("self_check", self_check_script(UNCERTAIN, {}), k=4)
+    assert nobody.answer == "30" and nobody.outputs["kept"] == 4 and nobody.score == 0.5
+
+
+def test_self_check_falls_back_to_all_samples_when_none_is_accepted() -> None:
+    everyone = run("self_check", self_check_script(UNCERTAIN, dict.fromkeys(UNCERTAIN, NO)), k=4)
+    assert everyone.answer == "30" and everyone.outputs["kept"] == 0 and everyone.score == 0.5  # 2 of 4
+    # accepted samples without an answer do not vote: the fallback, not a rejected answer with share 0
+    solutions = ["I am not sure.", "The answer is 30", "The answer is 31", "Hmm."]
+    verdicts = {solutions[1]: NO, solutions[2]: NO}
+    result = run("self_check", self_check_script(solutions, verdicts), k=4)
+    assert result.outputs["kept"] == 2 and result.answer == "30" and result.score == 0.5  # 30 reached 1 first
+
+
+def test_self_check_skips_the_critiques_when_certain() -> None:
+    certain = ["The answer is 30", "The answer is 30", "The answer is 30", "The answer is 31"]  # margin 3 - 1 = 2
+    backend = self_check_script(certain, dict.fromkeys(certain, NO))
+    result = run("self_check", backend, k=4)
+    assert critiques(backend) == 0 and result.outputs["checked"] is False
+    assert result.answer == "30" and result.score == 0.75 and result.outputs["kept"] == 4
+    backend = self_check_script(certain, {certain[3]: NO})
+    result = run("self_check", backend, k=4, certainty_threshold=3)  # 2 < 3: checked, 31 rejected
+    assert critiques(backend) == 4 and result.answer == "30" and result.score == 1.0 and result.outputs["kept"] == 3
+
+
+def test_self_check_handles_unclear_verdicts_explicitly() -> None:
+    verdicts = {UNCERTAIN[0]: UNSURE, UNCERTAIN[1]: UNSURE, UNCERTAIN[2]: YES, UNCERTAIN[3]: NO}
+    kept = run("self_check", self_check_script(UNCERTAIN, verdicts), k=4)
+    assert kept.outputs["unclear"] == 2 and kept.outputs["kept"] == 3
+    assert kept.answer == "30" and kept.score == pytest.approx(2 / 3)  # unclear samples are kept by default
+    dropped = run("self_check", self_check_script(UNCERTAIN, verdicts), k=4, drop_unclear=True)
+    assert dropped.outputs["kept"] == 1 and dropped.answer == "32" and dropped.score == 1.0
 
 
 # ---------------------------------------------------------------- refinement
