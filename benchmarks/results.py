@@ -9,8 +9,8 @@ Each (recipe, data set) cell is one ``sfrun eval`` into its own directory under
 ``--out`` (default ``out/results``); ``sfrun eval`` stores every finished item, so an
 interrupted run resumes where it stopped. A cell's ``metrics.json`` is removed
 before its run starts and written by ``sfrun eval`` only when the cell is
-complete, so the page never shows a stale or partial figure as measured: cells
-without it are listed as not measured, with the number of items already stored.
+complete, so the page never shows a stale or partial figure as measured: a cell
+without it is shown from the items its current run has stored, marked partial.
 """
 
 from __future__ import annotations
@@ -132,17 +132,22 @@ def run_all(out: Path, log: Any) -> None:
 # ---------------------------------------------------------------- the page
 
 
-def stored_items(cell: Path) -> int:
-    """Items already stored for a cell whose run has not finished (0 when nothing is stored)."""
-    db = cell / "results.sqlite"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            latest = "SELECT run_key FROM runs ORDER BY created_at DESC LIMIT 1"
-            return int(con.execute(f"SELECT COUNT(*) FROM results WHERE run_key = ({latest})").fetchone()[0])
-    except sqlite3.Error:
-        return 0
+def partial_summary(cell: Path) -> tuple[int, dict[str, Any] | None]:
+    """Items stored so far for a cell whose run has not finished, and their summary (None when nothing is stored)."""
+    from sfdsl.eval.metrics import summarize
+    from sfdsl.eval.store import STORE_NAME, ResultStore
+
+    path = cell / STORE_NAME
+    if not path.exists():
+        return 0, None
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:  # the run being written is the latest
+        latest = con.execute("SELECT run_key FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
+    if latest is None:
+        return 0, None
+    with ResultStore(path) as store:
+        records = store.records(latest[0])
+    items = len({r.item_key for r in records})
+    return items, summarize(records, seed=SEED) if records else None
 
 
 def load_summary(cell: Path) -> dict[str, Any] | None:
@@ -165,24 +170,27 @@ def pct(value: Any) -> str:
 
 
 def table(out: Path, ds: DataSet) -> list[str]:
-    """The markdown table of one data set: measured rows, then the ones not measured yet."""
+    """The markdown table of one data set: finished rows, partial rows (marked), then rows with nothing stored."""
     from sfdsl.eval.metrics import compare
 
-    measured: list[tuple[str, dict[str, Any]]] = []
+    shown: list[tuple[str, dict[str, Any]]] = []
     missing: list[str] = []
     for recipe in shipped():
         cell = cell_dir(out, recipe, ds)
         summary = load_summary(cell)
-        if summary is None:
-            missing.append(f"| {recipe.label} | not measured yet ({stored_items(cell)}/{N_ITEMS} items stored) |"
-                           + " |" * 8)  # fmt: skip
+        if summary is not None:
+            shown.append((recipe.label, summary))
+            continue
+        items, partial = partial_summary(cell)
+        if partial is None:
+            missing.append(f"| {recipe.label} | not measured yet (0/{N_ITEMS} items) |" + " |" * 7)
         else:
-            measured.append((recipe.label, summary))
+            shown.append((f"{recipe.label} **(partial: {items}/{N_ITEMS} items)**", partial))
     lines = [
         "| recipe | accuracy [95% CI] | tokens/item | acc/1k tok | coverage | ECE | Brier | AURC | CL / CS |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for (label, s), row in zip(measured, compare(measured), strict=True):
+    for (label, s), row in zip(shown, compare(shown), strict=True):
         sel, cal, two = s.get("selective", {}), s.get("calibration", {}), s.get("two_turn")
         ci = s["accuracy_ci"]
         cl_cs = f"{pct(two['cl'])} / {pct(two['cs'])}" if two else "–"
@@ -226,9 +234,10 @@ generated tokens; acc/1k tok is accuracy per 1,000 tokens; coverage is the share
 answered (recipes that abstain); ECE (10 right-closed bins) and Brier are on the recipe's
 `score` when it is a probability; AURC is on `score` (ties broken at random in expectation);
 CL / CS are the Confidence-vs-Critique rates of keeping a right first answer and fixing a
-wrong one (two-turn recipes). Definitions: [metrics.md](metrics.md). A row "not measured
-yet" has no figures: its run did not finish before this page was written; rerun the command
-to resume it.
+wrong one (two-turn recipes); "–" where a figure does not apply. Definitions:
+[metrics.md](metrics.md). A row marked **partial** summarises only the items its run had
+finished when this page was written (its CI is over those items); a row "not measured yet"
+had none. Rerun the command to resume them: finished items are kept.
 """
 
 
