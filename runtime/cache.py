@@ -31,8 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -43,7 +42,7 @@ from sfdsl.runtime.backends.base import (
     SequenceScore,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 

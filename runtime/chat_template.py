@@ -15,15 +15,15 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import jinja2
-import structlog
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sfdsl.errors import BackendError
+from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import Message
 
 __all__ = ["CHATML", "ChatTemplate"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CHATML = (
     "{% for message in messages %}"

@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import structlog
 from pydantic import BaseModel
 
 from sfdsl.errors import BudgetExceeded
+from sfdsl.log import get_logger
 from sfdsl.runtime.results import Cost, StepRecord
 
-log = structlog.get_logger("sfdsl")
+log = get_logger(__name__)
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
 
 
@@ -72,10 +72,12 @@ class RunContext:
             raise BudgetExceeded(f"calls budget exhausted ({limit} calls) before {what}", partial=self.partial())
 
     def charge(
-        self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False
+        self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False,
+        requests: int | None = None,
     ) -> Cost:
-        """Account for one backend call; raise when the token budget is exceeded."""
-        step = Cost(calls=calls, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        """Account for one backend call (``requests`` sent: one per call unless told); raise past the token budget."""
+        sent = (0 if cached else calls) if requests is None else requests
+        step = Cost(calls=calls, requests=sent, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                     cached_calls=calls if cached else 0)
         self.cost.add(step)
         limit = self.budget.max_tokens

@@ -21,9 +21,8 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-import structlog
-
 from sfdsl.errors import BackendError, ContextOverflow
+from sfdsl.log import get_logger
 from sfdsl.runtime.jobs import Commit, GenJob, GenResult, Job, Reply, ScoreJob
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel, ModelParams
@@ -31,7 +30,7 @@ from sfdsl.runtime.sampling import SamplingParams
 
 __all__ = ["Engine", "GenResult"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 _STOP = object()
 
 

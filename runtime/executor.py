@@ -10,13 +10,14 @@ from typing import Any
 
 from sfdsl import ast
 from sfdsl.compiler import CompiledProgram, recipe_key
-from sfdsl.errors import SfdslError, StepError
+from sfdsl.errors import StepError
 from sfdsl.expressions import ExprError, scalar, truthy
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.inputs import bind_inputs
 from sfdsl.plan import Plan, build_plan, collect_models, collect_prompts, reads, writes
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.extract import extract
+from sfdsl.runtime.failures import as_sfdsl_error, pick, reraise
 from sfdsl.runtime.model_steps import ModelCaller
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import Cost, StepRecord
@@ -37,6 +38,9 @@ class Exit(Exception):
 
 class StopLoop(Exception):
     """A refine body's `stop when` held."""
+
+
+CONTROL = (Exit, StopLoop)
 
 
 @dataclass
@@ -123,12 +127,8 @@ class Executor:
             async with asyncio.TaskGroup() as group:
                 for node_id in plan.order:
                     group.create_task(self.node(state, plan, node_id, frame, path, done))
-        except* Exit as exits:
-            raise exits.exceptions[0] from None
-        except* StopLoop as stops:
-            raise stops.exceptions[0] from None
-        except* SfdslError as errors:
-            raise errors.exceptions[0] from None
+        except* Exception as failed:
+            reraise(pick(failed, CONTROL))
 
     async def node(self, state: RecipeState, plan: Plan, node_id: str, frame: Frame, path: tuple[str, ...],
                    done: dict[str, asyncio.Event]) -> None:
@@ -150,12 +150,17 @@ class Executor:
         except (Exit, StopLoop):
             record.output = "exit"
             raise
-        except SfdslError as exc:
-            record.error = str(exc)
-            raise
         except ExprError as exc:
             record.error = str(exc)
             raise StepError(str(exc), node_id=record.node_id, location=str(exc.node.span)) from None
+        except Exception as exc:
+            failure = pick(exc, CONTROL)
+            if isinstance(failure, CONTROL):
+                record.output = "exit"
+                reraise(failure)
+            error = as_sfdsl_error(failure, location=location, node_id=record.node_id)
+            record.error = str(error)
+            reraise(error)
         finally:
             record.wall_s = time.perf_counter() - started
             _node_cost.reset(token)
@@ -281,8 +286,11 @@ class Executor:
                 for task in tasks:
                     task.cancel()
 
-        async with asyncio.TaskGroup() as group:
-            tasks.extend(group.create_task(one(i)) for i in range(count))
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks.extend(group.create_task(one(i)) for i in range(count))
+        except* Exception as failed:
+            reraise(pick(failed, CONTROL))
         if node.mode == "llm":
             return await state.caller.vote_llm(results, node, frame.lookup, path)
         return tally.outcome(stopped_early=stopped and tally.seen < count)
@@ -329,9 +337,12 @@ class Executor:
             items = items[: int(opts["limit"])]
         plan = state.plan(node.body)
         frames = [Frame(parent=frame, values={node.var: item}, loop=LoopState()) for item in items]
-        async with asyncio.TaskGroup() as group:
-            for i, inner in enumerate(frames):
-                group.create_task(self.block(state, plan, inner, path + (f"#{i}",)))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i, inner in enumerate(frames):
+                    group.create_task(self.block(state, plan, inner, path + (f"#{i}",)))
+        except* Exception as failed:
+            reraise(pick(failed, CONTROL))
         return [f.loop.yielded for f in frames if f.loop is not None]
 
     async def step_call(self, state: RecipeState, node: ast.CallRecipe, frame: Frame, path: tuple[str, ...]) -> Any:

@@ -14,11 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import structlog
-
 from sfdsl.errors import BackendError, ModelNotFoundError
+from sfdsl.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FlashAttn = Literal["auto"] | bool
 MAX_SEQS = 256  # LLAMA_MAX_SEQ

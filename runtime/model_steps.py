@@ -84,11 +84,11 @@ class ModelCaller:
         stop = params.get("stop", ())
         grammar = params.get("grammar")
         if params.get("choices") is not None:
-            from sfdsl.runtime.constraints import gbnf_for_choices
+            from sfdsl.constraints import gbnf_for_choices
 
             grammar = gbnf_for_choices([str(c) for c in params["choices"]])
         elif params.get("regex") is not None:
-            from sfdsl.runtime.constraints import gbnf_for_regex
+            from sfdsl.constraints import gbnf_for_regex
 
             pattern = params["regex"]
             grammar = gbnf_for_regex(pattern.pattern if isinstance(pattern, ast.RegexLit) else str(pattern))
@@ -113,9 +113,12 @@ class ModelCaller:
         self.ctx.before_call(what)
         self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=request.max_tokens, step=what)
         completions = await backend.generate(request)
+        fresh = [c for c in completions if not c.cached]
+        reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
                      completion_tokens=sum(c.completion_tokens for c in completions),
-                     cached=bool(completions) and all(c.cached for c in completions))
+                     cached=bool(completions) and not fresh,
+                     requests=sum(reported) if reported else int(bool(fresh)))
         return completions
 
     # ------------------------------------------------------------ steps

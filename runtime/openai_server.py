@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
-import structlog
 from pydantic import ValidationError
 
 from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow
+from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import Backend, Completion, GenerateRequest, Message, Prompt, ScoreRequest
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 _TOKEN = re.compile(r"\n|[^\S\n]*\S+(?:[^\S\n]+$)?|[^\S\n]+")

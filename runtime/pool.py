@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ class BackendPool:
         self._factories = factories
         self._wrap = wrap
         self._backends: dict[str, Backend] = {}
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()  # not an asyncio.Lock: a runtime's pool may serve more than one event loop
 
     async def get(self, backend: str, params: dict[str, Any]) -> Backend:
         """The shared backend for a model declaration, created on first use."""
@@ -83,12 +84,19 @@ class BackendPool:
         if self._model is not None and backend == "llama":
             params["model"] = self._model
         key = backend + json.dumps(params, sort_keys=True, default=str)
-        async with self._lock:
+        found = self._backends.get(key)
+        if found is not None:
+            return found
+        factory = self._factories.get(backend)
+        if factory is None:
+            raise InputError(f"unknown backend '{backend}' (known: {', '.join(self._factories)})")
+        return await asyncio.to_thread(self._create, key, factory, params)
+
+    def _create(self, key: str, factory: Factory, params: dict[str, Any]) -> Backend:
+        """Create the backend once, however many runs and loops ask for it at the same time."""
+        with self._lock:
             if key not in self._backends:
-                factory = self._factories.get(backend)
-                if factory is None:
-                    raise InputError(f"unknown backend '{backend}' (known: {', '.join(self._factories)})")
-                created = await asyncio.to_thread(factory, params)
+                created = factory(params)
                 self._backends[key] = self._wrap(created) if self._wrap else created
             return self._backends[key]
 
@@ -100,6 +108,8 @@ class BackendPool:
 
     async def aclose(self) -> None:
         """Close every backend this pool created."""
-        for backend in self._backends.values():
+        with self._lock:
+            backends = list(self._backends.values())
+            self._backends.clear()
+        for backend in backends:
             await backend.aclose()
-        self._backends.clear()

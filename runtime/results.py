@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 class Cost(BaseModel):
     """What a run (or a step) spent."""
 
-    calls: int = 0
+    calls: int = 0  # model calls made by steps (one per generate, score or choice step execution)
+    requests: int = 0  # requests actually sent to an engine or server (an n=5 call may need 5; a cache hit, 0)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_calls: int = 0
@@ -23,6 +24,7 @@ class Cost(BaseModel):
     def add(self, other: Cost) -> None:
         """Accumulate another cost into this one (wall time excluded)."""
         self.calls += other.calls
+        self.requests += other.requests
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cached_calls += other.cached_calls

@@ -13,26 +13,36 @@ from sfdsl.errors import (
     BackendError,
     BudgetExceeded,
     CompileError,
+    EventLoopError,
     InputError,
+    InternalError,
     ModelNotFoundError,
+    RuntimeClosed,
     SfdslError,
+    StepError,
 )
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 from sfdsl.runtime.context import Budget
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime_session import Runtime
 
 __all__ = [
     "BackendError",
     "Budget",
     "BudgetExceeded",
     "CompileError",
+    "EventLoopError",
     "InputError",
+    "InternalError",
     "ModelNotFoundError",
     "Program",
     "Recipe",
     "RunResult",
+    "Runtime",
+    "RuntimeClosed",
     "ScriptedBackend",
     "SfdslError",
+    "StepError",
     "compile",
     "load",
 ]

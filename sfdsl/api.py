@@ -18,39 +18,75 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import structlog
 
 from sfdsl import ast
 from sfdsl.compiler import CompiledProgram, compile_file, compile_text, recipe_key
 from sfdsl.cost import Bound, BoundError, recipe_bound
 from sfdsl.diagnostics import with_suggestion
-from sfdsl.errors import BudgetExceeded, CompileError, RecipeNotFoundError
+from sfdsl.errors import (
+    BudgetExceeded,
+    CompileError,
+    InternalError,
+    RecipeNotFoundError,
+    SfdslError,
+    SourceNotFoundError,
+)
 from sfdsl.inputs import bind_inputs
 from sfdsl.plan import Plan
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.context import Budget, RunContext, Trace
 from sfdsl.runtime.executor import Executor
+from sfdsl.runtime.failures import as_sfdsl_error, reraise
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime_session import Runtime, refuse_running_loop
+
+T = TypeVar("T")
 
 
 def load(path: str | Path) -> Program:
-    """Load, check and plan a .sf file."""
-    return Program(compile_file(path))
+    """Load, check and plan a .sf file.
+
+    Raises:
+        SourceNotFoundError: when the file (or a file it imports) cannot be read.
+        CompileError: with every syntax and semantic error found.
+    """
+    return Program(_typed(lambda: compile_file(path), str(path)))
 
 
 def compile(text: str, *, file: str = "<string>") -> Program:
-    """Check and plan .sf source held in a string."""
-    return Program(compile_text(text, file=file))
+    """Check and plan .sf source held in a string.
+
+    Raises:
+        CompileError: with every syntax and semantic error found.
+    """
+    return Program(_typed(lambda: compile_text(text, file=file), file))
+
+
+def _typed(build: Callable[[], T], file: str) -> T:
+    """Let only sfdsl errors out of the front end: unreadable files and unexpected failures are translated."""
+    try:
+        return build()
+    except SfdslError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceNotFoundError(f"cannot read {file}: {exc}") from exc
+    except Exception as exc:
+        raise InternalError(f"{file}: compiling failed unexpectedly: {type(exc).__name__}: {exc}") from exc
 
 
 class Program:
-    """A compiled .sf file. Owns a backend pool that its recipes share unless given their own."""
+    """A compiled .sf file. Its recipes run on a default Runtime, created on first use, unless given one."""
 
     def __init__(self, compiled: CompiledProgram) -> None:
         self.compiled = compiled
-        self._pool: BackendPool | None = None
+        self._runtime: Runtime | None = None
+        self._runtime_lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -77,16 +113,28 @@ class Program:
         message = with_suggestion(f"no recipe '{name}' in {self.compiled.main}", name, self.names)
         raise RecipeNotFoundError(f"{message}; recipes: {', '.join(self.names)}")
 
+    def runtime(self) -> Runtime:
+        """This program's default runtime (models load once and serve every run until it closes)."""
+        with self._runtime_lock:
+            if self._runtime is None or self._runtime.closed:
+                self._runtime = Runtime()
+            return self._runtime
+
     def pool(self) -> BackendPool:
-        if self._pool is None:
-            self._pool = BackendPool()
-        return self._pool
+        """The backend pool of the default runtime."""
+        return self.runtime().pool
+
+    def close(self) -> None:
+        """Release the models the default runtime loaded (it is also released at interpreter exit)."""
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
 
     async def aclose(self) -> None:
-        """Release the models this program loaded."""
-        if self._pool is not None:
-            await self._pool.aclose()
-            self._pool = None
+        """Release the models the default runtime loaded, from async code."""
+        if self._runtime is not None:
+            await self._runtime.aclose()
+            self._runtime = None
 
 
 class Recipe:
@@ -127,6 +175,7 @@ class Recipe:
         inputs: dict[str, Any] | None = None,
         *,
         backend: Backend | BackendPool | None = None,
+        runtime: Runtime | None = None,
         seed: int = 0,
         budget: Budget | None = None,
         trace: str | Path | None = None,
@@ -135,74 +184,75 @@ class Recipe:
     ) -> RunResult:
         """Run the recipe in the current event loop.
 
+        Models come from ``backend`` when given, else from ``runtime``, else from
+        the program's default runtime. Every error is an SfdslError located at the
+        failing step (``error.location``), the original exception as ``__cause__``.
+
         Raises:
             InputError: for unknown, missing or mistyped inputs.
             BackendError: when a model backend fails.
+            StepError: when a step fails (any foreign exception is wrapped in one).
             BudgetExceeded: when the run exceeds its budget; ``partial`` holds what was done.
         """
         given = {**(inputs or {}), **kw_inputs}
         bound_inputs = bind_inputs(self.ast, given, from_text=from_text)
-        pool = backend if isinstance(backend, BackendPool) else BackendPool(backend=backend) if backend else \
-            self.program.pool()
+        if isinstance(backend, BackendPool):
+            pool = backend
+        elif backend is not None:
+            pool = BackendPool(backend=backend)
+        else:
+            pool = (runtime or self.program.runtime()).pool
         run_id = uuid.uuid4().hex[:12]
         budget = budget or Budget()
         ctx = RunContext(run_id=run_id, seed=seed, budget=budget, trace=Trace(trace, run_id=run_id))
         static = self.bound(bound_inputs)
-        ctx.trace.emit("run_started", recipe=self.name, seed=seed, bound_calls=static.calls,
-                       bound_tokens=static.tokens)
-        executor = Executor(self.program.compiled, ctx, pool)
-        try:
-            async with asyncio.timeout(budget.timeout_s):
-                outcome = await executor.run(self.file, self.ast, bound_inputs)
-        except TimeoutError:
-            ctx.trace.emit("run_failed", reason="timeout")
+        where = str(self.ast.span)
+        with structlog.contextvars.bound_contextvars(run_id=run_id):
+            ctx.trace.emit("run_started", recipe=self.name, seed=seed, bound_calls=static.calls,
+                           bound_tokens=static.tokens)
+            executor = Executor(self.program.compiled, ctx, pool)
+            try:
+                async with asyncio.timeout(budget.timeout_s):
+                    outcome = await executor.run(self.file, self.ast, bound_inputs)
+            except TimeoutError:
+                ctx.trace.emit("run_failed", reason="timeout")
+                ctx.trace.close()
+                timeout = BudgetExceeded(f"wall-clock budget of {budget.timeout_s}s exceeded", partial=ctx.partial())
+                timeout.locate(where)
+                raise timeout from None
+            except Exception as exc:
+                error = as_sfdsl_error(exc, location=where)
+                ctx.trace.emit("run_failed", reason=type(error).__name__, message=str(error),
+                               location=error.location)
+                ctx.trace.close()
+                reraise(error)
+            except BaseException as exc:
+                ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc))
+                ctx.trace.close()
+                raise
+            finally:
+                ctx.cost.wall_s = ctx.elapsed()
+            result = RunResult(
+                run_id=run_id, recipe=self.name, answer=outcome.answer, score=outcome.score,
+                abstained=outcome.abstained, reason=outcome.reason,
+                outputs={"answer": outcome.answer, "score": outcome.score, **outcome.outputs},
+                steps=ctx.steps, cost=ctx.cost, seed=seed,
+                bound={"calls": static.calls, "tokens": static.tokens, "parallel": static.parallel},
+            )
+            ctx.trace.emit("run_finished", recipe=self.name, calls=ctx.cost.calls,
+                           completion_tokens=ctx.cost.completion_tokens, wall_s=ctx.cost.wall_s)
             ctx.trace.close()
-            raise BudgetExceeded(f"wall-clock budget of {budget.timeout_s}s exceeded", partial=ctx.partial()) from None
-        except BaseException as exc:
-            ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc))
-            ctx.trace.close()
-            raise
-        finally:
-            ctx.cost.wall_s = ctx.elapsed()
-        result = RunResult(
-            run_id=run_id, recipe=self.name, answer=outcome.answer, score=outcome.score,
-            abstained=outcome.abstained, reason=outcome.reason,
-            outputs={"answer": outcome.answer, "score": outcome.score, **outcome.outputs},
-            steps=ctx.steps, cost=ctx.cost, seed=seed,
-            bound={"calls": static.calls, "tokens": static.tokens, "parallel": static.parallel},
-        )
-        ctx.trace.emit("run_finished", recipe=self.name, calls=ctx.cost.calls,
-                       completion_tokens=ctx.cost.completion_tokens, wall_s=ctx.cost.wall_s)
-        ctx.trace.close()
         return result
 
-    def run(self, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
-        """Run the recipe synchronously; safe to call from inside a running event loop."""
-        own_pool = "backend" not in kwargs or kwargs["backend"] is None
+    def run(self, inputs: dict[str, Any] | None = None, *, runtime: Runtime | None = None,
+            **kwargs: Any) -> RunResult:
+        """Run the recipe synchronously on ``runtime`` (default: the program's), reusing its loaded models.
 
-        async def go() -> RunResult:
-            pool = BackendPool() if own_pool else kwargs.pop("backend")
-            try:
-                return await self.arun(inputs, backend=pool, **{k: v for k, v in kwargs.items() if k != "backend"})
-            finally:
-                if own_pool:
-                    await pool.aclose()
+        Takes the keyword arguments of ``arun``.
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(go())
-        box: dict[str, Any] = {}
-
-        def worker() -> None:
-            try:
-                box["result"] = asyncio.run(go())
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
-
-        thread = threading.Thread(target=worker, name=f"sfdsl-run-{self.name}")
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]  # type: ignore[no-any-return]
+        Raises:
+            EventLoopError: when called inside a running event loop (a RuntimeError too);
+                ``await recipe.arun(...)`` there instead.
+        """
+        refuse_running_loop("recipe.run(...)")
+        return (runtime or self.program.runtime()).run(self, inputs, **kwargs)

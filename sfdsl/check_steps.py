@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sfdsl import ast, steps
+from sfdsl.constant_checks import constant_problems
 from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.program import unknown_recipe_message
 from sfdsl.scope import Loop, Scope, Symbol
@@ -75,10 +76,13 @@ class StepChecks:
                 continue
             got = self.infer(arg.value, scope)
             if want == "regex" and got == "str":
-                continue
+                got = want
             if not assignable(got, want):
                 self.error("SF306", f"parameter '{arg.name}' of {where} expects {want}, got {got}", arg.value)
-            elif spec[arg.name].one_of and isinstance(arg.value, ast.Const):
+                continue
+            for problem in constant_problems(arg.name, want, arg.value, where):
+                self.error(*problem)
+            if spec[arg.name].one_of and isinstance(arg.value, ast.Const):
                 allowed = spec[arg.name].one_of
                 if arg.value.value not in allowed:
                     msg = with_suggestion(f"'{arg.value.value}' is not a value of '{arg.name}' for {where}",

@@ -1,8 +1,9 @@
 """`sfrun`: run, check and draw .sf recipes from the shell.
 
 Exit codes: 0 success, 1 compile errors, 2 bad usage or input (missing file,
-unknown recipe, bad value), 3 a failed run (backend error, budget exceeded),
-130 interrupted.
+unknown recipe, bad value, unknown model), 3 a failed run (any other error: a
+backend, a step, the budget, or an unexpected failure), 130 interrupted. A
+failure prints one located line on stderr; ``-v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ import json
 import logging
 import os
 import sys
+import traceback
 from typing import Any
 
-import structlog
-
-from sfdsl.errors import BackendError, BudgetExceeded, CompileError, SfdslError, StepError
+from sfdsl.errors import (
+    CompileError,
+    InputError,
+    ModelNotFoundError,
+    RecipeNotFoundError,
+    SfdslError,
+    SourceNotFoundError,
+)
 
 EXIT_COMPILE, EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -26,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sfrun` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(getattr(args, "verbose", 0))
+    configure_logging(-1 if args.quiet else args.verbose)
     try:
         handler = getattr(args, "handler", None) or args.func
         return int(handler(args))
@@ -35,33 +42,51 @@ def main(argv: list[str] | None = None) -> int:
         errors = sum(1 for d in exc.diagnostics if d.is_error)
         print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
         return EXIT_COMPILE
-    except (BackendError, BudgetExceeded, StepError) as exc:
-        print(f"sfrun: run failed: {exc}", file=sys.stderr)
-        return EXIT_RUN
-    except SfdslError as exc:
-        print(f"sfrun: error: {exc}", file=sys.stderr)
+    except USAGE_ERRORS as exc:
+        print(f"sfrun: error: {exc.located()}", file=sys.stderr)
         return EXIT_USAGE
+    except SfdslError as exc:
+        return _failed(f"run failed: {exc.located()}", exc, args.verbose)
     except KeyboardInterrupt:
         print("sfrun: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `sfrun graph ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        return _failed(f"internal error: {type(exc).__name__}: {exc}", exc, args.verbose)
+
+
+USAGE_ERRORS = (InputError, SourceNotFoundError, RecipeNotFoundError, ModelNotFoundError)
+
+
+def _failed(line: str, exc: BaseException, verbose: int) -> int:
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"sfrun: {' '.join(line.split())}", file=sys.stderr)
+    return EXIT_RUN
 
 
 def configure_logging(verbosity: int) -> None:
-    """Events go to stderr: warnings by default, info with -v, debug with -vv."""
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-    )
+    """Events go to stderr: errors only with -q, warnings by default, info with -v, debug with -vv."""
+    from sfdsl.log import ROOT, console_handler
+
+    level = (logging.ERROR if verbosity < 0 else logging.WARNING if verbosity == 0
+             else logging.INFO if verbosity == 1 else logging.DEBUG)
+    logger = logging.getLogger(ROOT)
+    for old in [h for h in logger.handlers if getattr(h, "sfrun_console", False)]:
+        logger.removeHandler(old)
+    handler = console_handler(sys.stderr)
+    handler.sfrun_console = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfrun", description="Run LLM self-feedback recipes written in .sf.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log events to stderr (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log events to stderr (-vv: debug) and show tracebacks of failed runs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a recipe", description="Run a recipe and print its result.")
@@ -178,21 +203,15 @@ def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from sfdsl.api import load
     from sfdsl.runtime.context import Budget
+    from sfdsl.runtime_session import Runtime
 
     program = load(args.file)
     recipe = program.recipe(args.recipe)
     inputs = parse_inputs(args.input, args.inputs_json)
     budget = Budget(max_calls=args.max_calls, max_tokens=args.max_tokens, timeout_s=args.timeout)
-
-    async def go() -> Any:
-        pool = make_pool(args)
-        try:
-            return await recipe.arun(inputs, backend=pool, seed=args.seed, budget=budget, trace=args.trace,
-                                    from_text=True)
-        finally:
-            await pool.aclose()
-
-    result = asyncio.run(go())
+    with Runtime(pool=make_pool(args)) as runtime:
+        result = recipe.run(inputs, runtime=runtime, seed=args.seed, budget=budget, trace=args.trace,
+                            from_text=True)
     if args.json:
         data = result.summary()
         if args.steps:
@@ -220,7 +239,8 @@ def print_result(result: Any) -> None:
             table.add_row(key, _shown(value))
     cost = result.cost
     bound = result.bound or {}
-    table.add_row("cost", f"{cost.calls} calls ({cost.cached_calls} cached), {cost.completion_tokens} generated + "
+    table.add_row("cost", f"{cost.calls} calls ({cost.requests} requests, {cost.cached_calls} cached), "
+                          f"{cost.completion_tokens} generated + "
                           f"{cost.prompt_tokens} prompt tokens, {cost.wall_s:.2f} s")
     table.add_row("bound", f"≤ {bound.get('calls')} calls, ≤ {bound.get('tokens')} generated tokens")
     table.add_row("run", f"{result.run_id} (seed {result.seed})")

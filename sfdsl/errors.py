@@ -11,9 +11,18 @@
     │   ├── BackendTimeout    raised when a backend call exceeds its deadline
     │   ├── ContextOverflow   raised when a request does not fit the model's context
     │   └── ScriptExhausted   raised when the scripted backend runs out of replies
-    ├── StepError             raised when a step fails at run time (bad value, bad template)
-    └── BudgetExceeded        raised when a run exceeds its calls, tokens or wall-clock budget;
-                              carries the partial result
+    ├── StepError             raised when a step fails at run time (bad value, bad template, or
+    │                         any foreign exception, chained as __cause__)
+    ├── BudgetExceeded        raised when a run exceeds its calls, tokens or wall-clock budget;
+    │                         carries the partial result
+    ├── EventLoopError        raised when sync Recipe.run is called inside a running event loop
+    │                         (also a RuntimeError; await recipe.arun(...) there)
+    ├── RuntimeClosed         raised when a closed sfdsl.Runtime is used
+    └── InternalError         raised when sfdsl itself fails unexpectedly (a bug; please report it)
+
+Errors raised while a run executes carry ``location``, the ``file:line:col``
+of the failing .sf step (the recipe's when no step was running), and
+``node_id``, the step's path in the plan; ``located()`` is the one-line form.
 """
 
 from __future__ import annotations
@@ -26,6 +35,24 @@ if TYPE_CHECKING:
 
 class SfdslError(Exception):
     """Root of every error sfdsl raises on purpose."""
+
+    location: str | None = None
+    node_id: str | None = None
+
+    def locate(self, location: str | None, node_id: str | None = None) -> None:
+        """Record where the error happened, unless a more precise place is already known."""
+        if self.location is None:
+            self.location = location
+        if self.node_id is None:
+            self.node_id = node_id
+
+    def located(self) -> str:
+        """One line: ``file:line:col: message`` (the first line of the message when it has several)."""
+        lines = str(self).strip().splitlines()
+        message = lines[0] if lines else type(self).__name__
+        if self.location and not message.startswith(self.location):
+            return f"{self.location}: {message}"
+        return message
 
 
 class CompileError(SfdslError):
@@ -79,8 +106,7 @@ class StepError(SfdslError):
     """Raised when a step fails at run time."""
 
     def __init__(self, message: str, *, node_id: str | None = None, location: str | None = None) -> None:
-        self.node_id = node_id
-        self.location = location
+        self.node_id, self.location = node_id, location
         prefix = f"{location}: " if location else ""
         super().__init__(f"{prefix}{message}")
 
@@ -91,3 +117,15 @@ class BudgetExceeded(SfdslError):
     def __init__(self, message: str, *, partial: Any = None) -> None:
         self.partial = partial
         super().__init__(message)
+
+
+class EventLoopError(SfdslError, RuntimeError):
+    """Raised when the sync ``Recipe.run`` is called inside a running event loop; use ``await recipe.arun(...)``."""
+
+
+class RuntimeClosed(SfdslError):
+    """Raised when a closed ``sfdsl.Runtime`` is used."""
+
+
+class InternalError(SfdslError):
+    """Raised when sfdsl itself fails unexpectedly; the original exception is chained as __cause__."""

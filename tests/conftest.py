@@ -43,9 +43,23 @@ def event_loop_runner() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _reset_structlog() -> Any:
-    """The CLI configures structlog globally (stderr, warnings only); undo that after each test."""
+def _reset_logging() -> Any:
+    """`sfrun` adds a console handler to the "sfdsl" logger and sets its level; undo that after each test."""
+    import logging
+
     import structlog
 
     yield
+    logger = logging.getLogger("sfdsl")
+    for handler in [h for h in logger.handlers if getattr(h, "sfrun_console", False)]:
+        logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
     structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The structlog event dicts sfdsl logged, as captured by pytest's caplog."""
+    from sfdsl.log import event_of
+
+    return [e for e in (event_of(r) for r in caplog.records) if e is not None]

@@ -27,6 +27,7 @@ def test_run_prints_answer_and_cost(script: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert code == 0
     assert "answer" in out and " 4" in out and "0.667" in out and "bound" in out
+    assert "1 calls (1 requests, 0 cached)" in out
 
 
 def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,6 +38,7 @@ def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsy
                  "--backend", f"scripted:{script}", "--trace", str(trace)])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["answer"] == 4 and data["cost"]["calls"] == 1 and len(data["steps"]) == 3
+    assert data["cost"]["requests"] == 1 and data["steps"][0]["cost"]["requests"] == 1
     assert trace.read_text().count("\n") >= 5
 
 
@@ -93,3 +95,44 @@ def test_help_for_each_command() -> None:
     for command in ("run", "check", "graph", "eval", "data"):
         proc = subprocess.run([sys.executable, "-m", "sfdsl.cli", command, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: sfrun" in proc.stdout
+
+
+def test_any_run_failure_is_exit_3_with_one_located_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfdsl.runtime.backends.scripted import ScriptedBackend
+
+    async def broken(self: object, request: object) -> object:
+        raise ValueError("driver exploded")
+
+    monkeypatch.setattr(ScriptedBackend, "generate", broken)
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    argv = ["run", str(OK / "self_consistency.sf"), "-i", "question=x", "--backend", f"scripted:{empty}"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "self_consistency.sf:" in err and "ValueError: driver exploded" in err
+    assert main(["-v", *argv]) == 3
+    verbose = capsys.readouterr().err
+    assert "Traceback" in verbose and verbose.rstrip().splitlines()[-1].startswith("sfrun: run failed:")
+
+
+def test_an_exhausted_script_is_exit_3_without_traceback(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    done = subprocess.run([sys.executable, "-m", "sfdsl.cli", "run", str(OK / "self_consistency.sf"), "-i",
+                           "question=x", "--backend", f"scripted:{empty}"], capture_output=True, text=True)
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "self_consistency.sf:" in done.stderr and "no reply left" in done.stderr
+
+
+@pytest.mark.parametrize(("flags", "level"), [(["-q"], "ERROR"), ([], "WARNING"), (["-v"], "INFO"), (["-vv"], "DEBUG")])
+def test_verbosity_sets_the_level_of_the_sfdsl_logger(flags: list[str], level: str, script: Path) -> None:
+    import logging
+
+    assert main([*flags, "run", str(OK / "self_consistency.sf"), "-i", "question=2+2", "--json",
+                 "--backend", f"scripted:{script}"]) == 0
+    logger = logging.getLogger("sfdsl")
+    assert logging.getLevelName(logger.level) == level
+    assert sum(getattr(h, "sfrun_console", False) for h in logger.handlers) == 1  # never stacked

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sfdsl.runtime.constraints import UnsupportedRegex, gbnf_for_choices, gbnf_for_regex, gbnf_literal
+from sfdsl.constraints import UnsupportedRegex, gbnf_for_choices, gbnf_for_regex, gbnf_literal
 
 _UNESCAPE = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 import sfdsl
 from sfdsl import Budget, ScriptedBackend
 from sfdsl.errors import BudgetExceeded, InputError, ScriptExhausted, StepError
-from tests.conftest import run_source
+from tests.conftest import events, run_source
 
 SC = """
 recipe sc(question: str, n: int = 5) -> (answer, score) {
@@ -333,14 +333,15 @@ def test_wrong_inputs_are_reported_by_name() -> None:
         recipe.run({"question": "x", "n": "many"}, backend=ScriptedBackend([]))
 
 
-def test_result_records_steps_and_trace(tmp_path: Path) -> None:
+def test_result_records_steps_and_trace(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     trace = tmp_path / "trace.jsonl"
-    with capture_logs() as logs:
+    with caplog.at_level(logging.DEBUG, logger="sfdsl"):
         result = sfdsl.compile(SC).recipe().run({"question": "q", "n": 2}, backend=ScriptedBackend(
             ["The answer is 1", "The answer is 1"]), trace=trace)
-    events = [json.loads(line)["event"] for line in trace.read_text().splitlines()]
-    assert events[0] == "run_started" and events[-1] == "run_finished"
-    assert {"node_started", "node_finished", "backend_called"} <= set(events)
+    traced = [json.loads(line)["event"] for line in trace.read_text().splitlines()]
+    assert traced[0] == "run_started" and traced[-1] == "run_finished"
+    assert {"node_started", "node_finished", "backend_called"} <= set(traced)
+    logs = events(caplog)
     assert {e["event"] for e in logs} >= {"run_started", "node_finished", "backend_called"}
     assert all(e["run_id"] == result.run_id for e in logs)
     kinds = [s.kind for s in result.steps]
@@ -348,15 +349,17 @@ def test_result_records_steps_and_trace(tmp_path: Path) -> None:
     assert result.steps[0].cost.calls == 1 and result.steps[1].output == [1, 1]
 
 
-def test_arun_works_inside_a_running_event_loop() -> None:
+def test_arun_works_inside_a_running_event_loop_and_run_refuses_to_block_it() -> None:
     recipe = sfdsl.compile(SC).recipe()
 
-    async def agent() -> tuple[object, object]:
+    async def agent() -> object:
         a = await recipe.arun({"question": "q", "n": 1}, backend=ScriptedBackend(["The answer is 3"]))
-        b = recipe.run({"question": "q", "n": 1}, backend=ScriptedBackend(["The answer is 4"]))  # sync, nested
-        return a.answer, b.answer
+        with pytest.raises(sfdsl.EventLoopError, match=r"await recipe\.arun") as refused:
+            recipe.run({"question": "q", "n": 1}, backend=ScriptedBackend(["The answer is 4"]))
+        assert isinstance(refused.value, RuntimeError)
+        return a.answer
 
-    assert asyncio.run(agent()) == (3, 4)
+    assert asyncio.run(agent()) == 3
 
 
 def test_calls_into_a_file_imported_without_alias(tmp_path: Path) -> None:

@@ -277,3 +277,22 @@ def test_backend_survives_a_new_event_loop(server: OpenAIServer) -> None:
 
 def test_server_closes_without_starting() -> None:
     OpenAIServer(ScriptedBackend([])).close()
+
+
+@pytest.mark.parametrize(("supports_n", "sent"), [(False, 5), (True, 1)])
+def test_cost_counts_requests_sent_next_to_model_calls(server: OpenAIServer, tmp_path: Path, supports_n: bool,
+                                                       sent: int) -> None:
+    import sfdsl
+
+    recipe = sfdsl.compile('recipe sc(q: str) {\n  prompt p = "{{ q }}"\n  xs = generate p (n: 5, max_tokens: 4)\n'
+                           "  return vote xs by majority\n}\n").recipe()
+
+    async def twice(backend: OpenAIBackend) -> list[sfdsl.RunResult]:
+        cached = CachedBackend(backend, path=tmp_path / "c.sqlite")
+        return [await recipe.arun(q="hello", backend=cached) for _ in range(2)]
+
+    first, again = call(server, twice, supports_n=supports_n)
+    assert (first.cost.calls, first.cost.requests, first.cost.cached_calls) == (1, sent, 0)
+    assert len(server.requests) == sent
+    assert (again.cost.calls, again.cost.requests, again.cost.cached_calls) == (1, 0, 1)
+    assert first.summary()["cost"]["requests"] == sent

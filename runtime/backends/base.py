@@ -108,6 +108,7 @@ class Completion(BaseModel):
     logprobs: list[float] | None = None  # one per generated token, natural log
     index: int = 0
     cached: bool = False
+    requests: int | None = None  # requests sent for this sample, when the backend counts them (else one per call)
 
     @property
     def logprob(self) -> float | None:

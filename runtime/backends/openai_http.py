@@ -43,9 +43,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import structlog
 
 from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
+from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -58,7 +58,7 @@ from sfdsl.runtime.backends.base import (
     normalise_logprobs,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TOP_LOGPROBS = 20  # the most OpenAI and vLLM (by default) return
 
@@ -240,6 +240,7 @@ class OpenAIBackend(Backend):
                     finish_reason=_finish_reason(choice, request.stop),
                     logprobs=[lp for _, lp, _ in tokens] if request.logprobs and tokens is not None else None,
                     index=i,
+                    requests=int(i == 0),  # one request carried every choice
                 )
             )
         return out

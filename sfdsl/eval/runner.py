@@ -17,11 +17,12 @@ from sfdsl.errors import BudgetExceeded
 from sfdsl.eval.data import Item
 from sfdsl.eval.metrics import Matcher
 from sfdsl.eval.store import ItemRecord, ResultStore
+from sfdsl.log import get_logger
 
 if TYPE_CHECKING:
     from sfdsl.runtime.results import RunResult
 
-log = structlog.get_logger("sfdsl.eval")
+log = get_logger("sfdsl.eval")
 
 #: Runs one item: ``await run_item(inputs, seed) -> RunResult``.
 RunItem = Callable[[dict[str, Any], int], Awaitable["RunResult"]]

@@ -1,0 +1,125 @@
+"""Parameter values known at compile time, checked as the runtime will use them.
+
+The checker calls ``constant_problems`` for each step parameter whose type
+already fits. It finds what would only fail at run time otherwise: literal
+list elements of the wrong type (``weights: ["a", 1]``), ``regex:``
+constraints outside the subset the engine compiles to a grammar, and
+``grammar:`` literals that llama.cpp's GBNF parser rejects, and matching
+regexes (``done:``, ``pass:``, ``fail:``) that Python's ``re`` rejects.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+from sfdsl import ast
+from sfdsl.constraints import UnsupportedRegex, gbnf_for_regex
+from sfdsl.diagnostics import Span
+from sfdsl.gbnf import gbnf_problem
+from sfdsl.types import assignable, elem, is_list
+
+REGEX_HINT = ("constraints support literals, escapes, '.', classes, groups, '|' and quantifiers; "
+              "no look-around, back-references or inner anchors")
+
+
+class Problem(NamedTuple):
+    """One diagnostic to report: code, message, where (a node or a span) and a hint."""
+
+    code: str
+    message: str
+    where: Any
+    hint: str | None = None
+
+
+def constant_problems(name: str, want: str, value: Any, where: str) -> list[Problem]:
+    """What is wrong with a parameter's literal value, judged the way the runtime will use it."""
+    problems = _list_elements(name, want, value, where)
+    if name == "regex" and want == "regex":
+        problems += _regex_constraint(value, where)
+    elif want == "regex":
+        problems += _python_regex(name, value, where)
+    if name == "grammar" and isinstance(value, ast.Const) and isinstance(value.value, str):
+        problems += _grammar(value, where)
+    return problems
+
+
+def literal_type(value: Any) -> str | None:
+    """The sfdsl type of a Python literal value, or None when it is not a scalar literal."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def _list_elements(name: str, want: str, value: Any, where: str) -> list[Problem]:
+    if not is_list(want) or not isinstance(value, ast.ListExpr):
+        return []
+    element = elem(want)
+    problems = []
+    for i, item in enumerate(value.items):
+        if not isinstance(item, ast.Const):
+            continue
+        got = literal_type(item.value)
+        if got is not None and not assignable(got, element):
+            problems.append(Problem("SF306", f"element {i} of '{name}' for {where} is {got} {item.value!r}, "
+                                             f"expected {element}", item, f"'{name}' takes a {want}"))
+    return problems
+
+
+def _regex_constraint(value: Any, where: str) -> list[Problem]:
+    if isinstance(value, ast.RegexLit):
+        pattern, lead = value.pattern, 1  # the caret skips the opening '/'
+    elif isinstance(value, ast.Const) and isinstance(value.value, str):
+        pattern, lead = value.value, 1  # ... or the opening quote
+    else:
+        return []
+    try:
+        gbnf_for_regex(pattern)
+    except UnsupportedRegex as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        message = f"the regex constraint of {where} cannot be compiled to a grammar: {reason}"
+        return [Problem("SF312", message, _caret(value.span, lead + exc.pos), REGEX_HINT)]
+    return []
+
+
+def _python_regex(name: str, value: Any, where: str) -> list[Problem]:
+    """A matching regex (``done:``, ``pass:``...) must compile with Python's ``re``, as the runtime uses it."""
+    if isinstance(value, ast.RegexLit):
+        pattern = value.pattern
+    elif isinstance(value, ast.Const) and isinstance(value.value, str):
+        pattern = value.value
+    else:
+        return []
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        column = 1 + (exc.pos or 0)
+        return [Problem("SF314", f"'{name}' of {where} is not a valid regex: {exc.msg}", _caret(value.span, column),
+                        "Python `re` syntax; escape literal brackets and parentheses with \\")]
+    return []
+
+
+def _grammar(value: ast.Const, where: str) -> list[Problem]:
+    problem = gbnf_problem(str(value.value))
+    if problem is None:
+        return []
+    text = str(value.value)
+    line = text.count("\n", 0, problem.offset) + 1
+    column = problem.offset - (text.rfind("\n", 0, problem.offset) + 1) + 1
+    message = f"the grammar of {where} is not valid GBNF: {problem.message} (grammar line {line}, column {column})"
+    return [Problem("SF313", message, value, "write `root ::= ...` and define every rule it uses; "
+                                             "see llama.cpp's grammars/README.md")]
+
+
+def _caret(span: Span, offset: int) -> Span:
+    """A one-character span ``offset`` characters into a single-line literal (the whole literal otherwise)."""
+    if span.end_line != span.line or span.column + offset >= span.end_column:
+        return span
+    column = span.column + offset
+    return Span(file=span.file, line=span.line, column=column, end_line=span.line, end_column=column + 1)

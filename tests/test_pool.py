@@ -1,0 +1,43 @@
+"""The backend pool creates each model once, however many runs and event loops ask at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from sfdsl.errors import InputError
+from sfdsl.runtime.backends.base import Backend
+from sfdsl.runtime.backends.scripted import ScriptedBackend
+from sfdsl.runtime.pool import BackendPool
+
+
+def test_concurrent_requests_from_several_loops_create_one_backend() -> None:
+    created: list[Backend] = []
+
+    def slow_factory(params: dict[str, Any]) -> Backend:
+        time.sleep(0.05)
+        backend = ScriptedBackend(["x"])
+        created.append(backend)
+        return backend
+
+    pool = BackendPool(factories={"llama": slow_factory})
+    got: list[Backend] = []
+
+    async def many() -> None:
+        got.extend(await asyncio.gather(*(pool.get("llama", {"model": "default"}) for _ in range(8))))
+
+    threads = [threading.Thread(target=asyncio.run, args=(many(),)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(created) == 1 and len(got) == 24 and all(b is created[0] for b in got)
+
+
+def test_unknown_backend_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="unknown backend 'nope'"):
+        asyncio.run(BackendPool().get("nope", {}))

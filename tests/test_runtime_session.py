@@ -1,0 +1,192 @@
+"""sfdsl.Runtime: models load once across sync and async runs; explicit close, clean-up at exit."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sfdsl
+from sfdsl import Runtime, ScriptedBackend
+from sfdsl.runtime.pool import DEFAULT_FACTORIES, BackendPool
+from tests.conftest import REPO
+
+ECHO = """
+recipe echo(q: str) -> answer {
+  prompt p = "Say {{ q }}"
+  said = generate p (max_tokens: 2)
+  return said
+}
+"""
+
+
+class Loaded(ScriptedBackend):
+    """A scripted 'model' that records where it was created and whether it was closed."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(lambda prompt, i: "ok")
+        self.log = log
+        log.append(f"loaded on {threading.current_thread().name}")
+
+    async def aclose(self) -> None:
+        self.log.append("closed")
+
+
+def counting_pool(log: list[str]) -> BackendPool:
+    return BackendPool(factories={"llama": lambda params: Loaded(log)})
+
+
+def test_sync_runs_reuse_the_loaded_model_and_close_frees_it() -> None:
+    log: list[str] = []
+    recipe = sfdsl.compile(ECHO).recipe()
+    with Runtime(pool=counting_pool(log)) as rt:
+        answers = [recipe.run(q=str(i), runtime=rt).answer for i in range(3)]
+        assert len(log) == 1 and log[0].startswith("loaded")  # once, on the runtime's private loop
+    assert answers == ["ok"] * 3 and log[-1] == "closed" and rt.closed
+    with pytest.raises(sfdsl.RuntimeClosed):
+        recipe.run(q="again", runtime=rt)
+
+
+def test_sync_runs_from_several_threads_share_one_loop_and_one_model() -> None:
+    log: list[str] = []
+    recipe = sfdsl.compile(ECHO).recipe()
+    answers: list[Any] = []
+    before = {t for t in threading.enumerate() if t.name == "sfdsl-runtime"}
+    with Runtime(pool=counting_pool(log)) as rt:
+        threads = [threading.Thread(target=lambda: answers.append(recipe.run(q="x", runtime=rt).answer))
+                   for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        portals = {t for t in threading.enumerate() if t.name == "sfdsl-runtime"} - before
+        assert len(portals) == 1
+    assert answers == ["ok"] * 6 and sum(e.startswith("loaded") for e in log) == 1
+
+
+def test_async_with_runs_in_the_callers_loop_and_closes() -> None:
+    log: list[str] = []
+    recipe = sfdsl.compile(ECHO).recipe()
+
+    async def agent() -> list[Any]:
+        async with Runtime(pool=counting_pool(log)) as rt:
+            results = await asyncio.gather(*(rt.arun(recipe, {"q": str(i)}) for i in range(4)))
+            with pytest.raises(sfdsl.EventLoopError, match=r"await runtime\.aclose\(\)"):
+                rt.close()
+        return [r.answer for r in results]
+
+    assert asyncio.run(agent()) == ["ok"] * 4
+    assert log.count("closed") == 1 and sum(e.startswith("loaded") for e in log) == 1
+
+
+def test_a_program_without_a_runtime_loads_once_on_its_default_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    monkeypatch.setitem(DEFAULT_FACTORIES, "llama", lambda params: Loaded(log))  # type: ignore[index]
+    program = sfdsl.compile(ECHO)
+    recipe = program.recipe()
+    assert [recipe.run(q=str(i)).answer for i in range(3)] == ["ok"] * 3
+    assert program.runtime() is program.runtime() and len(log) == 1
+    program.close()
+    assert log[-1] == "closed"
+    recipe.run(q="after close")  # a fresh default runtime loads the model again
+    assert sum(e.startswith("loaded") for e in log) == 2
+    program.close()
+
+
+def test_run_inside_a_running_loop_raises_instead_of_blocking() -> None:
+    recipe = sfdsl.compile(ECHO).recipe()
+
+    async def agent() -> None:
+        started = time.perf_counter()
+        with pytest.raises(sfdsl.EventLoopError) as refused:
+            recipe.run(q="x", backend=ScriptedBackend(["never"]))
+        assert isinstance(refused.value, RuntimeError) and isinstance(refused.value, sfdsl.SfdslError)
+        assert "await recipe.arun(...)" in str(refused.value)
+        assert time.perf_counter() - started < 1.0
+
+    asyncio.run(agent())
+
+
+def test_close_stops_the_private_loop_thread() -> None:
+    rt = Runtime(backend=ScriptedBackend(["a"]))
+    sfdsl.compile(ECHO).recipe().run(q="x", runtime=rt)
+    assert any(t.name == "sfdsl-runtime" for t in threading.enumerate())
+    rt.close()
+    rt.close()  # idempotent
+    assert not any(t.name == "sfdsl-runtime" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_runtime_collected_on_its_own_loop_thread_is_released_without_deadlock() -> None:
+    log: list[str] = []
+    rt = Runtime(pool=counting_pool(log))
+    recipe = sfdsl.compile(ECHO).recipe()
+    recipe.run(q="x", runtime=rt)
+    portal = rt._resources.portal
+    assert portal is not None
+
+    async def drop_last_reference(box: list[Runtime]) -> None:
+        box.clear()  # the Runtime is collected here, on its own loop thread
+
+    box = [rt]
+    del rt
+    asyncio.run_coroutine_threadsafe(drop_last_reference(box), portal.loop).result(timeout=10)
+    deadline = time.monotonic() + 10
+    while portal.thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not portal.thread.is_alive() and log[-1] == "closed"
+
+
+def test_pool_and_backend_options_are_exclusive() -> None:
+    with pytest.raises(sfdsl.InputError, match="not both"):
+        Runtime(pool=BackendPool(), model="default")
+
+
+def test_models_are_freed_at_interpreter_exit(tmp_path: Path) -> None:
+    marker = tmp_path / "closed"
+    code = f"""
+import sfdsl
+from pathlib import Path
+from sfdsl.runtime.pool import BackendPool
+from sfdsl import ScriptedBackend
+
+class Model(ScriptedBackend):
+    async def aclose(self):
+        Path({str(marker)!r}).write_text("closed")
+
+rt = sfdsl.Runtime(pool=BackendPool(factories={{"llama": lambda p: Model(["hi"])}}))
+print(sfdsl.compile({ECHO!r}).recipe().run(q="x", runtime=rt).answer)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hi\n" and marker.read_text() == "closed"
+
+
+@pytest.mark.real_model
+def test_three_sync_runs_on_the_default_model_load_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfdsl.runtime.backends.llama import LlamaBackend
+
+    loads: list[object] = []
+    load = LlamaBackend.from_params.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(LlamaBackend, "from_params", classmethod(lambda cls, p: loads.append(p) or load(cls, p)))
+    # One decoding thread: on a loaded CI machine llama.cpp's spinning thread pool makes even 2 tokens slower
+    # than loading the model, which would hide what this test measures.
+    program = sfdsl.compile(ECHO.replace('prompt p', 'model m = llama(model: "default", n_threads: 1)\n  prompt p'))
+    recipe = program.recipe()
+    times = []
+    try:
+        for i in range(3):
+            started = time.perf_counter()
+            result = recipe.run(q=f"hello {i}")  # the program's default runtime, no cache
+            times.append(time.perf_counter() - started)
+            assert result.cost.calls == 1 and result.cost.completion_tokens <= 2
+    finally:
+        program.close()
+    assert len(loads) == 1
+    first, second, third = times
+    assert second < first / 4 and third < first / 4, times
