@@ -78,3 +78,18 @@ def test_share_all_and_margin_are_fields_recipes_can_read() -> None:
     }"""
     result = sfdsl.compile(source).recipe().run(backend=ScriptedBackend(["5", "5", "no", "6"]))
     assert result.answer == 5 and result.score == pytest.approx(0.5) and result.outputs["margin"] == 1.0
+
+
+def test_an_llm_vote_has_share_all_equal_to_its_share() -> None:
+    import sfdsl
+    from sfdsl import ScriptedBackend
+
+    source = """recipe r() {
+      prompt p = "x"
+      xs = generate p (n: 4)
+      v = vote xs by llm
+      return answer: v.answer, score: v.share_all, margin: v.margin
+    }"""
+    backend = ScriptedBackend(["a", "b", "c", "d", "The most consistent is Response 2."])
+    result = sfdsl.compile(source).recipe().run(backend=backend)
+    assert result.answer == "c" and result.score == pytest.approx(0.25) and result.outputs["margin"] == 0.0
