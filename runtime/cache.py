@@ -13,7 +13,9 @@ What is cached:
 * scores, always, one entry per continuation (only missing ones are asked for);
 * choice probabilities, always.
 
-Results read from the cache come back with ``cached=True``. The database uses
+Results read from the cache come back with ``cached=True``. With ``max_bytes``
+the cache is bounded: once its values pass that size, the oldest entries are
+evicted down to 90% of it (``sfrun serve`` always sets a bound). The database uses
 WAL mode, so several processes may share it; within a process all access goes
 through one lock on a worker thread.
 """
@@ -31,6 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sfdsl.errors import InputError
 from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import (
     Backend,
@@ -68,14 +71,18 @@ def is_deterministic(request: GenerateRequest) -> bool:
 class CachedBackend(Backend):
     """Wraps a backend with an SQLite cache; owns the inner backend and closes it."""
 
-    def __init__(self, inner: Backend, *, path: str | Path | None = None) -> None:
+    def __init__(self, inner: Backend, *, path: str | Path | None = None, max_bytes: int | None = None) -> None:
         """Open (creating if needed) the cache database.
 
         Args:
             inner: The backend that computes misses.
             path: The SQLite file; defaults to ``default_cache_path()``.
+            max_bytes: Evict the oldest entries once the stored values pass this size; None: unbounded.
         """
+        if max_bytes is not None and max_bytes < 1:
+            raise InputError(f"cache max_bytes must be positive, got {max_bytes}")
         self.inner = inner
+        self.max_bytes = max_bytes
         self.path = Path(path) if path is not None else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -87,7 +94,9 @@ class CachedBackend(Backend):
                 "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT NOT NULL,"
                 " model_id TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)"
             )
+            self._db.execute("CREATE INDEX IF NOT EXISTS entries_created ON entries (created)")
             self._db.commit()
+            self._bytes = self._stored_bytes()
         self.hits = 0
         self.misses = 0
 
@@ -95,6 +104,10 @@ class CachedBackend(Backend):
     def model_id(self) -> str:
         """The inner backend's identity: a cache does not change the model."""
         return self.inner.model_id
+
+    @property  # type: ignore[override]
+    def context_tokens(self) -> int | None:
+        return self.inner.context_tokens
 
     async def generate(self, request: GenerateRequest) -> list[Completion]:
         """Serve every sample from the cache, or ask the inner backend for all of them."""
@@ -196,9 +209,30 @@ class CachedBackend(Backend):
             with self._lock:
                 self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", values)
                 self._db.commit()
+                self._bytes += sum(len(v[3]) for v in values)
+                if self.max_bytes is not None and self._bytes > self.max_bytes:
+                    self._evict(self.max_bytes * 9 // 10)
 
         await asyncio.to_thread(run)
         log.debug("cache_stored", kind=kind, entries=len(values), model_id=model_id)
+
+    def _stored_bytes(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(SUM(LENGTH(value)), 0) FROM entries").fetchone()[0])
+
+    def _evict(self, target: int) -> None:
+        """Delete the oldest entries until the stored values fit ``target`` bytes (caller holds the lock)."""
+        self._bytes = self._stored_bytes()  # other processes may share the file: recount before deleting
+        excess = self._bytes - target
+        doomed: list[tuple[str]] = []
+        for key, size in self._db.execute("SELECT key, LENGTH(value) FROM entries ORDER BY created ASC"):
+            if excess <= 0:
+                break
+            doomed.append((key,))
+            excess -= int(size)
+        self._db.executemany("DELETE FROM entries WHERE key = ?", doomed)
+        self._db.commit()
+        self._bytes = self._stored_bytes()
+        log.debug("cache_evicted", entries=len(doomed), bytes=self._bytes)
 
 
 __all__ = ["CachedBackend", "default_cache_path", "is_deterministic"]

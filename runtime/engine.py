@@ -61,6 +61,11 @@ class Engine:
     def n_ctx_seq(self) -> int:
         return self.model.n_ctx_seq
 
+    @property
+    def batch_size(self) -> int:
+        """Requests decoding together now (read by serve's metrics; a racy but harmless read)."""
+        return len(self._active)
+
     # -- async API -------------------------------------------------------
 
     async def generate(

@@ -15,6 +15,7 @@ from sfdsl.expressions import ExprError, scalar, truthy
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.inputs import bind_inputs
 from sfdsl.plan import Plan, build_plan, collect_models, collect_prompts, reads, writes
+from sfdsl.runtime import telemetry
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.extract import extract
 from sfdsl.runtime.failures import as_sfdsl_error, pick, reraise
@@ -145,7 +146,8 @@ class Executor:
         self.ctx.trace.emit("node_started", node_id=record.node_id, kind=data["kind"], location=location)
         started = time.perf_counter()
         try:
-            output = await self.statement(state, stmt, frame, node_path)
+            with telemetry.step(record.node_id, data["kind"], stmt.span):
+                output = await self.statement(state, stmt, frame, node_path)
             record.output = plain(output)
         except (Exit, StopLoop):
             record.output = "exit"

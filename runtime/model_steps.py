@@ -10,9 +10,10 @@ from typing import Any
 
 from sfdsl import ast, steps
 from sfdsl.cost import deepen_budgets
-from sfdsl.errors import StepError
+from sfdsl.errors import ContextOverflow, StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import regex_flags, scalar
+from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import (
     Backend,
     ChoiceRequest,
@@ -21,6 +22,7 @@ from sfdsl.runtime.backends.base import (
     Message,
     Prompt,
     ScoreRequest,
+    ensure_fits,
 )
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.pool import BackendPool
@@ -110,9 +112,17 @@ class ModelCaller:
             raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
 
     async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
-        self.ctx.before_call(what)
-        self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=request.max_tokens, step=what)
-        completions = await backend.generate(request)
+        ensure_fits(backend, request.prompt, what)
+        with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
+            if max_tokens != request.max_tokens:
+                request = request.model_copy(update={"max_tokens": max_tokens})
+            self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
+            try:
+                with telemetry.model_call(backend, request) as span:
+                    completions = await backend.generate(request)
+                    span.completions(completions)
+            except ContextOverflow as exc:
+                raise ContextOverflow(f"{what}: {exc}") from exc
         fresh = [c for c in completions if not c.cached]
         reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
@@ -176,12 +186,19 @@ class ModelCaller:
                                    path)
             [c] = await self.complete(backend, request, what)
             return _verdict(c.text, params)
-        self.ctx.before_call(what)
+        ensure_fits(backend, prompt, what)
+        with self.ctx.call_slot(what):
+            return await self._score(backend, node, params, prompt, what)
+
+    async def _score(self, backend: Backend, node: ast.Evaluate, params: dict[str, Any], prompt: Prompt,
+                     what: str) -> Any:
         if node.mode in ("choice", "rating"):
             options = [str(o) for o in params["options"]] if node.mode == "choice" else \
                 [str(d) for d in range(int(params.get("scale", 9)) + 1)]
             self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
-            probs = await backend.choice_probs(ChoiceRequest(prompt=prompt, choices=tuple(options)))
+            choice = ChoiceRequest(prompt=prompt, choices=tuple(options))
+            with telemetry.scoring(backend, choice):
+                probs = await backend.choice_probs(choice)
             self._charge()
             best = max(range(len(options)), key=lambda i: probs[i])
             if node.mode == "rating":
@@ -196,7 +213,9 @@ class ModelCaller:
         items = of if isinstance(of, list) else [of]
         continuations = tuple(str(scalar(x)) for x in items)
         self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
-        scores = await backend.score(ScoreRequest(prompt=prompt, continuations=continuations))
+        score_request = ScoreRequest(prompt=prompt, continuations=continuations)
+        with telemetry.scoring(backend, score_request):
+            scores = await backend.score(score_request)
         self._charge()
         normalize = bool(params.get("normalize", True))
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,
@@ -211,7 +230,11 @@ class ModelCaller:
         if prompt_arg is not None and isinstance(prompt_arg.value, ast.Name):
             prompt = self.prompt(prompt_arg.value.id, lookup, extra={"responses": shown})
         else:
-            prompt = Prompt(messages=(Message(role="user", content=render(USC_PROMPT, {"responses": shown})),))
+            try:
+                usc = render(USC_PROMPT, {"responses": shown})
+            except TemplateError as exc:
+                raise StepError(f"vote prompt: {exc}", location=str(node.span)) from None
+            prompt = Prompt(messages=(Message(role="user", content=usc),))
         request = self.request(prompt, {"temperature": 0.0, "max_tokens": 64, **defaults, **params}, path)
         [c] = await self.complete(backend, request, "/".join(path))
         match = re.search(r"Response\s*#?\s*(\d+)", c.text)

@@ -100,6 +100,10 @@ class BackendPool:
                 self._backends[key] = self._wrap(created) if self._wrap else created
             return self._backends[key]
 
+    def backends(self) -> list[Backend]:
+        """The backends in use now (the fixed one, or those created so far)."""
+        return [self._fixed] if self._fixed is not None else list(self._backends.values())
+
     def model_ids(self) -> str:
         """Identifiers of every backend in use, for result hashing."""
         if self._fixed is not None:
@@ -113,3 +117,29 @@ class BackendPool:
             self._backends.clear()
         for backend in backends:
             await backend.aclose()
+
+
+def pool_from_spec(spec: str | None, *, model: str | None = None,
+                   wrap: Callable[[Backend], Backend] | None = None) -> BackendPool:
+    """A pool from a ``--backend`` spec: None (each recipe's own models), ``llama[:MODEL]``,
+    ``scripted:FILE.json`` or ``openai:BASE_URL[,BASE_URL...]``; ``model`` overrides the GGUF (llama) or model
+    name (openai); ``wrap`` (e.g. ``CachedBackend``) wraps each backend created.
+
+    Raises:
+        InputError: for an unknown spec, or a script file that cannot be read.
+    """
+    if spec is None:
+        return BackendPool(model=model, wrap=wrap)
+    kind, _, rest = spec.partition(":")
+    if kind == "scripted":
+        return BackendPool(backend=scripted_from_file(rest))
+    if kind == "llama":
+        llama = DEFAULT_FACTORIES["llama"]
+        return BackendPool(factories={"llama": llama, "openai": lambda p: llama({}), "scripted": lambda p: llama({})},
+                           model=model or rest or None, wrap=wrap)
+    if kind == "openai":
+        openai = DEFAULT_FACTORIES["openai"]
+        fixed = {"base_url": rest, **({"model": model} if model else {})}
+        return BackendPool(factories=dict.fromkeys(("llama", "openai", "scripted"), lambda p: openai(fixed)),
+                           wrap=wrap)
+    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL[,BASE_URL...]")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from sfdsl.errors import (
 )
 from sfdsl.inputs import bind_inputs
 from sfdsl.plan import Plan
+from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.context import Budget, RunContext, Trace
 from sfdsl.runtime.executor import Executor
@@ -49,23 +50,23 @@ from sfdsl.runtime_session import Runtime, refuse_running_loop
 T = TypeVar("T")
 
 
-def load(path: str | Path) -> Program:
-    """Load, check and plan a .sf file.
+def load(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> Program:
+    """Load, check and plan a .sf file; imports may also read the ``import_path`` directories.
 
     Raises:
         SourceNotFoundError: when the file (or a file it imports) cannot be read.
         CompileError: with every syntax and semantic error found.
     """
-    return Program(_typed(lambda: compile_file(path), str(path)))
+    return Program(_typed(lambda: compile_file(path, import_path=import_path), str(path)))
 
 
-def compile(text: str, *, file: str = "<string>") -> Program:
+def compile(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> Program:
     """Check and plan .sf source held in a string.
 
     Raises:
         CompileError: with every syntax and semantic error found.
     """
-    return Program(_typed(lambda: compile_text(text, file=file), file))
+    return Program(_typed(lambda: compile_text(text, file=file, import_path=import_path), file))
 
 
 def _typed(build: Callable[[], T], file: str) -> T:
@@ -211,13 +212,17 @@ class Recipe:
             ctx.trace.emit("run_started", recipe=self.name, seed=seed, bound_calls=static.calls,
                            bound_tokens=static.tokens)
             executor = Executor(self.program.compiled, ctx, pool)
+            span = telemetry.workflow(self.name, run_id=run_id, seed=seed, inputs=bound_inputs)
             try:
-                async with asyncio.timeout(budget.timeout_s):
-                    outcome = await executor.run(self.file, self.ast, bound_inputs)
+                with span as recorder:
+                    async with asyncio.timeout(budget.timeout_s):
+                        outcome = await executor.run(self.file, self.ast, bound_inputs)
+                    recorder.finished(outcome, ctx.cost)
             except TimeoutError:
                 ctx.trace.emit("run_failed", reason="timeout")
                 ctx.trace.close()
-                timeout = BudgetExceeded(f"wall-clock budget of {budget.timeout_s}s exceeded", partial=ctx.partial())
+                timeout = BudgetExceeded(f"wall-clock budget of {budget.timeout_s}s exceeded",
+                                         partial=ctx.partial("timeout"))
                 timeout.locate(where)
                 raise timeout from None
             except Exception as exc:

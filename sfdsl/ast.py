@@ -309,6 +309,7 @@ class Recipe(Node):
     params: list[Param]
     returns: list[OutField] = []
     body: Block
+    doc: str = ""  # the `#` comment above the recipe, else the file's header comment
 
 
 class Import(Node):

@@ -4,8 +4,8 @@ A chat request names no recipe input, so the mapping is a convention:
 
 * the last user message goes to the input named ``question``, else to the
   recipe's first ``str`` input;
-* request fields ``n``, ``seed`` and ``temperature`` go to recipe inputs of
-  those names when the recipe declares them (and are ignored otherwise);
+* request fields ``n``, ``seed``, ``temperature`` and ``max_tokens`` go to recipe
+  inputs of those names when the recipe declares them (and are ignored otherwise);
 * explicit ``extra`` inputs (``extra_body: {"sfdsl": {"inputs": {...}}}``)
   are applied last, over everything else.
 
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from sfdsl.errors import InputError
 
 #: Request fields that map to same-named recipe inputs when the recipe declares them.
-REQUEST_FIELDS = ("n", "seed", "temperature")
+REQUEST_FIELDS = ("n", "seed", "temperature", "max_tokens")
 
 
 class ChatMessage(BaseModel):
@@ -83,7 +83,7 @@ def inputs_from_chat(
     Args:
         params: (name, type) of each recipe input, in declaration order.
         messages: the request's messages.
-        request_fields: request fields such as ``n``, ``seed``, ``temperature``; None values are skipped.
+        request_fields: request fields named in ``REQUEST_FIELDS``; None values are skipped.
         extra: explicit inputs, applied last.
     """
     declared = {name for name, _ in params}

@@ -18,6 +18,7 @@ import traceback
 from typing import Any
 
 from sfdsl.errors import (
+    BudgetExceeded,
     CompileError,
     InputError,
     ModelNotFoundError,
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-calls", type=int, help="budget: model calls")
     run.add_argument("--max-tokens", type=int, help="budget: generated tokens")
     run.add_argument("--timeout", type=float, help="budget: wall-clock seconds")
+    add_import_path_option(run)
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser("check", help="check recipes and print cost bounds",
@@ -109,77 +111,74 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", help=".sf files")
     check.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
                        help="bound the cost for these inputs instead of the defaults")
+    add_import_path_option(check)
     check.set_defaults(handler=cmd_check)
 
     graph = commands.add_parser("graph", help="print a recipe's plan", description="Print a recipe's execution plan.")
     graph.add_argument("file")
     graph.add_argument("recipe", nargs="?")
     graph.add_argument("--format", choices=("mermaid", "dot", "text"), default="mermaid")
+    add_import_path_option(graph)
     graph.set_defaults(handler=cmd_graph)
 
     serve = commands.add_parser(
-        "serve", help="serve a recipe as an OpenAI-compatible model",
-        description="Serve a recipe over the OpenAI API: each chat or completion request runs the recipe on "
-                    "the last user message and answers with the recipe's answer.")
-    serve.add_argument("file")
-    serve.add_argument("recipe", nargs="?")
+        "serve", help="serve recipes as OpenAI-compatible models",
+        description="Serve every recipe of a .sf file or a directory over the OpenAI API (/v1/chat/completions, "
+                    "/v1/completions, /v1/models, /health, /metrics). A request's model is a recipe name, "
+                    "optionally with @ALIAS to load another GGUF; its last user message feeds the recipe.")
+    serve.add_argument("path", help="a .sf file or a directory of them")
     serve.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
-                       help="fix an input of every run")
+                       help="fix an input of every run of the recipes that declare it")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     add_backend_options(serve)
+    serve.add_argument("--max-concurrency", type=_positive(int), default=8, metavar="N", help="runs at once (8)")
+    serve.add_argument("--max-queue", type=_positive(int, zero=True), default=256, metavar="N",
+                       help="requests waiting for a run; beyond it 429 (256)")
+    serve.add_argument("--timeout", type=_positive(float), default=300.0, metavar="S",
+                       help="seconds a request may wait and run before a 504 (300)")
+    serve.add_argument("--max-body-bytes", type=_positive(int), default=1 << 20, metavar="B",
+                       help="largest request body; beyond it 413 (1 MiB)")
+    serve.add_argument("--max-n", type=_positive(int), default=32, metavar="N", help="largest n a request may ask (32)")
+    serve.add_argument("--cache-max-mb", type=_positive(float), default=256.0, metavar="MB",
+                       help="bound of the on-disk cache; oldest entries are evicted (256)")
     serve.set_defaults(handler=cmd_serve)
 
+    from sfdsl.integrations import mcp_server
+
+    mcp_server.add_parser(commands, add_backend_options, make_pool)
     try:
         from sfdsl.eval.cli import add_data_parser, add_eval_parser
     except ImportError:  # pragma: no cover - eval ships with the package
         pass
     else:
-        add_backend_options(add_eval_parser(commands, make_backend=make_pool))
+        evaluate = add_eval_parser(commands, make_backend=make_pool)
+        add_backend_options(evaluate)
+        add_import_path_option(evaluate)
         add_data_parser(commands)
     return parser
 
 
+def add_import_path_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                        help="a directory imports may also read (repeatable; also $SFDSL_PATH); by default imports "
+                             "must stay inside the recipe file's directory")
+
+
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", metavar="SPEC",
-                        help="use one backend for every model: 'llama', 'scripted:FILE.json' or 'openai:BASE_URL'")
+                        help="use one backend for every model: 'llama', 'scripted:FILE.json' or "
+                             "'openai:BASE_URL[,BASE_URL...]' (several: a fleet, least-loaded first)")
     parser.add_argument("--model", metavar="PATH|ALIAS", help="GGUF file or alias for llama models")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk cache")
 
 
 def make_pool(args: argparse.Namespace) -> Any:
     """A backend pool from --backend, --model and --no-cache."""
-    from sfdsl.runtime.pool import DEFAULT_FACTORIES, BackendPool, scripted_from_file
+    from sfdsl.runtime.cache import CachedBackend
+    from sfdsl.runtime.pool import pool_from_spec
 
-    wrap = None
-    if not args.no_cache:
-        from sfdsl.runtime.cache import CachedBackend
-
-        def wrap(backend: Any) -> Any:
-            return CachedBackend(backend)
-
-    spec = args.backend
-    if spec is None:
-        return BackendPool(model=args.model, wrap=wrap)
-    kind, _, rest = spec.partition(":")
-    if kind == "scripted":
-        return BackendPool(backend=scripted_from_file(rest))
-    if kind == "llama":
-        factory = DEFAULT_FACTORIES["llama"]
-        return BackendPool(factories={"llama": factory, "openai": lambda p: factory({}),
-                                      "scripted": lambda p: factory({})}, model=args.model or rest or None, wrap=wrap)
-    if kind == "openai":
-        openai = DEFAULT_FACTORIES["openai"]
-        base_url = rest
-
-        def any_to_openai(params: dict[str, Any]) -> Any:
-            return openai({"base_url": base_url, **({"model": args.model} if args.model else {})})
-
-        return BackendPool(factories={"llama": any_to_openai, "openai": any_to_openai, "scripted": any_to_openai},
-                           wrap=wrap)
-    from sfdsl.errors import InputError
-
-    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL")
+    return pool_from_spec(args.backend, model=args.model, wrap=None if args.no_cache else CachedBackend)
 
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
@@ -205,13 +204,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sfdsl.runtime.context import Budget
     from sfdsl.runtime_session import Runtime
 
-    program = load(args.file)
+    program = load(args.file, import_path=args.import_path)
     recipe = program.recipe(args.recipe)
     inputs = parse_inputs(args.input, args.inputs_json)
     budget = Budget(max_calls=args.max_calls, max_tokens=args.max_tokens, timeout_s=args.timeout)
-    with Runtime(pool=make_pool(args)) as runtime:
-        result = recipe.run(inputs, runtime=runtime, seed=args.seed, budget=budget, trace=args.trace,
-                            from_text=True)
+    try:
+        with Runtime(pool=make_pool(args)) as runtime:
+            result = recipe.run(inputs, runtime=runtime, seed=args.seed, budget=budget, trace=args.trace,
+                                from_text=True)
+    except BudgetExceeded as exc:
+        print_partial(exc, as_json=args.json, steps=args.steps)
+        raise
     if args.json:
         data = result.summary()
         if args.steps:
@@ -220,6 +223,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     print_result(result)
     return 0
+
+
+def print_partial(exc: BudgetExceeded, *, as_json: bool, steps: bool) -> None:
+    """What a budget-stopped or timed-out run did: JSON on stdout, or its cost on stderr."""
+    partial = exc.partial if isinstance(exc.partial, dict) else {}
+    cost = partial.get("cost") or {}
+    records = partial.get("steps") or []
+    if as_json:
+        data = {"stopped": partial.get("stopped", "budget"), "error": str(exc), "run_id": partial.get("run_id"),
+                "cost": cost, "outputs": {r["node_id"]: r["output"] for r in records
+                            if not r.get("error") and r.get("output") is not None}}
+        if steps:
+            data["steps"] = records
+        print(json.dumps(data, indent=2, default=str))
+        return
+    print(f"sfrun: partial result: {cost.get('calls', 0)} calls, {cost.get('completion_tokens', 0)} generated + "
+          f"{cost.get('prompt_tokens', 0)} prompt tokens, {len(records)} steps run", file=sys.stderr)
 
 
 def print_result(result: Any) -> None:
@@ -263,7 +283,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = False
     for file in args.files:
         try:
-            compiled = compile_file(file)
+            compiled = compile_file(file, import_path=args.import_path)
         except CompileError as exc:
             print(exc.render())
             errors = sum(1 for d in exc.diagnostics if d.is_error)
@@ -301,30 +321,48 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from sfdsl.api import load
     from sfdsl.plan import dump, to_dot, to_mermaid
 
-    recipe = load(args.file).recipe(args.recipe)
+    recipe = load(args.file, import_path=args.import_path).recipe(args.recipe)
     render = {"mermaid": lambda p: to_mermaid(p, recipe.name), "dot": lambda p: to_dot(p, recipe.name),
               "text": dump}[args.format]
     print(render(recipe.plan))
     return 0
 
 
+def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Any:
+    """An argparse type: a number above zero (or at least zero)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'at least 0' if zero else 'above 0'}, got {text}")
+        return value
+
+    return parse
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    import time
+    import uvicorn
 
-    from sfdsl.api import load
-    from sfdsl.runtime.backends.recipe import RecipeBackend
-    from sfdsl.runtime.openai_server import OpenAIServer
+    from sfdsl.serve import RecipeRegistry, ServeConfig, create_app, default_pool_factory
+    from sfdsl.serve.server import bind_socket, uvicorn_config
 
-    recipe = load(args.file).recipe(args.recipe)
-    backend = RecipeBackend(recipe, make_pool(args), inputs=_text_inputs(recipe.ast, args.input))
-    server = OpenAIServer(backend, host=args.host, port=args.port, model_name=recipe.name).start()
-    print(f"serving recipe {recipe.name} as model '{recipe.name}' at {server.base_url} (Ctrl-C stops)", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        server.close()
-        asyncio.run(backend.aclose())
+    cache = None if args.no_cache else int(args.cache_max_mb * (1 << 20))
+    config = ServeConfig(max_concurrency=args.max_concurrency, max_queue=args.max_queue, timeout_s=args.timeout,
+                         max_body_bytes=args.max_body_bytes, max_n=args.max_n, inputs=parse_inputs(args.input, None),
+                         cache_max_bytes=cache)
+    registry = RecipeRegistry.from_path(args.path)
+    app = create_app(registry, config=config,
+                     make_pool=default_pool_factory(args.backend, model=args.model, cache_max_bytes=cache))
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {len(registry)} recipes as models at http://{shown}:{port}/v1 (Ctrl-C stops)", flush=True)
+    server = uvicorn.Server(uvicorn_config(app, host=args.host, port=port))
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

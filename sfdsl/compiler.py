@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,19 +33,19 @@ class CompiledProgram:
         return self.program.modules[self.program.main].recipes
 
 
-def compile_file(path: str | Path) -> CompiledProgram:
+def compile_file(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> CompiledProgram:
     """Load, check and plan a .sf file.
 
     Raises:
         SourceNotFoundError: when the file does not exist.
         CompileError: with every error (and warning) found.
     """
-    return compile_program(load_program(path))
+    return compile_program(load_program(path, import_path=import_path))
 
 
-def compile_text(text: str, *, file: str = "<string>") -> CompiledProgram:
+def compile_text(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> CompiledProgram:
     """Like ``compile_file`` for source held in memory."""
-    return compile_program(program_from_text(text, file=file))
+    return compile_program(program_from_text(text, file=file, import_path=import_path))
 
 
 def compile_program(program: Program) -> CompiledProgram:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
@@ -26,7 +27,7 @@ def parse(text: str, *, file: str = "<string>") -> ast.Module:
     if too_deep is not None:
         raise CompileError(diagnostics=[too_deep], sources={file: text})
     try:
-        module: ast.Module = transform(_Builder(file), tree)
+        module: ast.Module = transform(_Builder(file, text), tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, _BuildError):
             diag = exc.orig_exc.diagnostic
@@ -82,6 +83,29 @@ def decode_string(raw: str) -> str:
     return text
 
 
+def header_comment(lines: list[str], line: int, *, at_top: bool = False) -> str:
+    """The ``#`` comment block right above ``line`` (blank lines between allowed), without the ``#``s.
+
+    With ``at_top``, the block that opens the file instead (a file's header describes all its recipes).
+    """
+    if at_top:
+        start = next((i for i, text in enumerate(lines) if text.strip()), len(lines))
+        end = start
+        while end < len(lines) and lines[end].lstrip().startswith("#"):
+            end += 1
+        block = lines[start:end]
+    else:
+        end = min(line - 1, len(lines))
+        while end > 0 and not lines[end - 1].strip():
+            end -= 1
+        start = end
+        while start > 0 and lines[start - 1].lstrip().startswith("#"):
+            start -= 1
+        block = lines[start:end]
+    text = "\n".join(re.sub(r"^\s*# ?", "", row) for row in block)
+    return textwrap.dedent(text).strip()
+
+
 def _regex(file: str, token: Token) -> ast.RegexLit:
     raw = str(token)
     end = raw.rfind("/")
@@ -93,9 +117,10 @@ def _regex(file: str, token: Token) -> ast.RegexLit:
 class _Builder(Transformer[Token, Any]):
     """Turns the Lark tree into pydantic AST nodes."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, text: str = "") -> None:
         super().__init__()
         self.file = file
+        self.lines = text.splitlines()
 
     def _s(self, meta: Any) -> Span:
         return _span_of(self.file, meta)
@@ -114,7 +139,8 @@ class _Builder(Transformer[Token, Any]):
         body, returns = rest[-1], rest[-2]
         params = [p for p in rest[:-2] if p is not None]
         span = _span_of(self.file, name)
-        return ast.Recipe(span=span, name=str(name), params=params, returns=returns or [], body=body)
+        doc = header_comment(self.lines, meta.line) or header_comment(self.lines, 1, at_top=True)
+        return ast.Recipe(span=span, name=str(name), params=params, returns=returns or [], body=body, doc=doc)
 
     def returns(self, meta: Any, c: list[Any]) -> list[ast.OutField]:
         return [f for f in c if f is not None]

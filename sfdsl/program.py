@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,34 +60,91 @@ class Program:
         return digest.hexdigest()
 
 
-def load_program(path: str | Path) -> Program:
+def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> Program:
     """Parse a .sf file and, recursively, the files it imports.
+
+    Imports are confined: they must resolve inside the main file's directory
+    tree or a directory of ``import_path`` or ``$SFDSL_PATH`` (see ``ImportRoots``).
 
     Raises:
         SourceNotFoundError: when the main file does not exist.
         CompileError: with every syntax or import problem found.
     """
     main = Path(path)
-    if not main.is_file():
+    try:
+        found = main.is_file()
+    except (OSError, ValueError):  # e.g. a name too long
+        found = False
+    if not found:
         raise SourceNotFoundError(f"recipe file not found: {main}")
-    return _load(str(main), main.read_text(encoding="utf-8"))
+    text = _read(main)
+    if isinstance(text, _ReadProblem):
+        span = Span(file=str(main), line=text.line, column=text.column, end_line=text.line, end_column=text.column)
+        raise CompileError(diagnostics=[Diagnostic(code="SF507", message=f"cannot read {main}: {text.message}",
+                                                   span=span)])
+    return _load(str(main), text, ImportRoots.for_main(main.parent, import_path))
 
 
-def program_from_text(text: str, *, file: str = "<string>") -> Program:
-    """Parse a program held in memory (imports resolve relative to the working directory)."""
-    return _load(file, text)
+def program_from_text(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> Program:
+    """Parse a program held in memory (imports resolve inside the working directory or ``import_path``)."""
+    base = Path(file).parent if not file.startswith("<") else Path.cwd()
+    return _load(file, text, ImportRoots.for_main(base, import_path))
 
 
-def _load(main: str, text: str) -> Program:
+@dataclass(frozen=True)
+class ImportRoots:
+    """The directories imports may read: the main file's tree, then the search path in order."""
+
+    main: Path
+    search: tuple[Path, ...]
+
+    @classmethod
+    def for_main(cls, main_dir: Path, import_path: Sequence[str | Path]) -> ImportRoots:
+        env = [p for p in os.environ.get("SFDSL_PATH", "").split(os.pathsep) if p]
+        search = tuple(Path(p).resolve() for p in [*import_path, *env])
+        return cls(main=main_dir.resolve(), search=search)
+
+    def allows(self, real: Path) -> bool:
+        """Whether a resolved path lies inside one of the roots."""
+        return any(real.is_relative_to(root) for root in (self.main, *self.search))
+
+    def candidates(self, importer_dir: Path, path: str) -> list[Path]:
+        """Where ``import "path"`` may point: next to the importer first, then on the search path."""
+        if Path(path).is_absolute():
+            return [Path(path)]
+        return [importer_dir / path, *(root / path for root in self.search)]
+
+
+@dataclass(frozen=True)
+class _ReadProblem:
+    message: str
+    line: int = 1
+    column: int = 1
+
+
+def _read(path: Path) -> str | _ReadProblem:
+    """A source file's text, or why it cannot be used (never its content)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _ReadProblem(exc.strerror or type(exc).__name__)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return _ReadProblem(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}, column {column})",
+                            line, column)
+
+
+def _load(main: str, text: str, roots: ImportRoots) -> Program:
     program = Program(main=main)
     diagnostics: list[Diagnostic] = []
-    pending: list[tuple[str, str | None]] = [(main, text)]
+    pending: list[tuple[str, str]] = [(main, text)]
     while pending:
         file, source = pending.pop()
         if file in program.modules:
             continue
-        if source is None:
-            source = Path(file).read_text(encoding="utf-8")
         program.sources[file] = source
         try:
             module = parse(source, file=file)
@@ -96,23 +155,24 @@ def _load(main: str, text: str) -> Program:
         program.modules[file] = module
         aliases: dict[str, str] = {}
         plain: list[str] = []
+        importer_dir = Path(file).parent if not file.startswith("<") else Path.cwd()
         for imp in module.imports:
-            target = _import_path(file, imp.path)
-            if not target.is_file():
-                diagnostics.append(
-                    Diagnostic(
-                        code="SF501",
-                        message=f"imported file not found: {imp.path}",
-                        span=imp.span,
-                        hint=f"looked for {target}",
-                    )
-                )
+            target = _resolve_import(roots, importer_dir, imp)
+            if isinstance(target, Diagnostic):
+                diagnostics.append(target)
                 continue
+            key = str(target)
+            if key not in program.modules:
+                imported = _read(target)
+                if isinstance(imported, _ReadProblem):
+                    message = f"cannot read imported file {imp.path}: {imported.message}"
+                    diagnostics.append(Diagnostic(code="SF507", span=imp.span, message=message))
+                    continue
+                pending.append((key, imported))
             if imp.alias:
-                aliases[imp.alias] = str(target)
+                aliases[imp.alias] = key
             else:
-                plain.append(str(target))
-            pending.append((str(target), None))
+                plain.append(key)
         program.aliases[file] = aliases
         program.plain_imports[file] = plain
     if diagnostics:
@@ -120,9 +180,26 @@ def _load(main: str, text: str) -> Program:
     return program
 
 
-def _import_path(importer: str, path: str) -> Path:
-    base = Path(importer).parent if not importer.startswith("<") else Path.cwd()
-    return (base / path).resolve() if not Path(path).is_absolute() else Path(path)
+def _resolve_import(roots: ImportRoots, importer_dir: Path, imp: ast.Import) -> Path | Diagnostic:
+    """The file an import names, refused (without reading it) when it lies outside the allowed roots."""
+    candidates = roots.candidates(importer_dir, imp.path)
+    outside = None
+    for candidate in candidates:
+        try:
+            real = candidate.resolve()
+            if not roots.allows(real):
+                outside = outside or candidate
+            elif real.is_file():
+                return real
+        except (OSError, RuntimeError, ValueError):  # a name too long, a symlink loop: not found
+            continue
+    allowed = ", ".join(str(r) for r in (roots.main, *roots.search))
+    if outside is not None:
+        return Diagnostic(
+            code="SF506", message=f"import outside the allowed directories: {imp.path}", span=imp.span,
+            hint=f"imports may only read files under {allowed}; add a directory with --import-path or SFDSL_PATH")
+    return Diagnostic(code="SF501", message=f"imported file not found: {imp.path}", span=imp.span,
+                            hint=f"looked for {os.path.abspath(candidates[0])}")
 
 
 def unknown_recipe_message(program: Program, file: str, target: list[str]) -> str:

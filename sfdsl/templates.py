@@ -12,8 +12,15 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sfdsl.template_guard import (
+    DEFAULT_LIMITS,
+    GUARD_KEY,
+    GuardedEnvironment,
+    RenderGuard,
+    RenderLimitExceeded,
+    TemplateLimits,
+)
 from sfdsl.values import RECORD_TYPES, NoAnswer, primary
 
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
@@ -39,43 +46,75 @@ class _Record(dict):  # type: ignore[type-arg]
 
 
 @lru_cache(maxsize=1)
-def environment() -> ImmutableSandboxedEnvironment:
-    """The one sandboxed environment all prompts render in."""
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+def environment() -> GuardedEnvironment:
+    """The one sandboxed environment all prompts render in (see ``sfdsl.template_guard``)."""
+    return GuardedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def variables(text: str) -> set[str]:
     """Names a template reads, e.g. ``{'question'}`` for ``"Q: {{ question }}"``.
+
+    Nothing in the template is evaluated: the guarded environment folds no
+    user expression, so ``{{ 7 ** 99999999 }}`` is checked in microseconds.
 
     Raises:
         TemplateError: when the template does not parse.
     """
     try:
         parsed = environment().parse(text)
+        found = set(meta.find_undeclared_variables(parsed)) - JINJA_GLOBALS
+        _compile(text)  # what Python itself refuses (e.g. 20 nested blocks) is found now, not at run time
+        return found
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "template syntax error", line=exc.lineno) from None
-    return set(meta.find_undeclared_variables(parsed)) - JINJA_GLOBALS
+    except (RecursionError, MemoryError, SyntaxError) as exc:
+        raise TemplateError(f"template nests too deeply ({type(exc).__name__})") from None
+    except ValueError as exc:  # e.g. an integer literal of more than 4300 digits
+        raise TemplateError(f"template syntax error: {exc}") from None
 
 
-def render(text: str, values: dict[str, Any]) -> str:
-    """Render a template with run-time values converted to plain template data."""
-    env = environment()
+def render(text: str, values: dict[str, Any], *, limits: TemplateLimits = DEFAULT_LIMITS) -> str:
+    """Render a template with run-time values converted to plain template data.
+
+    The render streams and stops at the first limit it passes (time, output
+    size, loop iterations, call depth, work): see ``TemplateLimits``.
+
+    Raises:
+        TemplateError: when the template fails or exceeds a limit.
+    """
+    guard = RenderGuard(limits)
     try:
         template = _compile(text)
-        return template.render({k: to_template(v) for k, v in values.items()})
+        data = {k: to_template(v) for k, v in values.items()}
+        data[GUARD_KEY] = guard
+        out: list[str] = []
+        size = 0
+        for chunk in template.generate(data):
+            size += len(chunk)
+            if size > limits.max_output_chars:
+                raise RenderLimitExceeded(f"template output exceeded {limits.max_output_chars} characters")
+            out.append(chunk)
+        return "".join(out)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "template syntax error", line=exc.lineno) from None
+    except RenderLimitExceeded as exc:
+        raise TemplateError(str(exc)) from None
     except (UndefinedError, SecurityError) as exc:
         raise TemplateError(str(exc)) from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
+    except RecursionError:
+        raise TemplateError("template recursion too deep") from None
+    except MemoryError:
+        raise TemplateError("template ran out of memory") from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         raise TemplateError(f"template failed: {exc}") from None
-    finally:
-        del env
 
 
 @lru_cache(maxsize=512)
 def _compile(text: str) -> Any:
-    return environment().from_string(text)
+    try:
+        return environment().from_string(text)
+    except (RecursionError, MemoryError, SyntaxError) as exc:
+        raise TemplateError(f"template nests too deeply ({type(exc).__name__})") from None
 
 
 def to_template(value: Any) -> Any:

@@ -63,3 +63,38 @@ def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     from sfdsl.log import event_of
 
     return [e for e in (event_of(r) for r in caplog.records) if e is not None]
+
+
+@pytest.fixture(scope="session")
+def _otel_switch() -> Any:
+    """One span processor on the process-wide OTel SDK provider (a process sets it once), on only during a test."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+    class Switch(SpanProcessor):
+        def __init__(self) -> None:
+            self.exporter: Any = None
+
+        def on_end(self, span: ReadableSpan) -> None:
+            if self.exporter is not None:
+                self.exporter.export((span,))
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    switch = Switch()
+    provider.add_span_processor(switch)
+    return switch
+
+
+@pytest.fixture
+def otel_spans(_otel_switch: Any) -> Any:
+    """The spans finished during this test, in an in-memory exporter."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    _otel_switch.exporter = exporter
+    yield exporter
+    _otel_switch.exporter = None

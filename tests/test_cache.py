@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -164,3 +165,30 @@ def test_default_cache_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert default_cache_path() == tmp_path / "xdg" / "sfdsl" / "cache.sqlite"
     monkeypatch.setenv("SFDSL_CACHE_DIR", str(tmp_path / "mine"))
     assert default_cache_path() == tmp_path / "mine" / "cache.sqlite"
+
+
+def test_bounded_cache_evicts_the_oldest_entries(tmp_path: Path) -> None:
+    inner = ScriptedBackend(lambda prompt, i: "x" * 2000)
+    cache = CachedBackend(inner, path=tmp_path / "c.sqlite", max_bytes=20_000)
+
+    async def go() -> tuple[int, list[GenerateRequest]]:
+        for k in range(30):
+            await cache.generate(GenerateRequest(prompt=Prompt(text=f"q{k}"), seed=1))
+        calls_before = len(inner.requests)
+        await cache.generate(GenerateRequest(prompt=Prompt(text="q29"), seed=1))  # newest: still cached
+        await cache.generate(GenerateRequest(prompt=Prompt(text="q0"), seed=1))  # oldest: evicted, asked again
+        count = await cache.count()
+        await cache.aclose()
+        return count, inner.requests[calls_before:]
+
+    count, asked = asyncio.run(go())
+    assert count <= 10 and [r.prompt.text for r in asked] == ["q0"]
+    stored = sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT SUM(LENGTH(value)) FROM entries").fetchone()[0]
+    assert stored <= 20_000
+
+
+def test_cache_bound_must_be_positive(tmp_path: Path) -> None:
+    from sfdsl.errors import InputError
+
+    with pytest.raises(InputError):
+        CachedBackend(ScriptedBackend([]), path=tmp_path / "c.sqlite", max_bytes=0)

@@ -9,7 +9,7 @@ import pytest
 
 import sfdsl
 from sfdsl import ScriptedBackend
-from sfdsl.errors import BudgetExceeded, ScriptExhausted, SourceNotFoundError, StepError
+from sfdsl.errors import BudgetExceeded, CompileError, ScriptExhausted, StepError
 
 ONE_STEP = """recipe one(q: str) {
   prompt p = "{{ q }}"
@@ -77,12 +77,11 @@ def test_a_timeout_is_budget_exceeded_located_at_the_recipe() -> None:
     assert caught.value.location == "<string>:1:8" and caught.value.partial is not None
 
 
-def test_an_unreadable_file_is_a_source_error_with_its_cause(tmp_path: Path) -> None:
+def test_a_non_utf8_file_is_a_located_compile_error(tmp_path: Path) -> None:
     bad = tmp_path / "latin1.sf"
     bad.write_bytes(b"recipe r(q: str) { return q } # caf\xe9\n")
-    with pytest.raises(SourceNotFoundError, match="cannot read") as caught:
+    with pytest.raises(CompileError, match=r"latin1.sf:1:36: error\[SF507\]: cannot read .*not UTF-8"):
         sfdsl.load(bad)
-    assert isinstance(caught.value.__cause__, UnicodeDecodeError)
 
 
 def test_located_is_one_line_and_does_not_repeat_the_location() -> None:
@@ -98,7 +97,7 @@ def test_located_is_one_line_and_does_not_repeat_the_location() -> None:
 def test_an_unexpected_compiler_failure_is_an_internal_error_with_its_cause(monkeypatch: pytest.MonkeyPatch) -> None:
     import sfdsl.api
 
-    def broken(text: str, *, file: str) -> None:
+    def broken(text: str, **options: object) -> None:
         raise TypeError("a bug")
 
     monkeypatch.setattr(sfdsl.api, "compile_text", broken)

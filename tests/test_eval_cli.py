@@ -254,3 +254,82 @@ def test_budget_failures_recorded_with_real_recipe(tmp_path: Path, capsys: pytes
     s = json.loads((tmp_path / "o" / "metrics.json").read_text())["recipes"]["twoturn"]["summary"]
     assert s["failures"] == {"count": 2, "by_kind": {"BudgetExceeded": 2}} and s["accuracy"] == 0.0
     assert "BudgetExceeded: 2" in capsys.readouterr().out
+
+
+def _budget_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    recipe = tmp_path / "chain.sf"
+    recipe.write_text("""recipe chain(question: str) -> answer {
+  prompt p = "Q: {{ question }}"
+  first = generate p (max_tokens: 30)
+  prompt q = "{{ first }} again"
+  second = generate q (max_tokens: 30)
+  prompt r = "{{ second }} more"
+  third = generate r (max_tokens: 30)
+  return third
+}
+""", encoding="utf-8")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": "w"}) + "\n" for i in range(3)),
+                    encoding="utf-8")
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([" ".join(["w"] * 40)] * 6), encoding="utf-8")
+    return recipe, data, script
+
+
+def test_eval_stores_budget_stopped_items_with_their_true_cost(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sfdsl.cli import main
+
+    recipe, data, script = _budget_files(tmp_path)
+    out = tmp_path / "out"
+    code = main(["eval", str(recipe), "--data", str(data), "--backend", f"scripted:{script}", "--no-cache",
+                 "--max-tokens", "45", "--out", str(out), "-k", "1"])
+    assert code == 0
+    with sqlite3.connect(out / "results.sqlite") as db:
+        rows = db.execute("SELECT calls, completion_tokens, error_kind, error FROM results").fetchall()
+    assert len(rows) == 3
+    for calls, tokens, kind, error in rows:
+        assert (calls, tokens, kind) == (2, 45, "BudgetExceeded") and error.startswith("stopped: token budget")
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = metrics["recipes"]["chain"]["summary"]
+    assert summary["cost"]["calls_per_item"] == 2 and summary["failures"]["by_kind"] == {"BudgetExceeded": 3}
+
+
+@pytest.mark.parametrize("blocked", ["metrics.json", "report.html"])
+def test_eval_refuses_unwritable_outputs_before_running(blocked: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from sfdsl.cli import main
+
+    recipe, data, script = _budget_files(tmp_path)
+    out = tmp_path / "out"
+    (out / blocked).mkdir(parents=True)
+    code = main(["eval", str(recipe), "--data", str(data), "--backend", f"scripted:{script}", "--no-cache",
+                 "--out", str(out), "--report"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot write {out / blocked}: it is a directory" in err
+    assert len(err.strip().splitlines()) == 1 and not (out / "results.sqlite").exists()
+
+
+def test_eval_output_that_fails_late_is_a_one_line_error(tmp_path: Path) -> None:
+    from sfdsl.eval.store import StoreError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match=r"cannot write .*metrics.json: .*rerun the same command") as info:
+        cli.write_output(blocker / "metrics.json", lambda: "{}")
+    assert "\n" not in str(info.value)
+    with pytest.raises(StoreError, match="cannot create output directory"):
+        cli.check_writable([blocker / "sub" / "report.html"])
+
+
+def test_eval_out_dir_under_a_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfdsl.cli import main
+
+    recipe, data, script = _budget_files(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    code = main(["eval", str(recipe), "--data", str(data), "--backend", f"scripted:{script}", "--no-cache",
+                 "--out", str(blocker / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot create output directory" in err and len(err.strip().splitlines()) == 1

@@ -309,9 +309,11 @@ def test_budget_on_calls_carries_the_partial_result() -> None:
 
 
 def test_budget_on_tokens_and_wall_clock() -> None:
-    program = sfdsl.compile('recipe r() { prompt p = "x"  a = generate p  return a }')
-    with pytest.raises(BudgetExceeded, match="token budget"):
-        program.recipe().run(backend=ScriptedBackend(["one two three"]), budget=Budget(max_tokens=2))
+    program = sfdsl.compile('recipe r() { prompt p = "x"  prompt q = "{{ a }}"  a = generate p  b = generate q '
+                            ' return answer: a + b }')
+    with pytest.raises(BudgetExceeded, match="token budget exhausted") as info:
+        program.recipe().run(backend=ScriptedBackend(["one two three", "four"]), budget=Budget(max_tokens=2))
+    assert info.value.partial["cost"]["calls"] == 1 and info.value.partial["cost"]["completion_tokens"] == 2
     with pytest.raises(BudgetExceeded, match="wall-clock"):
         program.recipe().run(backend=ScriptedBackend(["x"], latency=2.0), budget=Budget(timeout_s=0.1))
 

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from openai_fake import OpenAIServer, tokenize
 
 from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow, InputError
 from sfdsl.runtime.backends.base import ChoiceRequest, GenerateRequest, Message, Prompt, ScoreRequest
 from sfdsl.runtime.backends.openai_http import OpenAIBackend, chatml
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 from sfdsl.runtime.cache import CachedBackend
-from sfdsl.runtime.openai_server import OpenAIServer, tokenize
 
 T = TypeVar("T")
 TABLE = {" Paris": -0.5, " London": -2.0, " France": -0.25, " England": -1.0, " yes": -0.2, " no": -1.8}
@@ -278,6 +278,68 @@ def test_backend_survives_a_new_event_loop(server: OpenAIServer) -> None:
 def test_server_closes_without_starting() -> None:
     OpenAIServer(ScriptedBackend([])).close()
 
+
+_VALID = b'{"choices": [{"text": "ok", "index": 0, "finish_reason": "stop"}], "usage": {"completion_tokens": 1}}'
+
+
+def _http(body: bytes, *, length: int | None = None) -> bytes:
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length or len(body)}\r\n" \
+           "connection: close\r\n\r\n"
+    return head.encode() + body
+
+
+async def _raw_server(responses: list[bytes]) -> tuple[asyncio.base_events.Server, list[int]]:
+    """A bare HTTP server on a real socket that answers each request with the next canned response."""
+    hits: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        await reader.readexactly(length)
+        hits.append(1)
+        writer.write(responses.pop(0) if responses else _http(_VALID))
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0), hits
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [_http(b'{"choices": [{"text": "o'), _http(b"[1, 2]"), _http(b'{"id": "x"}'), _http(b"<html>oops</html>"),
+     _http(b'{"choices": [{"text": "ok"', length=400)],
+    ids=["truncated-json", "json-list", "no-choices", "html", "short-body"],
+)
+def test_malformed_200_is_retried_like_a_5xx(bad: bytes) -> None:
+    async def main() -> tuple[str, int]:
+        server, hits = await _raw_server([bad])
+        port = server.sockets[0].getsockname()[1]
+        backend = OpenAIBackend(base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff=0.01)
+        try:
+            (out,) = await backend.generate(GenerateRequest(prompt=Prompt(text="hello")))
+            return out.text, len(hits)
+        finally:
+            await backend.aclose()
+            server.close()
+
+    assert asyncio.run(main()) == ("ok", 2)
+
+
+def test_malformed_200_after_every_retry_is_a_backend_error() -> None:
+    async def main() -> None:
+        server, hits = await _raw_server([_http(b'{"choices": [')] * 3)
+        port = server.sockets[0].getsockname()[1]
+        backend = OpenAIBackend(base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff=0.01)
+        try:
+            await backend.generate(GenerateRequest(prompt=Prompt(text="hello")))
+        finally:
+            await backend.aclose()
+            server.close()
+            assert len(hits) == 3
+
+    with pytest.raises(BackendError, match="answered 200 with invalid JSON"):
+        asyncio.run(main())
 
 @pytest.mark.parametrize(("supports_n", "sent"), [(False, 5), (True, 1)])
 def test_cost_counts_requests_sent_next_to_model_calls(server: OpenAIServer, tmp_path: Path, supports_n: bool,

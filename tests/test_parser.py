@@ -93,3 +93,27 @@ def test_grammar_ships_in_package() -> None:
 
     assert "recipe" in grammar_text()
     assert Path(__file__).parent.parent.joinpath("grammar", "sf.lark").is_file()
+
+
+def test_recipe_doc_is_the_comment_above_it_else_the_file_header() -> None:
+    module = parse('''# File header: two recipes.
+#   Indented detail.
+
+# The first recipe.
+recipe first(q: str) -> answer {
+  return q
+}
+
+recipe second(q: str) -> answer {
+  # a comment inside the body is not a doc
+  return q
+}
+''')
+    first, second = module.recipes
+    assert first.doc == "The first recipe."
+    assert second.doc == "File header: two recipes.\n  Indented detail."
+
+
+def test_recipe_without_any_comment_has_an_empty_doc() -> None:
+    [recipe] = parse("recipe r(q: str) -> answer {\n  return q\n}\n").recipes
+    assert recipe.doc == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from sfdsl.errors import InputError
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.backends.scripted import ScriptedBackend
-from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.pool import BackendPool, pool_from_spec
 
 
 def test_concurrent_requests_from_several_loops_create_one_backend() -> None:
@@ -41,3 +42,8 @@ def test_concurrent_requests_from_several_loops_create_one_backend() -> None:
 def test_unknown_backend_is_an_input_error() -> None:
     with pytest.raises(InputError, match="unknown backend 'nope'"):
         asyncio.run(BackendPool().get("nope", {}))
+
+
+def test_a_missing_script_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        pool_from_spec(f"scripted:{tmp_path / 'missing.json'}")

@@ -26,6 +26,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sfdsl.errors import ContextOverflow
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "eos"]
 
@@ -159,6 +161,8 @@ class Backend(ABC):
 
     #: A stable identifier of the model (e.g. file hash); part of cache keys.
     model_id: str = "unknown"
+    #: The most tokens one sequence (prompt and generation) may hold; None when unknown.
+    context_tokens: int | None = None
 
     @abstractmethod
     async def generate(self, request: GenerateRequest) -> list[Completion]:
@@ -175,6 +179,29 @@ class Backend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release resources (threads, contexts, connections)."""
+
+
+#: No tokenizer's token covers more characters than this, so a longer prompt cannot fit.
+MAX_CHARS_PER_TOKEN = 32
+
+
+def ensure_fits(backend: Backend, prompt: Prompt, what: str) -> None:
+    """Refuse, before any model call, a prompt too long for the backend's context.
+
+    A cheap character bound: exact token counts are the backend's business.
+
+    Raises:
+        ContextOverflow: naming the prompt's size and the context.
+    """
+    limit = backend.context_tokens
+    if limit is None:
+        return
+    chars = len(prompt.canonical())
+    if chars > limit * MAX_CHARS_PER_TOKEN:
+        raise ContextOverflow(
+            f"{what}: the prompt has {chars} characters, more than a context of {limit} tokens can hold "
+            f"(at most {MAX_CHARS_PER_TOKEN} characters a token); shorten the prompt or its inputs"
+        )
 
 
 def normalise_logprobs(logprobs: list[float]) -> list[float]:

@@ -61,6 +61,10 @@ class LlamaBackend(Backend):
             eos_token=model.token_text(int(model.lib.llama_vocab_eos(model.vocab))),
         )
 
+    @property  # type: ignore[override]
+    def context_tokens(self) -> int:
+        return self.engine.n_ctx_seq
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> LlamaBackend:
         """Build from a config mapping: ``model``/``path`` plus ModelParams keys and ``timeout_s``."""

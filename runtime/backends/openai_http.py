@@ -24,8 +24,8 @@ Server differences handled here:
   prompts are scored as ChatML text (right for SmolLM2 and Qwen-style models;
   pass ``chatml_fallback=False`` to get a ``BackendError`` instead).
 
-Transient failures (429, 5xx, connection errors) are retried with exponential
-backoff and jitter, honouring ``Retry-After``. Read timeouts raise
+Transient failures (429, 5xx, connection errors, a malformed or truncated 200)
+are retried with exponential backoff and jitter, honouring ``Retry-After``. Read timeouts raise
 ``BackendTimeout``; other 4xx raise ``BackendError`` with the server's message,
 or ``ContextOverflow`` when a 400 mentions the context.
 """
@@ -39,7 +39,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -57,6 +57,7 @@ from sfdsl.runtime.backends.base import (
     SequenceScore,
     normalise_logprobs,
 )
+from sfdsl.runtime.backends.endpoints import EndpointRouter, parse_base_urls
 
 log = get_logger(__name__)
 
@@ -69,7 +70,7 @@ class OpenAIBackend(Backend):
     def __init__(
         self,
         *,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str = "default",
         model_id: str | None = None,
         api_key: str | None = None,
@@ -82,15 +83,18 @@ class OpenAIBackend(Backend):
         grammar_field: str | None = None,
         chatml_fallback: bool = True,
         choice_mode: str = "auto",
+        endpoint_cooldown: float = 5.0,
+        context_tokens: int | None = None,
     ) -> None:
         """Configure the client; no connection is made until the first request.
 
         Args:
-            base_url: The API root, e.g. ``http://127.0.0.1:8080/v1``.
+            base_url: The API root, e.g. ``http://127.0.0.1:8080/v1``; several (a list, or comma-separated)
+                spread requests over a fleet (``endpoints.py``: least-loaded routing, failover).
             model: The ``model`` field sent with every request.
             model_id: A stable identity for cache keys; defaults to ``openai:{model}@{base_url}``.
             api_key: Bearer token; defaults to ``$OPENAI_API_KEY`` when set.
-            max_concurrency: Most requests in flight at once.
+            max_concurrency: Most requests in flight at once, per endpoint.
             timeout: Seconds before a request raises ``BackendTimeout``.
             max_retries: Retries after the first try on 429, 5xx and connection errors.
             backoff: First retry delay in seconds; doubles per retry, with jitter.
@@ -99,14 +103,15 @@ class OpenAIBackend(Backend):
             grammar_field: Extra body key that also carries the GBNF grammar (vLLM: ``guided_grammar``).
             chatml_fallback: Score chat prompts as ChatML text; if False, raise ``BackendError``.
             choice_mode: ``auto`` answers single-token choices from top logprobs; ``score`` always scores.
+            endpoint_cooldown: Seconds an unreachable endpoint rests before it is probed again.
+            context_tokens: The model's context size; longer prompts fail before any request.
         """
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise InputError("max_concurrency must be >= 1, max_retries >= 0 and timeout > 0")
-        if not base_url.startswith(("http://", "https://")):
-            raise InputError(f"base_url must start with http:// or https://, not {base_url!r}")
         if choice_mode not in ("auto", "score"):
             raise InputError(f"choice_mode must be 'auto' or 'score', not {choice_mode!r}")
-        self.base_url = base_url.rstrip("/")
+        self._endpoints = EndpointRouter(parse_base_urls(base_url), cooldown=endpoint_cooldown)
+        self.base_url = self._endpoints.label
         self.model = model
         self.model_id = model_id or f"openai:{model}@{self.base_url}"
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
@@ -119,6 +124,7 @@ class OpenAIBackend(Backend):
         self._grammar_field = grammar_field
         self._chatml_fallback = chatml_fallback
         self._choice_mode = choice_mode
+        self.context_tokens = context_tokens
         self._client: httpx.AsyncClient | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -288,11 +294,10 @@ class OpenAIBackend(Backend):
             # A client is bound to the loop it first ran on; a new asyncio.run() needs a new one.
             self._loop = loop
             headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            limits = httpx.Limits(max_connections=self._max_concurrency)
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url, headers=headers, timeout=self._timeout, limits=limits
-            )
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+            most = self._max_concurrency * len(self._endpoints)
+            limits = httpx.Limits(max_connections=most)
+            self._client = httpx.AsyncClient(headers=headers, timeout=self._timeout, limits=limits)
+            self._semaphore = asyncio.Semaphore(most)
         return self._client, self._semaphore
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -303,7 +308,7 @@ class OpenAIBackend(Backend):
             start = time.perf_counter()
             try:
                 async with semaphore:
-                    response = await client.post(path, json=body)
+                    response = await self._endpoints.post(client, path, json=body)
             except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
                 raise BackendTimeout(f"{url} did not answer within {self._timeout}s") from exc
             except httpx.TransportError as exc:  # connection refused/reset, connect timeout
@@ -312,7 +317,7 @@ class OpenAIBackend(Backend):
                     raise cls(f"cannot reach {url} after {attempt + 1} tries: {exc!r}") from exc
                 await self._retry(url, attempt, reason=type(exc).__name__, retry_after=None)
                 continue
-            elapsed_ms = round((time.perf_counter() - start) * 1000, 1)
+            elapsed_ms, url = round((time.perf_counter() - start) * 1000, 1), str(response.url)
             log.debug("backend_called", url=url, status=response.status_code, attempt=attempt, elapsed_ms=elapsed_ms)
             status = response.status_code
             if (status == 429 or status >= 500) and not last:
@@ -320,17 +325,21 @@ class OpenAIBackend(Backend):
                 continue
             try:
                 response.raise_for_status()
-                data = response.json()
             except httpx.HTTPStatusError as exc:
                 message = f"{url} answered {status}: {_server_message(response)}"
                 if status == 400 and "context" in message.lower():
                     raise ContextOverflow(message) from exc
                 raise BackendError(message) from exc
-            except ValueError as exc:
-                raise BackendError(f"{url} answered with invalid JSON: {response.text[:200]!r}") from exc
-            if not isinstance(data, dict):
-                raise BackendError(f"{url} answered with a JSON {type(data).__name__}, not an object")
-            return data
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("choices"), list):
+                return data
+            problem = f"invalid JSON: {response.text[:200]!r}" if data is None else f"no choices: {str(data)[:200]}"
+            if last:  # a malformed or truncated 200 is transient, like a 5xx
+                raise BackendError(f"{url} answered {status} with {problem}")
+            await self._retry(url, attempt, reason="malformed_body", retry_after=None)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _retry(self, url: str, attempt: int, *, reason: str, retry_after: float | None) -> None:

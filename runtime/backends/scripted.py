@@ -42,8 +42,10 @@ Scores = Mapping[str, float] | ScoreFn
 class ScriptedBackend(Backend):
     """Replays scripted replies and scores; records every request it sees."""
 
-    def __init__(self, script: Script, *, scores: Scores | None = None, latency: float = 0.0) -> None:
+    def __init__(self, script: Script, *, scores: Scores | None = None, latency: float = 0.0,
+                 context_tokens: int | None = None) -> None:
         self._script = script
+        self.context_tokens = context_tokens
         self._queue = list(script) if isinstance(script, Sequence) and not isinstance(script, str) else None
         self._by_prompt = (
             {k: list(v) if not isinstance(v, str) else v for k, v in script.items()}

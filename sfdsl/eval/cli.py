@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sfdsl.errors import SfdslError
+from sfdsl.errors import InputError, SfdslError
 from sfdsl.eval import generate
 from sfdsl.eval.data import DataError, Item, Row, build_items, coerce, load_rows, parse_assignments
 from sfdsl.eval.glue import Target, Warmup, load_target, resolve_models, shared_pool, split_recipe_spec
@@ -93,6 +95,18 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
     p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="per-item budget of tokens")
     p.add_argument("--retry-errors", action="store_true", help="rerun items whose stored result is a failure")
     p.add_argument("--report", action="store_true", help="also write DIR/report.html")
+    p.add_argument(
+        "--executor",
+        default="local",
+        metavar="local|ray[:ADDRESS]",
+        help="where items run: this process (default), or Ray workers on a local cluster or the one at ADDRESS "
+        "(-k is then items in flight per worker; needs the ray extra)",
+    )
+    p.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="Ray workers (default: as many as the cluster holds)"
+    )
+    p.add_argument("--worker-cpus", type=_non_negative, default=1.0, metavar="C", help="CPUs per Ray worker")
+    p.add_argument("--worker-gpus", type=_non_negative, default=0.0, metavar="G", help="GPUs per Ray worker")
     p.set_defaults(func=functools.partial(run_eval_command, make_backend=make_backend))
     return p
 
@@ -126,7 +140,11 @@ def run_data_command(args: argparse.Namespace) -> int:
         return 2
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            sys.stderr.write(f"sfrun data: error: cannot write {args.output}: {exc.strerror or exc}\n")
+            return 2
     else:
         sys.stdout.write(text)
     return 0
@@ -159,7 +177,8 @@ def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple
     plans = []
     labels: set[str] = set()
     for spec_text in args.recipes:
-        target = load_target(spec_text, backend, _limits(args))
+        search = {"import_path": args.import_path} if getattr(args, "import_path", None) else {}
+        target = load_target(spec_text, backend, _limits(args), **search)
         target.label = _unique(target.label, spec_text, labels)
         labels.add(target.label)
         items = build_items(
@@ -190,18 +209,27 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     runs: dict[str, Any] = {}
     failures: dict[str, list[dict[str, Any]]] = {}
     rows = load_rows(args.data)  # fail fast on bad data, before a model is loaded
+    outputs = [out / "metrics.json"] + ([out / "report.html"] if args.report else [])
+    check_writable(outputs)  # and on an output that cannot be written
     made = make_backend(args) if make_backend else None
     backend = shared_pool(made)
     try:
         plans = _plan(args, rows, backend)
-        with ResultStore.in_dir(out) as store:
+        async with contextlib.AsyncExitStack() as stack:
+            remote = await _remote_executor(args, make_backend, stack)
+            store = stack.enter_context(ResultStore.in_dir(out))
             for spec_text, target, items in plans:
-                run_item = Warmup(target.run_item)
+                run: Any = Warmup(target.run_item) if remote is None else remote.for_target(target)
+                models = await (
+                    resolve_models(target, backend, run, items, args.seed)
+                    if remote is None
+                    else run.model_ids(items, args.seed)
+                )
                 key_parts = {
                     "version": STORE_VERSION,
                     "recipe": target.label,
                     "fingerprint": target.fingerprint,
-                    "models": await resolve_models(target, backend, run_item, items, args.seed),
+                    "models": models,
                     "metric": args.metric,
                     "first_key": args.first_key,
                     "seed": args.seed,
@@ -222,7 +250,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
                     logger.info("eval.retry_errors", recipe=spec.label, dropped=store.drop_errors(spec.run_key))
                 outcome = await run_eval(
                     items,
-                    run_item,
+                    run,
                     spec,
                     store=store,
                     concurrency=args.concurrency,
@@ -261,17 +289,90 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
         "seed": args.seed,
         "limit": args.limit,
     }
-    out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
     doc = _json_safe({"meta": meta, "recipes": runs, "comparison": comparison})
-    metrics_path.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    write_output(metrics_path, lambda: json.dumps(doc, indent=2, default=str))
     console.print(f"metrics: {metrics_path}")
     if args.report:
-        from sfdsl.eval.report import write_report
+        from sfdsl.eval.report import render_report
 
-        path = write_report(out / "report.html", summaries, comparison, meta=meta, failures=failures)
+        path = out / "report.html"
+        write_output(path, lambda: render_report(summaries, comparison, meta=meta, failures=failures))
         console.print(f"report: {path}")
     return 0
+
+
+def check_writable(paths: list[Path]) -> None:
+    """Refuse, before anything runs, output files that cannot be written.
+
+    Raises:
+        StoreError: naming the first such path and why.
+    """
+    from sfdsl.eval.store import StoreError
+
+    for path in paths:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create output directory {path.parent}: {exc.strerror or exc}") from None
+        if path.is_dir():
+            raise StoreError(f"cannot write {path}: it is a directory")
+        target = path if path.exists() else path.parent
+        if not os.access(target, os.W_OK):
+            raise StoreError(f"cannot write {path}: permission denied")
+
+
+def write_output(path: Path, text: Callable[[], str]) -> None:
+    """Write one output file of an eval.
+
+    Raises:
+        StoreError: with a one-line reason; the results stay in the store, so a rerun writes the file.
+    """
+    from sfdsl.eval.store import StoreError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text(), encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}; the results are saved in the store, "
+                         "rerun the same command to write it") from None
+
+
+async def _remote_executor(
+    args: argparse.Namespace, make_backend: MakeBackend | None, stack: contextlib.AsyncExitStack
+) -> Any:
+    """The started RayExecutor for ``--executor ray[:ADDRESS]`` (closed with ``stack``), or None to run here."""
+    if args.executor == "local":
+        if args.workers is not None or args.worker_gpus:
+            raise InputError("--workers and --worker-gpus need --executor ray")
+        return None
+    from sfdsl.eval.ray_executor import RayExecutor, RaySettings
+
+    settings = RaySettings(
+        address=RaySettings.parse_address(args.executor),
+        workers=args.workers,
+        cpus=args.worker_cpus,
+        gpus=args.worker_gpus,
+        concurrency=args.concurrency,
+    )
+    worker_args = _absolute_paths(args)
+    build = functools.partial(make_backend, worker_args) if make_backend else None
+    from sfdsl.cli import configure_logging
+
+    setup = functools.partial(configure_logging, -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+    return await stack.enter_async_context(RayExecutor(build, settings, limits=_limits(args), worker_setup=setup))
+
+
+def _absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """A copy of ``args`` whose file paths (scripted backend, model file) also resolve in a worker's directory."""
+    fixed = argparse.Namespace(**vars(args))
+    backend = getattr(args, "backend", None) or ""
+    if backend.startswith("scripted:"):
+        fixed.backend = "scripted:" + str(Path(backend.partition(":")[2]).resolve())
+    model = getattr(args, "model", None)
+    if model and Path(model).exists():
+        fixed.model = str(Path(model).resolve())
+    return fixed
 
 
 def _unique(label: str, spec_text: str, taken: set[str]) -> str:
@@ -298,6 +399,13 @@ def _json_safe(value: Any) -> Any:
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
 

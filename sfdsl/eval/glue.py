@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,8 @@ class Target:
         run_item: ``await run_item(inputs, seed) -> RunResult``.
         model_ids: Ids of the models this recipe has used so far ("" before its
             first run); None to use the shared backend's ids.
+        recipe: The compiled ``sfdsl.Recipe``, if any: another process rebuilds
+            this target from it (``recipe.program.compiled`` is plain data).
     """
 
     label: str
@@ -32,6 +34,7 @@ class Target:
     required: set[str]
     run_item: RunItem
     model_ids: Callable[[], str] | None = None
+    recipe: Any = None
 
 
 def split_recipe_spec(spec: str) -> tuple[str, str | None]:
@@ -56,7 +59,8 @@ def shared_pool(backend: Any) -> Any:
     return BackendPool(backend=backend) if backend is not None else BackendPool()
 
 
-def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> Target:
+def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None, *,
+                import_path: Sequence[str] = ()) -> Target:
     """Glue to the sfdsl API: compile a recipe and wrap ``recipe.arun`` as a run_item.
 
     The recipe runs through a per-recipe view of the shared ``pool`` that
@@ -68,6 +72,13 @@ def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> T
         SfdslError: CompileError, SourceNotFoundError, RecipeNotFoundError...
     """
     import sfdsl
+
+    path, name = split_recipe_spec(spec)
+    return recipe_target(sfdsl.load(path, import_path=import_path).recipe(name), pool, limits)
+
+
+def recipe_target(recipe: Any, pool: Any, limits: dict[str, Any] | None = None) -> Target:
+    """A compiled recipe as a :class:`Target` running through ``pool`` (see :func:`load_target`)."""
     from sfdsl.runtime.context import Budget
     from sfdsl.runtime.pool import BackendPool
 
@@ -89,8 +100,6 @@ def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> T
         async def aclose(self) -> None:  # the shared pool owns the models
             return None
 
-    path, name = split_recipe_spec(spec)
-    recipe = sfdsl.load(path).recipe(name)
     params = [_param(p) for p in recipe.params]
     view = RecipePool()
     budget = Budget(**limits) if limits else None
@@ -105,6 +114,7 @@ def load_target(spec: str, pool: Any, limits: dict[str, Any] | None = None) -> T
         required={p[0] for p in params if p[2] is None},
         run_item=run_item,
         model_ids=view.model_ids,
+        recipe=recipe,
     )
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -18,14 +18,15 @@ from sfdsl.eval.data import Item
 from sfdsl.eval.metrics import Matcher
 from sfdsl.eval.store import ItemRecord, ResultStore
 from sfdsl.log import get_logger
-
-if TYPE_CHECKING:
-    from sfdsl.runtime.results import RunResult
+from sfdsl.runtime.results import Cost, RunResult
 
 log = get_logger("sfdsl.eval")
 
 #: Runs one item: ``await run_item(inputs, seed) -> RunResult``.
 RunItem = Callable[[dict[str, Any], int], Awaitable["RunResult"]]
+
+#: Receives each finished record: ``await on_record(record)``.
+OnRecord = Callable[[ItemRecord], Awaitable[None]]
 
 
 def make_run_key(**parts: Any) -> str:
@@ -76,9 +77,51 @@ class Progress(Protocol):
     def finish(self) -> None: ...
 
 
+@runtime_checkable
+class Executor(Protocol):
+    """Where an eval's items run: in this event loop (:class:`LocalExecutor`) or elsewhere (e.g. Ray).
+
+    Contract: :meth:`run` ends every ``(item, sample)`` given in exactly one
+    ``await on_record(record)`` call, in any order (an item that fails is a
+    record carrying its error), or raises. Records should be built with
+    :func:`run_one` so they are judged the same wherever they ran.
+    """
+
+    async def run(
+        self, pending: Sequence[tuple[Item, int]], spec: EvalSpec, on_record: OnRecord, logger: Any
+    ) -> None: ...
+
+
+class LocalExecutor:
+    """Runs items in the current event loop, ``concurrency`` at a time, in one TaskGroup."""
+
+    def __init__(self, run_item: RunItem, concurrency: int = 8) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.run_item, self.concurrency = run_item, concurrency
+
+    async def run(
+        self, pending: Sequence[tuple[Item, int]], spec: EvalSpec, on_record: OnRecord, logger: Any
+    ) -> None:
+        queue: Iterator[tuple[Item, int]] = iter(pending)
+
+        async def worker() -> None:
+            for item, sample in queue:
+                await on_record(await run_one(item, sample, self.run_item, spec, logger))
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(min(self.concurrency, len(pending))):
+                    tg.create_task(worker())
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+
 async def run_eval(
     items: Sequence[Item],
-    run_item: RunItem,
+    run: RunItem | Executor,
     spec: EvalSpec,
     *,
     store: ResultStore,
@@ -86,27 +129,27 @@ async def run_eval(
     progress: Progress | None = None,
     logger: Any = None,
 ) -> EvalOutcome:
-    """Run every (item, sample) not yet in the store, ``concurrency`` at a time.
+    """Run every (item, sample) not yet in the store and store each record as it finishes.
 
-    Workers run in one TaskGroup, so up to ``concurrency`` items are in flight
-    together (letting the engine batch across items). Each finished item is
-    durably written before the next is taken. An item's failure is recorded
-    with its reason and counts as incorrect; the run goes on.
+    Each finished item is durably written before its worker takes the next
+    one, so a killed run loses only items in flight. An item's failure is
+    recorded with its reason and counts as incorrect; the run goes on.
 
     Args:
         items: The dataset items.
-        run_item: Async callable running the recipe on one item's inputs.
+        run: An async callable running the recipe on one item's inputs (run
+            here by a :class:`LocalExecutor`, ``concurrency`` items in flight,
+            letting the engine batch across items), or an :class:`Executor`.
         spec: Run identity and judging rules.
         store: Results store.
-        concurrency: Maximum items in flight.
+        concurrency: Maximum items in flight (for a callable ``run``).
         progress: Optional progress sink.
         logger: structlog logger for events (default: the ``sfdsl.eval`` logger).
 
     Returns:
         The records for exactly these items and samples, new and resumed.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
+    executor = run if isinstance(run, Executor) else LocalExecutor(run, concurrency)
     logger = logger or log
     wanted = [(item, s) for item in items for s in range(spec.samples)]
     done = await asyncio.to_thread(store.done, spec.run_key)
@@ -115,26 +158,18 @@ async def run_eval(
     logger.info("eval.start", recipe=spec.label, total=len(wanted), resumed=resumed, concurrency=concurrency)
     if progress:
         progress.start(spec.label, len(wanted), resumed)
-    queue: Iterator[tuple[Item, int]] = iter(pending)
     new = 0
 
-    async def worker() -> None:
+    async def on_record(record: ItemRecord) -> None:
         nonlocal new
-        for item, sample in queue:
-            record = await _run_one(item, sample, run_item, spec, logger)
-            if await asyncio.to_thread(store.add, record):
-                new += 1
-            if progress:
-                progress.update(record)
+        if await asyncio.to_thread(store.add, record):
+            new += 1
+        if progress:
+            progress.update(record)
 
     try:
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(min(concurrency, len(pending))):
-                tg.create_task(worker())
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        if pending:
+            await executor.run(pending, spec, on_record, logger)
     finally:
         if progress:
             progress.finish()
@@ -144,7 +179,8 @@ async def run_eval(
     return EvalOutcome(records=records, new=new, resumed=resumed)
 
 
-async def _run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, logger: Any) -> ItemRecord:
+async def run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, logger: Any) -> ItemRecord:
+    """Run one (item, sample) and judge it; a failure becomes a record with its error, never an exception."""
     seed = spec.seed + sample
     result: Any = None
     error: str | None = None
@@ -156,7 +192,7 @@ async def _run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, l
         if getattr(result, "error", None):
             error, kind = str(result.error), "RunError"
     except BudgetExceeded as exc:
-        result, error, kind = exc.partial, str(exc) or "budget exceeded", "BudgetExceeded"
+        result, error, kind = _stopped_result(exc, spec.label), f"stopped: {exc}", "BudgetExceeded"
     except TimeoutError:
         error, kind = f"item timed out after {spec.item_timeout}s", "Timeout"
     except Exception as exc:
@@ -168,6 +204,15 @@ async def _run_one(item: Item, sample: int, run_item: RunItem, spec: EvalSpec, l
     if error is not None:
         logger.warning("eval.item_failed", recipe=spec.label, item=item.item_id, sample=sample, kind=kind, error=error)
     return make_record(item, sample, seed, result, spec, wall_s=wall, error=error, error_kind=kind)
+
+
+def _stopped_result(exc: BudgetExceeded, recipe: str) -> Any:
+    """A budget-stopped run as a result with no answer but its true cost."""
+    if hasattr(exc.partial, "cost"):
+        return exc.partial
+    partial = exc.partial if isinstance(exc.partial, dict) else {}
+    return RunResult(run_id=str(partial.get("run_id", "")), recipe=recipe,
+                     cost=Cost.model_validate(partial.get("cost") or {}))
 
 
 def make_record(

@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible HTTP server in front of any sfdsl Backend (loopback by default).
+"""Test fake: a small OpenAI-compatible HTTP server in front of any sfdsl Backend (loopback by default).
 
 It serves ``GET /v1/models``, ``POST /v1/completions`` (with ``n``, ``stop``,
 ``seed``, ``logprobs``, ``echo`` for scoring) and ``POST /v1/chat/completions``

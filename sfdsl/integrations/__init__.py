@@ -1,0 +1,1 @@
+"""Bridges to other ecosystems, each behind an optional extra: LangChain, MCP, Pygments."""

@@ -1,0 +1,169 @@
+"""From a validated request to a finished run: routing, inputs, caps, the run slot, the timeout, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from sfdsl.chat_inputs import inputs_from_chat
+from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, InputError, SfdslError
+from sfdsl.inputs import bind_inputs
+from sfdsl.log import get_logger
+from sfdsl.runtime.context import Listener, observe
+from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.results import RunResult
+from sfdsl.runtime_session import Runtime
+from sfdsl.serve.config import ServeConfig
+from sfdsl.serve.limits import RunLimiter
+from sfdsl.serve.metrics import ServeMetrics
+from sfdsl.serve.protocol import ChatRequest, CompletionRequest, HTTPError
+from sfdsl.serve.registry import RecipeRegistry, RuntimeSet, ServedRecipe
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything a run needs, checked before it takes a run slot."""
+
+    served: ServedRecipe
+    inputs: dict[str, Any]
+    seed: int
+    runtime: Runtime
+
+
+class Ticket:
+    """A request's place in the run queue; ``close()`` gives it back if the run never started."""
+
+    def __init__(self, limiter: RunLimiter) -> None:
+        limiter.reserve()
+        self._limiter = limiter
+        self._queued = True
+
+    def slot(self) -> Any:
+        self._queued = False
+        return self._limiter.slot()
+
+    def close(self) -> None:
+        if self._queued:
+            self._queued = False
+            self._limiter.cancel()
+
+
+class Runner:
+    """Prepares and executes runs for one app."""
+
+    def __init__(self, registry: RecipeRegistry, *, config: ServeConfig,
+                 make_pool: Callable[[str | None], BackendPool]) -> None:
+        self.registry = registry
+        self.config = config
+        self.runtimes = RuntimeSet(make_pool)
+        self.limiter = RunLimiter(max_concurrency=config.max_concurrency, max_queue=config.max_queue)
+        self.metrics = ServeMetrics(in_flight=lambda: self.limiter.in_flight, queued=lambda: self.limiter.waiting,
+                                    backends=self.runtimes.backends)
+        self._fixed = fixed_inputs(registry, config.inputs)
+        self.runtimes.get(None)  # a bad --backend spec fails at start-up, not at the first request
+
+    def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
+        """Route the request and bind its inputs; a 4xx HTTPError otherwise."""
+        served, alias = self.registry.resolve(request.model)
+        self._check_n(request.n, "n")
+        extra = request.sfdsl.inputs if request.sfdsl else None
+        try:
+            given = inputs_from_chat(served.params, request.chat_messages(), request_fields=request.request_fields(),
+                                     extra=extra, recipe=served.name)
+            inputs = bind_inputs(served.recipe.ast, {**self._fixed.get(served.name, {}), **given})
+        except InputError as exc:
+            raise HTTPError(400, str(exc), code="invalid_input") from None
+        if isinstance(inputs.get("n"), int):
+            self._check_n(inputs["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
+        return PreparedRun(served=served, inputs=inputs, seed=request.seed or 0,
+                          runtime=self.runtimes.get(alias))
+
+    def _check_n(self, n: int | None, param: str) -> None:
+        if n is not None and not 1 <= n <= self.config.max_n:
+            raise HTTPError(400, f"'{param}' must be between 1 and {self.config.max_n} on this server, got {n}",
+                            code="n_out_of_range", param=param)
+
+    def ticket(self) -> Ticket:
+        """A place in the run queue, or a 429."""
+        return Ticket(self.limiter)
+
+    async def execute(self, run: PreparedRun, ticket: Ticket, listener: Listener | None = None) -> RunResult:
+        """Wait for a run slot and run; 504 past the timeout, a located 5xx when the run fails."""
+        recipe = run.served.recipe
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                async with ticket.slot():
+                    with observe(listener) if listener is not None else nullcontext():
+                        result = await run.runtime.arun(recipe, run.inputs, seed=run.seed)
+        except TimeoutError:
+            self.metrics.run_failures.labels("timeout").inc()
+            raise HTTPError(504, f"run of '{run.served.name}' did not finish within {self.config.timeout_s:g}s",
+                            type="timeout_error", code="timeout") from None
+        except HTTPError:
+            raise
+        except Exception as exc:  # a failed run becomes a located error answer; the server keeps serving
+            error = run_error(exc)
+            self.metrics.run_failures.labels(error.code or "run_failed").inc()
+            log.warning("run_failed", model=run.served.name, status=error.status, error=error.message)
+            raise error from None
+        finally:
+            ticket.close()
+        self.metrics.observe_run(run.served.name, result)
+        return result
+
+    async def aclose(self) -> None:
+        await self.runtimes.aclose()
+
+
+def fixed_inputs(registry: RecipeRegistry, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``-i`` inputs each served recipe declares, converted from text.
+
+    Raises:
+        InputError: for an input no served recipe declares, or a value of the wrong type.
+    """
+    unused = set(given)
+    fixed: dict[str, dict[str, Any]] = {}
+    for served in registry:
+        names = {name for name, _ in served.params}
+        mine = {k: v for k, v in given.items() if k in names}
+        unused -= set(mine)
+        fixed[served.name] = {k: v for k, v in bind_inputs(served.recipe.ast, mine, from_text=True,
+                                                            require_all=False).items() if k in mine}
+    if unused:
+        raise InputError(f"no served recipe has input(s) {', '.join(sorted(unused))}")
+    return fixed
+
+
+_STATUS: list[tuple[type[BaseException], int]] = [(BackendTimeout, 504), (BackendError, 502), (SfdslError, 500)]
+
+
+def run_error(exc: BaseException) -> HTTPError:
+    """The error answer for a failed run: sfdsl's message with its location, never a traceback."""
+    leaf = _leaf(exc)
+    status = next((code for kind, code in _STATUS if isinstance(leaf, kind)), 500)
+    if isinstance(leaf, SfdslError):
+        code = _snake(type(leaf).__name__)
+        message = str(leaf)
+    else:
+        code, message = "internal_error", f"internal error during the run: {type(leaf).__name__}: {leaf}"
+    extra = {"location": getattr(leaf, "location", None), "node_id": getattr(leaf, "node_id", None)}
+    if isinstance(leaf, BudgetExceeded) and isinstance(leaf.partial, dict):
+        extra["run_id"] = leaf.partial.get("run_id")
+    return HTTPError(status, message, type="server_error", code=code, extra=extra)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first sfdsl error inside (nested) exception groups, else the first exception."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = next((e for e in exc.exceptions if isinstance(_leaf(e), SfdslError)), exc.exceptions[0])
+    return exc
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

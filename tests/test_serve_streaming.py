@@ -1,0 +1,97 @@
+"""Streaming: progress chunks per step, then the answer, then usage, then [DONE]; errors and disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from serve_support import CHAT, Gate, chat, client, make_app
+
+from sfdsl import ScriptedBackend
+
+
+def events(text: str) -> list[Any]:
+    """The ``data:`` payloads of an SSE body, JSON-decoded except ``[DONE]``."""
+    lines = [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
+    return [line if line == "[DONE]" else json.loads(line) for line in lines]
+
+
+def stream(path: str, payload: dict[str, Any], backend: Any = None) -> tuple[int, str, str]:
+    async def go() -> tuple[int, str, str]:
+        async with client(make_app(backend)) as http, http.stream("POST", path, json=payload) as reply:
+            text = "".join([chunk async for chunk in reply.aiter_text()])
+            return reply.status_code, reply.headers["content-type"], text
+
+    return asyncio.run(go())
+
+
+def test_chat_stream_orders_progress_answer_usage_done() -> None:
+    status, content_type, text = stream(CHAT, chat(stream=True))
+    assert status == 200 and content_type.startswith("text/event-stream")
+    chunks = events(text)
+    assert chunks[-1] == "[DONE]"
+    progress = [c for c in chunks[:-1] if c["choices"] and "sfdsl" in c["choices"][0]["delta"]]
+    answer, final = chunks[-3], chunks[-2]
+    assert chunks[: len(progress)] == progress and len(progress) == 4  # generate, extract, vote, return
+    assert [p["choices"][0]["delta"]["sfdsl"]["node_id"].split("/")[-1] for p in progress][:3] == \
+        ["samples", "answers", "v"]
+    assert all(p["choices"][0]["delta"]["sfdsl"]["location"].endswith(tuple("0123456789")) for p in progress)
+    assert answer["choices"][0]["delta"] == {"role": "assistant", "content": "12"}
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert final["choices"] == [] and final["usage"]["completion_tokens"] > 0
+    assert final["sfdsl"]["score"] == 1.0 and final["object"] == "chat.completion.chunk"
+    assert len({c["id"] for c in chunks[:-1]}) == 1
+
+
+def test_completion_stream_puts_progress_in_the_choice() -> None:
+    status, _, text = stream("/v1/completions", {"model": "chain_of_thought", "prompt": "a dozen?", "stream": True})
+    chunks = events(text)
+    assert status == 200 and chunks[-1] == "[DONE]"
+    assert chunks[0]["object"] == "text_completion" and chunks[0]["choices"][0]["sfdsl"]["kind"] == "generate"
+    assert chunks[-3]["choices"][0]["text"] == "12" and "usage" in chunks[-2]
+
+
+def test_failed_run_streams_one_error_chunk_then_done() -> None:
+    _, _, text = stream(CHAT, chat(stream=True), backend=ScriptedBackend([]))
+    chunks = events(text)
+    assert chunks[-1] == "[DONE]" and chunks[-2]["error"]["code"] == "script_exhausted"
+    assert all("usage" not in c for c in chunks[:-1])
+
+
+def test_stream_refused_before_headers_when_the_request_is_bad() -> None:
+    status, content_type, text = stream(CHAT, chat(stream=True, n=10**6))
+    assert status == 400 and content_type.startswith("application/json") and "n_out_of_range" in text
+
+
+def test_disconnect_during_a_stream_cancels_the_run() -> None:
+    gate = Gate()
+    app = make_app(ScriptedBackend(gate))
+    body = json.dumps(chat("chain_of_thought", stream=True)).encode()
+
+    async def go() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await gate.started.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": CHAT, "raw_path": CHAT.encode(), "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 1), "server": ("serve.test", 80)}
+        await asyncio.wait_for(app(scope, receive, send), 10)
+        await app.state.runner.aclose()
+        return sent
+
+    sent = asyncio.run(go())
+    assert gate.cancelled == 1
+    assert sent[0]["status"] == 200 and all(b"[DONE]" not in m.get("body", b"") for m in sent)
+    limiter = app.state.runner.limiter
+    assert limiter.in_flight == 0 and limiter.waiting == 0
