@@ -8,9 +8,12 @@ Scenario 1 (one prompt, ``--n`` samples of ``--max-tokens`` tokens, temperature 
   (d) a bare low-level batched loop with nothing around it: the ceiling.
 Scenario 2: ``--concurrent`` recipe runs x n samples, one after another vs all at once
 (cross-request batching: the engine merges the runs' sequences into one batch).
+Then, once each: fairness (three small requests beside a long prompt vs alone), the prefix
+cache (self_refine, 4 rounds, with vs without), flash attention off vs on (bare decode), and
+(c) against llama.cpp's own ``llama-batched-bench`` (found or built, see cpp_bench.py).
 
 Throughput counts the tokens actually generated (a sample may end early at EOS).
-Run: ``python benchmarks/bench_batching.py --repeat 3``.
+Run: ``python benchmarks/bench_batching.py --repeat 3``; quick: ``--quick``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+
+try:
+    from benchmarks import cpp_bench, engine_scenarios
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    import cpp_bench  # type: ignore[no-redef]
+    import engine_scenarios  # type: ignore[no-redef]
 
 import sfdsl
 from sfdsl.models import resolve_model_path
@@ -136,7 +145,7 @@ def measure_peer(llm: Any, text: str, *, n: int, max_tokens: int, seed: int) -> 
 class BareLoop:
     """(d): prompt decoded once, KV copied to n sequences, one llama_decode per step; no sfdsl."""
 
-    def __init__(self, path: str, *, n: int, n_threads: int, flash_attn: bool) -> None:
+    def __init__(self, path: str, *, n: int, n_threads: int, flash_attn: bool, kv_type: int = 30) -> None:
         lib = self.lib = import_llama_cpp()
         mparams = lib.llama_model_default_params()
         mparams.use_extra_bufts = not cpu_has_amx()
@@ -145,6 +154,7 @@ class BareLoop:
         cparams.n_ctx, cparams.n_batch, cparams.n_ubatch, cparams.n_seq_max = 8192, 512, 512, n
         cparams.n_threads = cparams.n_threads_batch = n_threads
         cparams.kv_unified = True
+        cparams.type_k = cparams.type_v = kv_type  # bf16 by default, like the engine on CPU
         on, off = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED, lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cparams.flash_attn_type = on if flash_attn else off
         self.ctx = lib.llama_init_from_model(self.model, cparams)
@@ -260,9 +270,54 @@ async def main(args: argparse.Namespace) -> None:
             rounds.append(await one_round(args, backend, llm, bare))
             print(f"round {i + 1}: " + ", ".join(f"{k[0]}={v.tps:.1f}" for k, v in rounds[-1].items()), flush=True)
         report(rounds, args)
+        await extras(args, path, backend, bare, statistics.median(r["c_sfdsl_vote"].tps for r in rounds))
     finally:
         bare.close()
         await backend.aclose()
+
+
+async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, bare: BareLoop, c_tps: float) -> None:
+    """The one-shot lines: fairness, prefix cache, flash attention, C++ batched-bench."""
+    if args.fairness:
+        alone, together = await engine_scenarios.fairness(backend, long_tokens=args.long_prompt, max_tokens=40)
+        print(f"fairness, 3 small requests beside a {args.long_prompt}-token prompt: {together:.2f} s vs "
+              f"{alone:.2f} s alone ({together / alone:.2f}x, target <= 2)", flush=True)
+    if args.prefix_cache:
+        runs = await engine_scenarios.prefix_cache(path, threads=args.threads, rounds=4, max_tokens=args.max_tokens)
+        cached, plain = runs[16].cost, runs[0].cost
+        decoded = cached.prompt_tokens - cached.cached_prompt_tokens
+        same = [s.output for s in runs[16].steps] == [s.output for s in runs[0].steps]
+        print(f"prefix cache, self_refine 4 rounds: prompt tokens decoded {decoded} vs {plain.prompt_tokens} without "
+              f"(ratio {decoded / max(plain.prompt_tokens, 1):.2f}), wall {cached.wall_s / plain.wall_s:.2f}x; "
+              f"same outputs: {same}", flush=True)
+    if args.fa_compare:
+        text = backend.render(story_prompt(TOPICS[0]))
+        off = BareLoop(path, n=args.n, n_threads=args.threads, flash_attn=False)
+        try:
+            on_r, off_r = bare.run(text, max_tokens=args.max_tokens, seed=args.seed), \
+                off.run(text, max_tokens=args.max_tokens, seed=args.seed)
+        finally:
+            off.close()
+        print(f"flash attention, bare decode n={args.n}, bf16 KV: on {on_r.tps:.1f} tok/s, off {off_r.tps:.1f} tok/s "
+              f"(off/on {off_r.tps / on_r.tps:.2f})", flush=True)
+    if args.cpp:
+        binary = cpp_bench.find()
+        why = ""
+        if binary is None and args.build_cpp:
+            print("building llama-batched-bench from the llama-cpp-python sdist (once; minutes)...", flush=True)
+            binary, why = cpp_bench.build(cpp_bench.CACHE / "build.log")
+        if binary is None:
+            print(f"(c) vs C++ batched-bench: n/a ({why or 'not found; pass --build-cpp or set SFDSL_BATCHED_BENCH'})")
+            return
+        prompt_tokens = len(backend.tokenize_prompt(story_prompt(TOPICS[0]))[1])
+        cpp_tps, why = cpp_bench.run(binary, path, prompt_tokens=prompt_tokens, gen_tokens=args.max_tokens,
+                                     batch=args.n, threads=args.threads, flash_attn=args.flash_attn,
+                                     kv_type=backend.engine.model.kv_type, extra_buffers=not cpu_has_amx())
+        if cpp_tps is None:
+            print(f"(c) vs C++ batched-bench: n/a ({why})")
+        else:
+            print(f"(c) vs C++ batched-bench: {c_tps / cpp_tps:.2f}  (C++ S_TG {cpp_tps:.1f} tok/s at B={args.n}, "
+                  f"{prompt_tokens}-token prompt; target >= 0.95)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -276,7 +331,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True)
-    return parser.parse_args(argv)
+    parser.add_argument("--fairness", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--long-prompt", type=int, default=1700, help="tokens of the long prompt (fairness)")
+    parser.add_argument("--prefix-cache", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--fa-compare", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--cpp", action=argparse.BooleanOptionalAction, default=True, help="compare with C++")
+    parser.add_argument("--build-cpp", action=argparse.BooleanOptionalAction, default=True,
+                        help="build llama-batched-bench when it is not found")
+    parser.add_argument("--quick", action="store_true", help="short run: --max-tokens 32 --long-prompt 600")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.max_tokens, args.long_prompt = 32, 600
+    return args
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ class RunContext:
 
     def charge(
         self, *, calls: int = 1, prompt_tokens: int = 0, completion_tokens: int = 0, cached: bool = False,
-        requests: int | None = None,
+        requests: int | None = None, cached_prompt_tokens: int = 0,
     ) -> Cost:
         """Account for one backend call (``requests`` sent: one per call unless told); raise past the token budget.
 
@@ -151,7 +151,7 @@ class RunContext:
         """
         sent = (0 if cached else calls) if requests is None else requests
         step = Cost(calls=calls, requests=sent, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                    cached_calls=calls if cached else 0)
+                    cached_calls=calls if cached else 0, cached_prompt_tokens=cached_prompt_tokens)
         self.cost.add(step)
         limit = self.budget.max_tokens
         if limit is not None and self.cost.completion_tokens > limit:

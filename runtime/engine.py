@@ -1,23 +1,32 @@
 """The continuous-batching llama.cpp engine: one worker thread, one context, many requests.
 
 Async callers submit jobs through a thread-safe queue. The worker thread owns
-the llama context and loops: admit waiting jobs while sequence ids and their
-worst-case KV cells (prompt + n × max_tokens) are free,
-build one batch (one token for every decoding sequence first, then prompt
-chunks with the room left), ``llama_decode`` it, and let each job read its
-logits. Requests that arrive while others decode join the next step.
+the llama context and loops: admit waiting jobs, first come first served,
+while sequence ids are free and the free KV cells cover the job's prompt plus
+a growth reserve for every running sequence; build one batch; ``llama_decode``
+it; let each job read its logits. Requests that arrive while others decode
+join the next step.
 
-When ``llama_decode`` reports that the KV cache is full, the most recently
-admitted job in the batch fails with ContextOverflow and the step is retried
-without it, so the other requests carry on.
+A batch holds one token per decoding sequence, then the short prompts
+(shortest first), then chunks of long prompts sized by :class:`StepCost` so
+the step lasts at most ``1 + PREFILL_SHARE`` times what the decoding and
+short-prompt requests alone would take: a long prompt cannot stall small requests.
+
+When the cache runs short, the prefix cache gives back cells first; then the
+most recently admitted job is preempted: its sequences are freed and it goes
+back to the queue in its arrival place, to restart from its prompt (a seeded
+sample repeats exactly). Only a job alone in the engine that still overflows
+fails, with ContextOverflow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import queue
 import threading
-from collections import deque
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -27,11 +36,16 @@ from sfdsl.runtime.jobs import Commit, GenJob, GenResult, Job, Reply, ScoreJob
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel, ModelParams
 from sfdsl.runtime.sampling import SamplingParams
+from sfdsl.runtime.step_cost import StepCost
 
 __all__ = ["Engine", "GenResult"]
 
 log = get_logger(__name__)
 _STOP = object()
+PREFILL_SHARE = 0.5  # long prompts may stretch a step with decoding requests by this fraction
+LONG_STEP_S = 0.25  # a step of long prompts alone aims at this length, so newcomers wait little for it
+MIN_LONG_CHUNK = 64  # ...but carries at least this many prompt tokens (per-step overhead stays small)
+RESERVE_PER_SEQ = 8  # KV cells kept free per running sequence when admitting (growth room)
 
 
 class Engine:
@@ -41,21 +55,26 @@ class Engine:
         params = _fit_batch(params)
         self.model = LoadedModel(params)
         self.params = params
-        self._pool = SeqPool(self.model.lib, self.model.mem, self.model.n_seq_max)
+        self._pool = SeqPool(
+            self.model.lib, self.model.mem, self.model.n_seq_total, cache_slots=params.prefix_cache
+        )
         self._batch = TokenBatch(self.model.lib, self.model.n_batch)
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._waiting: deque[Job] = deque()
-        self._active: list[Job] = []
-        self._reserved = 0  # worst-case KV cells of the active jobs
-        self._kv_reserved: dict[int, int] = {}
+        self._waiting: list[Job] = []  # sorted by arrival
+        self._active: list[Job] = []  # in admission order
+        self._arrivals = itertools.count()
+        self._cost = StepCost()
+        self._short_prompt = max(16, self.model.n_batch // 4)
         self._closed = False
         self.steps = 0
+        self.preemptions = 0
         self._thread = threading.Thread(target=self._run, name=f"sfdsl-llama-{params.path.stem}", daemon=True)
         self._thread.start()
 
     @property
     def n_seq_max(self) -> int:
-        return self.model.n_seq_max
+        """Most sequences one job may use (the context has more: the prefix cache's slots)."""
+        return self.params.n_seq_max
 
     @property
     def n_ctx_seq(self) -> int:
@@ -153,6 +172,7 @@ class Engine:
             while True:
                 if item is _STOP:
                     return False
+                item.arrival = next(self._arrivals)
                 self._waiting.append(item)
                 item = self._inbox.get_nowait()
         except queue.Empty:
@@ -161,60 +181,96 @@ class Engine:
     def _drop_cancelled(self) -> None:
         for job in [j for j in self._active if j.reply.cancelled]:
             self._retire(job)
-        self._waiting = deque(j for j in self._waiting if not j.reply.cancelled)
+        self._waiting = [j for j in self._waiting if not j.reply.cancelled]
+
+    # -- admission and preemption ----------------------------------------
+
+    def kv_used(self) -> int:
+        """KV cells held by running jobs and (at most) by the prefix cache."""
+        return sum(j.kv_used() for j in self._active) + self._pool.cached_cells
 
     def _admit(self) -> None:
-        """Start waiting jobs in arrival order while sequence ids and worst-case KV cells are free.
+        """Start waiting jobs in arrival order while ids are free and the free cells cover their need.
 
-        A job whose worst case alone exceeds the cache still starts when nothing else runs;
-        it then fails alone with ContextOverflow if it really fills the cache.
+        The need is the job's prompt and first tokens (or what it held before a
+        preemption) plus RESERVE_PER_SEQ cells for every sequence then running.
+        A job starts regardless when nothing else runs. An idle engine whose cache has
+        holes clears it first, so a request run alone lays its cells out like a fresh one.
         """
+        if self._waiting and not self._active and self._pool.fragmented:
+            self._pool.clear()  # idle with holes: start the next job on a clean cache (cells in order)
         while self._waiting:
             job = self._waiting[0]
-            need = job.kv_need()
-            if self._active and self._reserved + need > self.model.n_ctx:
+            live = sum(j.n_seqs for j in self._active) + job.n_seqs
+            hit = self._pool.lookup(job.prompt) if self._pool.cache_slots else None
+            spare = hit[0] if hit else -1
+            reuse = min(hit[1], len(job.prompt) - 1) if hit else 0
+            need = job.admit_need() - reuse + min(RESERVE_PER_SEQ * live, self.model.n_ctx // 8)
+            if self._active and not self._make_room(need, spare=spare):
                 return
-            seq_ids = self._pool.acquire(job.n_seqs)
+            seq_ids = self._pool.acquire(job.n_seqs, spare=spare)
             if seq_ids is None:
                 return
-            self._waiting.popleft()
-            self._reserved += need
-            self._kv_reserved[id(job)] = need
+            self._waiting.pop(0)
             try:
                 job.bind(seq_ids, self.model)
             except BaseException as exc:
                 job.release(self._pool, self.model)
                 self._fail(job, exc)
                 continue
+            if hit is not None and reuse >= self._pool.min_cached:  # the last prompt token is decoded for its logits
+                self._pool.copy_prefix(hit[0], seq_ids[0], reuse)
+                job.start_at(reuse)
             self._active.append(job)
 
+    def _make_room(self, need: int, *, spare: int = -1) -> bool:
+        """Evict cached prefixes until ``need`` more cells fit; False when they still do not."""
+        while self.kv_used() + need > self.model.n_ctx:
+            if not self._pool.evict(spare=spare):
+                return False
+        return True
+
+    def _preempt_newest(self) -> bool:
+        """Free the most recently admitted job and requeue it in its arrival place; False if it runs alone."""
+        if len(self._active) < 2:
+            return False
+        job = self._active.pop()
+        job.preempt(self._pool, self.model)
+        bisect.insort(self._waiting, job, key=lambda j: j.arrival)
+        self.preemptions += 1
+        log.info("request_preempted", arrival=job.arrival, kv_used=self.kv_used(), n_ctx=self.model.n_ctx)
+        return True
+
+    # -- one step --------------------------------------------------------
+
     def _step(self) -> None:
-        """Build and decode one batch, retrying without a job when the KV cache is full."""
+        """Build and decode one batch, making room (cache, then preemption) when the KV cache is short."""
         while self._active:
             commits = self._build()
             if not commits:
                 return
+            if not self._make_room(self._batch.n) and self._preempt_newest():
+                continue
+            started = time.perf_counter()
             rc = self._batch.decode(self.model.ctx)
             if rc == 0:
                 self.steps += 1
-                log.debug("batch_decoded", n_tokens=self._batch.n, n_jobs=len(commits))
                 for job, commit in commits:
                     try:
                         commit()
                     except BaseException as exc:
                         self._fail(job, exc)
-                for job in self._active:
-                    if job.done:
-                        self._reserved -= self._kv_reserved.pop(id(job), 0)
+                self._cost.observe(self._batch.n, time.perf_counter() - started)  # no per-step log: hot path
                 self._active = [j for j in self._active if not j.done]
                 return
-            victim = commits[-1][0]
             if rc == 1:
+                if self._pool.evict() or self._preempt_newest():
+                    continue
                 self._fail(
-                    victim,
+                    self._active[0],
                     ContextOverflow(
-                        f"the KV cache is full ({self.model.n_ctx} cells shared by all sequences); "
-                        "load the model with a larger n_ctx or send fewer concurrent requests"
+                        f"the request needs more KV cells than the cache holds ({self.model.n_ctx}); "
+                        "load the model with a larger n_ctx or ask for fewer samples or tokens"
                     ),
                 )
                 continue
@@ -223,16 +279,37 @@ class Engine:
             return
 
     def _build(self) -> list[tuple[Job, Commit]]:
-        """Fill the batch: decoding sequences first, then prompt chunks in admission order."""
-        self._batch.clear()
+        """Fill the batch: decoding sequences, short prompts (shortest first), then budgeted long prompts."""
+        batch = self._batch
+        batch.clear()
         commits: list[tuple[Job, Commit]] = []
-        ordered = [j for j in self._active if not j.prefilling] + [j for j in self._active if j.prefilling]
-        for job in ordered:
-            if self._batch.room == 0:
+
+        def add(job: Job, limit: int) -> None:
+            if batch.room > 0:
+                commit = job.schedule(batch, self.model, self._pool, limit)
+                if commit is not None:
+                    commits.append((job, commit))
+
+        prefilling = sorted((j for j in self._active if j.prefilling), key=lambda j: (j.remaining_prompt, j.arrival))
+        for job in self._active:
+            if not job.prefilling:
+                add(job, 0)
+        long_prompts = []
+        for job in prefilling:
+            if job.remaining_prompt <= self._short_prompt:
+                add(job, batch.room)
+            else:
+                long_prompts.append(job)
+        if batch.n:
+            budget = self._cost.prefill_budget(batch.n, share=PREFILL_SHARE, cap=batch.room)
+        else:
+            budget = max(MIN_LONG_CHUNK, self._cost.tokens_within(LONG_STEP_S))
+        for job in long_prompts:
+            before = batch.n
+            add(job, budget)
+            budget -= batch.n - before
+            if budget <= 0:
                 break
-            commit = job.schedule(self._batch, self.model, self._pool)
-            if commit is not None:
-                commits.append((job, commit))
         return commits
 
     def _fail(self, job: Job, exc: BaseException) -> None:
@@ -245,7 +322,6 @@ class Engine:
         job.reply.fail(exc)
 
     def _retire(self, job: Job) -> None:
-        self._reserved -= self._kv_reserved.pop(id(job), 0)
         job.release(self._pool, self.model)
         job.done = True
         if job in self._active:
@@ -266,4 +342,5 @@ class Engine:
 
 def _fit_batch(params: ModelParams) -> ModelParams:
     """Make room for one decode token per sequence in every batch."""
-    return params if params.n_batch >= params.n_seq_max else replace(params, n_batch=params.n_seq_max)
+    n_seqs = params.n_seq_max + params.prefix_cache  # a job may take evicted cache slots too
+    return params if params.n_batch >= n_seqs else replace(params, n_batch=n_seqs)

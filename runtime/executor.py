@@ -169,7 +169,7 @@ class Executor:
             self.ctx.steps.append(record)
             self.ctx.trace.emit("node_finished", node_id=record.node_id, kind=data["kind"], wall_s=record.wall_s,
                                 calls=record.cost.calls, completion_tokens=record.cost.completion_tokens,
-                                error=record.error)
+                                cached_prompt_tokens=record.cost.cached_prompt_tokens, error=record.error)
         done[node_id].set()
 
     async def statement(self, state: RecipeState, stmt: Any, frame: Frame, path: tuple[str, ...]) -> Any:

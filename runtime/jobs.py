@@ -17,7 +17,15 @@ from typing import Any, Literal
 
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel
-from sfdsl.runtime.sampling import SamplingParams, TextStream, build_sampler, log_softmax_row
+from sfdsl.runtime.sampling import (
+    RowSampler,
+    SamplingParams,
+    TextStream,
+    build_sampler,
+    log_softmax,
+    log_softmax_row,
+    logits_row,
+)
 
 __all__ = ["GenJob", "GenResult", "Job", "Reply", "ScoreJob"]
 
@@ -64,6 +72,7 @@ class GenResult:
     completion_tokens: int
     finish_reason: Finish
     logprobs: list[float] | None
+    cached_prompt_tokens: int = 0  # prompt tokens whose KV cells came from the prefix cache
 
 
 @dataclass(eq=False)
@@ -75,12 +84,17 @@ class _Seq:
     pos: int = 0
     pending: int = -1
     generated: int = 0
+    tokens: list[int] = field(default_factory=list)  # generated tokens already decoded into the KV cells
     logprobs: list[float] | None = None
     result: GenResult | None = None
 
 
 class Job:
-    """Common state: the reply, the prompt being prefilled into the first sequence."""
+    """Common state: the reply, the prompt being prefilled into the first sequence.
+
+    ``arrival`` orders jobs first come, first served (a preempted job keeps its place);
+    ``cached`` counts prompt tokens whose KV cells came from the prefix cache, not a decode.
+    """
 
     def __init__(self, *, prompt: list[int], reply: Reply, n_seqs: int) -> None:
         self.prompt = prompt
@@ -88,22 +102,46 @@ class Job:
         self.n_seqs = n_seqs
         self.seq_ids: list[int] = []
         self.fed = 0
+        self.cached = 0
+        self.arrival = 0
+        self.preemptions = 0
+        self.peak = 0  # most KV cells held before a preemption: what readmission waits for
         self.done = False
 
     @property
     def prefilling(self) -> bool:
         return self.fed < len(self.prompt)
 
-    def kv_need(self) -> int:
-        """Worst-case KV cells this job can occupy (the prompt is shared by its sequences)."""
-        return len(self.prompt)
+    @property
+    def remaining_prompt(self) -> int:
+        return len(self.prompt) - self.fed
+
+    def kv_used(self) -> int:
+        """KV cells this job added (prompt cells are shared by its sequences; cached ones the cache counts)."""
+        return 0 if self.done else self.fed - self.cached
+
+    def admit_need(self) -> int:
+        """KV cells the job needs to start: its prompt and first tokens, or what it held before a preemption."""
+        return max(len(self.prompt) + self.n_seqs, self.peak)
 
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         """Take ownership of the sequence ids the engine acquired for this job."""
         self.seq_ids = seq_ids
 
-    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool) -> Commit | None:
+    def start_at(self, n_cached: int) -> None:
+        """The first ``n_cached`` prompt tokens are already in the first sequence's cells."""
+        self.fed = self.cached = n_cached
+
+    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool, limit: int) -> Commit | None:
+        """Add this step's tokens (at most ``limit`` prompt tokens) to ``batch``; the commit to run after decoding."""
         raise NotImplementedError
+
+    def preempt(self, pool: SeqPool, model: LoadedModel) -> None:
+        """Free every sequence and go back to the prompt; finished results are kept."""
+        self.peak = max(self.peak, self.kv_used())
+        self.release(pool, model)
+        self.fed = self.cached = 0
+        self.preemptions += 1
 
     def release(self, pool: SeqPool, model: LoadedModel) -> None:
         """Give back every sequence (and sampler) still held; idempotent."""
@@ -111,9 +149,9 @@ class Job:
             pool.release(sid)
         self.seq_ids = []
 
-    def _prefill(self, batch: TokenBatch) -> tuple[int, int]:
+    def _prefill(self, batch: TokenBatch, limit: int) -> tuple[int, int]:
         """Add the next prompt chunk; returns (tokens added, batch index of the last prompt token or -1)."""
-        take = min(batch.room, len(self.prompt) - self.fed)
+        take = min(batch.room, limit, len(self.prompt) - self.fed)
         last = -1
         sid = self.seq_ids[0]
         end = len(self.prompt)
@@ -125,7 +163,11 @@ class Job:
 
 
 class GenJob(Job):
-    """``n`` samples of one prompt: prefill once, copy the KV cells, decode ``n`` sequences."""
+    """``n`` samples of one prompt: prefill once, copy the KV cells, decode ``n`` sequences.
+
+    Sample ``i`` always uses the sampler seed for index ``i``, so after a preemption the
+    unfinished samples restart from the prompt and yield the same tokens again.
+    """
 
     def __init__(
         self,
@@ -140,27 +182,35 @@ class GenJob(Job):
         n_ctx_seq: int,
     ) -> None:
         super().__init__(prompt=prompt, reply=reply, n_seqs=n)
+        self.n = n
         self.sampling = sampling
         self.max_tokens = max_tokens
         self.stop = stop
         self.want_logprobs = logprobs
         self.n_ctx_seq = n_ctx_seq
         self.seqs: list[_Seq] = []
+        self.results: dict[int, GenResult] = {}
 
-    def kv_need(self) -> int:
-        return len(self.prompt) + self.n_seqs * self.max_tokens
+    def kv_used(self) -> int:
+        return super().kv_used() + sum(s.pos - len(self.prompt) for s in self.seqs if s.result is None and s.pos)
 
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         super().bind(seq_ids, model)
-        for i, sid in enumerate(seq_ids):
-            sampler = build_sampler(model.lib, model.vocab, self.sampling, index=i)
+        todo = [i for i in range(self.n) if i not in self.results]
+        self.seqs = []
+        for i, sid in zip(todo, seq_ids):
+            sampler: Any = (
+                RowSampler(self.sampling, index=i)
+                if RowSampler.eligible(self.sampling)
+                else build_sampler(model.lib, model.vocab, self.sampling, index=i)
+            )
             self.seqs.append(
                 _Seq(i, sid, sampler, TextStream(self.stop), logprobs=[] if self.want_logprobs else None)
             )
 
-    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool) -> Commit | None:
+    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool, limit: int) -> Commit | None:
         if self.prefilling:
-            take, last = self._prefill(batch)
+            take, last = self._prefill(batch, limit)
             if take == 0:
                 return None
 
@@ -180,6 +230,7 @@ class GenJob(Job):
 
         def commit_decode() -> None:
             for seq, idx in slots:
+                seq.tokens.append(seq.pending)
                 seq.pos += 1
                 self._sample(seq, idx, model, pool)
 
@@ -187,12 +238,18 @@ class GenJob(Job):
 
     def _sample(self, seq: _Seq, idx: int, model: LoadedModel, pool: SeqPool) -> None:
         lib = model.lib
-        token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))
+        row = None
+        if isinstance(seq.sampler, RowSampler):
+            row = logits_row(lib, model.ctx, idx, model.n_vocab)
+            token = seq.sampler.sample(row)
+        else:
+            token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))
         if model.is_eog(token):
             self._finish(seq, "eos", model, pool)
             return
         if seq.logprobs is not None:  # one per text token: the end-of-generation token is not counted
-            seq.logprobs.append(float(log_softmax_row(lib, model.ctx, idx, model.n_vocab)[token]))
+            lps = log_softmax(row) if row is not None else log_softmax_row(lib, model.ctx, idx, model.n_vocab)
+            seq.logprobs.append(float(lps[token]))
         seq.generated += 1
         if seq.stream.push(model.piece(token)):
             self._finish(seq, "stop", model, pool)
@@ -203,19 +260,25 @@ class GenJob(Job):
 
     def _finish(self, seq: _Seq, reason: Finish, model: LoadedModel, pool: SeqPool) -> None:
         text = seq.stream.text if reason == "stop" else seq.stream.close()
-        seq.result = GenResult(text, seq.generated, reason, seq.logprobs)
-        self._drop_seq(seq, model, pool)
-        if all(s.result is not None for s in self.seqs):
+        seq.result = GenResult(text, seq.generated, reason, seq.logprobs, self.cached)
+        self.results[seq.index] = seq.result
+        self._drop_seq(seq, model, pool, keep=self.prompt + seq.tokens)
+        if len(self.results) == self.n:
             self.done = True
-            self.reply.resolve([s.result for s in self.seqs])
+            self.reply.resolve([self.results[i] for i in range(self.n)])
 
-    def _drop_seq(self, seq: _Seq, model: LoadedModel, pool: SeqPool) -> None:
-        if seq.sampler is not None:
+    def _drop_seq(self, seq: _Seq, model: LoadedModel, pool: SeqPool, keep: list[int] | None = None) -> None:
+        if seq.sampler is not None and not isinstance(seq.sampler, RowSampler):
             model.lib.llama_sampler_free(seq.sampler)
-            seq.sampler = None
+        seq.sampler = None
         if seq.seq_id in self.seq_ids:
             self.seq_ids.remove(seq.seq_id)
-            pool.release(seq.seq_id)
+            pool.release(seq.seq_id, keep=keep)
+
+    def preempt(self, pool: SeqPool, model: LoadedModel) -> None:
+        super().preempt(pool, model)
+        self.seqs = []
+        self.n_seqs = self.n - len(self.results)
 
     def release(self, pool: SeqPool, model: LoadedModel) -> None:
         for seq in self.seqs:
@@ -245,18 +308,23 @@ class ScoreJob(Job):
         self.multi = [c for c in self.conts if len(c.tokens) >= 2]
         super().__init__(prompt=prompt, reply=reply, n_seqs=max(1, len(self.multi)))
 
-    def kv_need(self) -> int:
-        return len(self.prompt) + sum(len(c.tokens) for c in self.multi)
+    def kv_used(self) -> int:
+        return super().kv_used() + sum(c.fed for c in self.multi)
 
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         super().bind(seq_ids, model)
         for cont, sid in zip(self.multi, seq_ids):
             cont.seq_id = sid
 
-    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool) -> Commit | None:
+    def preempt(self, pool: SeqPool, model: LoadedModel) -> None:
+        super().preempt(pool, model)
+        for cont in self.conts:
+            cont.fed, cont.logprobs, cont.seq_id = 0, [], -1
+
+    def schedule(self, batch: TokenBatch, model: LoadedModel, pool: SeqPool, limit: int) -> Commit | None:
         lib, ctx, n_vocab = model.lib, model.ctx, model.n_vocab
         if self.prefilling:
-            take, last = self._prefill(batch)
+            take, last = self._prefill(batch, limit)
             if take == 0:
                 return None
 
@@ -293,5 +361,9 @@ class ScoreJob(Job):
     def _maybe_done(self, pool: SeqPool, model: LoadedModel) -> None:
         if all(c.fed >= len(c.tokens) - 1 for c in self.multi):
             self.done = True
+            first = self.multi[0] if self.multi else None
+            keep = self.prompt + (first.tokens[: first.fed] if first else [])
+            if self.seq_ids:
+                pool.release(self.seq_ids.pop(0), keep=keep)  # the prompt (and a continuation) stay cached
             self.release(pool, model)
             self.reply.resolve([c.logprobs for c in self.conts])

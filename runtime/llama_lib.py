@@ -20,7 +20,9 @@ from sfdsl.log import get_logger
 log = get_logger(__name__)
 
 FlashAttn = Literal["auto"] | bool
+KvType = Literal["auto", "f16", "bf16", "f32"]
 MAX_SEQS = 256  # LLAMA_MAX_SEQ
+_GGML_TYPES = {"f32": 0, "f16": 1, "bf16": 30}  # ggml_type ids
 
 
 def import_llama_cpp() -> ModuleType:
@@ -64,13 +66,19 @@ class ModelParams:
 
     path: Path
     n_ctx: int = 0  # total KV cells shared by all sequences; 0 = min(train ctx, 4096)
-    n_seq_max: int = 16
+    n_seq_max: int = 16  # sequences one request may use at once
+    prefix_cache: int = 16  # extra sequence slots that keep finished sequences' KV cells for reuse; 0 = off
     n_batch: int = 512
     n_gpu_layers: int | None = None  # None = all layers when offload is supported, else 0
     main_gpu: int = 0
-    # On by default: with it off, a sequence's logits depend on what shares its batch, so a seeded
-    # sample would not repeat exactly when other requests join (measured on SmolLM2).
+    # On by default: with it off, attention sums run over every KV cell in SIMD lanes fixed by
+    # the cell's index, so a sequence's logits depend on where its cells lie and what shares its batch.
     flash_attn: FlashAttn = True
+    # KV cell type. "auto" = bf16 on CPU, f16 when layers are offloaded to a GPU. With bf16 the CPU
+    # flash-attention kernel takes one path for every batch (f16/f32 cells switch to a tiled kernel
+    # at >= 64 batch tokens and to a split-KV kernel for lone tokens) and accumulates in f32, so a
+    # sequence's logits are bitwise the same whatever shares its batch or where its cells lie.
+    kv_type: KvType = "auto"
     n_threads: int | None = None
     # ggml "extra" CPU buffer types (AMX, weight repacking). "auto" disables them on
     # AMX CPUs: ggml's AMX matmul segfaults on multi-token batches in llama-cpp-python 0.3.36.
@@ -79,10 +87,15 @@ class ModelParams:
     def __post_init__(self) -> None:
         if not 1 <= self.n_seq_max <= MAX_SEQS:
             raise ValueError(f"n_seq_max must be in 1..{MAX_SEQS}, got {self.n_seq_max}")
+        if not 0 <= self.prefix_cache <= MAX_SEQS - self.n_seq_max:
+            raise ValueError(f"prefix_cache must be in 0..{MAX_SEQS - self.n_seq_max} (n_seq_max + prefix_cache "
+                             f"<= {MAX_SEQS}), got {self.prefix_cache}")
         if self.n_batch < 8:
             raise ValueError(f"n_batch must be at least 8, got {self.n_batch}")
         if self.n_ctx < 0:
             raise ValueError(f"n_ctx must be >= 0, got {self.n_ctx}")
+        if self.kv_type not in ("auto", *_GGML_TYPES):
+            raise ValueError(f"kv_type must be one of auto, {', '.join(_GGML_TYPES)}; got {self.kv_type!r}")
 
 
 class LoadedModel:
@@ -115,12 +128,14 @@ class LoadedModel:
             cparams.n_ctx = n_ctx
             cparams.n_batch = params.n_batch
             cparams.n_ubatch = params.n_batch
-            cparams.n_seq_max = params.n_seq_max
+            cparams.n_seq_max = params.n_seq_max + params.prefix_cache
             cparams.kv_unified = True  # seq copies share cells: prefix sharing costs no memory
             threads = params.n_threads or default_threads()
             cparams.n_threads = threads
             cparams.n_threads_batch = threads
             cparams.flash_attn_type = _flash_attn_enum(lib, params.flash_attn)
+            self.kv_type = params.kv_type if params.kv_type != "auto" else ("f16" if n_gpu_layers else "bf16")
+            cparams.type_k = cparams.type_v = _GGML_TYPES[self.kv_type]
             cparams.no_perf = True
             self.ctx = lib.llama_init_from_model(self.model, cparams)
             if not self.ctx:
@@ -132,7 +147,8 @@ class LoadedModel:
             self.n_ctx = int(lib.llama_n_ctx(self.ctx))
             self.n_ctx_seq = int(lib.llama_n_ctx_seq(self.ctx))
             self.n_batch = int(lib.llama_n_batch(self.ctx))
-            self.n_seq_max = int(lib.llama_n_seq_max(self.ctx))
+            self.n_seq_total = int(lib.llama_n_seq_max(self.ctx))  # request sequences + prefix-cache slots
+            self.n_seq_max = params.n_seq_max
             self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
         except BaseException:
             self.close()
@@ -146,9 +162,11 @@ class LoadedModel:
             n_ctx=self.n_ctx,
             n_ctx_train=train_ctx,
             n_seq_max=self.n_seq_max,
+            prefix_cache=params.prefix_cache,
             n_batch=self.n_batch,
             n_threads=threads,
             flash_attn=params.flash_attn,
+            kv_type=self.kv_type,
             extra_buffers=extra,
         )
 

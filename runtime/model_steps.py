@@ -128,7 +128,8 @@ class ModelCaller:
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
                      completion_tokens=sum(c.completion_tokens for c in completions),
                      cached=bool(completions) and not fresh,
-                     requests=sum(reported) if reported else int(bool(fresh)))
+                     requests=sum(reported) if reported else int(bool(fresh)),
+                     cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
         return completions
 
     # ------------------------------------------------------------ steps

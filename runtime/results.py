@@ -15,6 +15,7 @@ class Cost(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_calls: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens served from the engine's prefix cache, not decoded
     wall_s: float = 0.0
 
     @property
@@ -28,6 +29,7 @@ class Cost(BaseModel):
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cached_calls += other.cached_calls
+        self.cached_prompt_tokens += other.cached_prompt_tokens
 
 
 class StepRecord(BaseModel):

@@ -11,7 +11,7 @@ import numpy as np
 
 from sfdsl.errors import BackendError
 
-__all__ = ["SamplingParams", "TextStream", "build_sampler", "log_softmax_row"]
+__all__ = ["RowSampler", "SamplingParams", "TextStream", "build_sampler", "log_softmax_row", "logits_row"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +60,61 @@ def build_sampler(lib: ModuleType, vocab: Any, params: SamplingParams, *, index:
         lib.llama_sampler_free(chain)
         raise
     return chain
+
+
+class RowSampler:
+    """Samples one sequence from a logits row in numpy: greedy, or top_k/top_p/temperature then a seeded draw.
+
+    Used instead of a llama.cpp sampler chain when there is no grammar: the chain
+    copies and sorts the whole vocabulary through ctypes for every token (~2 ms on
+    SmolLM2's 49k vocabulary); this needs one exp and one cumulative sum. Each
+    sequence owns its generator, seeded like the chain (``seed + index``), and
+    only reads its own row, so its samples do not depend on the batch.
+    """
+
+    def __init__(self, params: SamplingParams, *, index: int) -> None:
+        self.params = params
+        seed = None if params.seed is None else params.seed_for(index)
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+
+    @staticmethod
+    def eligible(params: SamplingParams) -> bool:
+        return params.grammar is None
+
+    def sample(self, row: np.ndarray) -> int:
+        """A token id drawn from ``row`` (float32 logits; not modified). float32 throughout: 2x faster."""
+        p = self.params
+        if p.temperature <= 0.0:
+            return int(row.argmax())
+        x = row * np.float32(1.0 / p.temperature)
+        if 0 < p.top_k < x.size:
+            x[x < np.partition(x, -p.top_k)[-p.top_k]] = -np.inf
+        x -= x.max()
+        probs = np.exp(x, out=x)
+        if p.top_p < 1.0:
+            order = np.argsort(-probs, kind="stable")
+            cum = np.cumsum(probs[order])
+            keep = order[: int(np.searchsorted(cum, p.top_p * cum[-1])) + 1]
+            kept = np.zeros_like(probs)
+            kept[keep] = probs[keep]
+            probs = kept
+        cum = np.cumsum(probs)
+        return int(min(np.searchsorted(cum, self._rng.random() * cum[-1], side="right"), row.size - 1))
+
+
+def logits_row(lib: ModuleType, ctx: Any, index: int, n_vocab: int) -> np.ndarray:
+    """A float32 copy of the logits at batch output ``index`` (the buffer is reused by the next decode)."""
+    ptr = lib.llama_get_logits_ith(ctx, index)
+    if not ptr:
+        raise BackendError(f"llama.cpp returned no logits for batch index {index}")
+    return np.array(np.ctypeslib.as_array(ptr, shape=(n_vocab,)))
+
+
+def log_softmax(row: np.ndarray) -> np.ndarray:
+    """The log-softmax of a logits row, as a new float64 array."""
+    row = row.astype(np.float64)
+    top = row.max()
+    return row - (top + np.log(np.exp(row - top).sum()))
 
 
 def log_softmax_row(lib: ModuleType, ctx: Any, index: int, n_vocab: int) -> np.ndarray:

@@ -224,6 +224,9 @@ def test_full_kv_cache_fails_one_request() -> None:
 
 
 def test_cancelled_request_frees_its_sequences(backend: Any) -> None:
+    seeded = GenerateRequest(prompt=CAPITAL, n=3, temperature=0.9, seed=4, max_tokens=12)
+    before = [c.text for c in run(backend.generate(seeded))]
+
     async def cancel_one() -> list[Completion]:
         task = asyncio.ensure_future(backend.generate(GenerateRequest(prompt=COUNTING, n=8, max_tokens=200)))
         await asyncio.sleep(0.3)
@@ -233,7 +236,10 @@ def test_cancelled_request_frees_its_sequences(backend: Any) -> None:
         return await backend.generate(GenerateRequest(prompt=CAPITAL, max_tokens=4))
 
     assert run(cancel_one())[0].completion_tokens > 0
-    assert backend.engine._pool.n_free == backend.engine.n_seq_max
+    engine = backend.engine
+    assert engine._pool.n_free == engine.model.n_seq_total and all(j.done for j in engine._active)
+    assert engine.kv_used() == engine._pool.cached_cells  # nothing held but the prefix cache
+    assert [c.text for c in run(backend.generate(seeded))] == before  # the next run works as before
 
 
 def test_more_samples_than_sequences(backend: Any) -> None:

@@ -110,6 +110,7 @@ class Completion(BaseModel):
     logprobs: list[float] | None = None  # one per generated token, natural log
     index: int = 0
     cached: bool = False
+    cached_prompt_tokens: int = 0  # prompt tokens whose KV the backend reused instead of decoding
     requests: int | None = None  # requests sent for this sample, when the backend counts them (else one per call)
 
     @property

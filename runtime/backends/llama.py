@@ -138,6 +138,7 @@ class LlamaBackend(Backend):
                 text=r.text,
                 completion_tokens=r.completion_tokens,
                 prompt_tokens=len(tokens),
+                cached_prompt_tokens=r.cached_prompt_tokens,
                 finish_reason=r.finish_reason,
                 logprobs=r.logprobs,
                 index=i,

@@ -1,0 +1,41 @@
+"""The numpy row sampler: seeded draws, greedy, top_k/top_p, and the softmax it samples from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sfdsl.runtime.sampling import RowSampler, SamplingParams, log_softmax
+
+LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
+
+
+def draws(params: SamplingParams, n: int, *, index: int = 0) -> list[int]:
+    sampler = RowSampler(params, index=index)
+    return [sampler.sample(LOGITS) for _ in range(n)]
+
+
+def test_seeded_draws_repeat_and_follow_the_distribution() -> None:
+    params = SamplingParams(temperature=1.0, seed=5)
+    first = draws(params, 4000)
+    assert draws(params, 4000) == first
+    assert draws(params, 50, index=1) != first[:50]  # sample i is seeded with seed + i
+    freq = np.bincount(first, minlength=4) / len(first)
+    assert freq == pytest.approx([0.5, 0.3, 0.15, 0.05], abs=0.03)
+    assert RowSampler(SamplingParams(temperature=1.0, seed=4), index=1).sample(LOGITS) == first[0]
+
+
+def test_greedy_top_k_top_p_and_temperature() -> None:
+    assert set(draws(SamplingParams(temperature=0.0), 20)) == {0}
+    assert set(draws(SamplingParams(temperature=1.0, top_k=2, seed=1), 500)) == {0, 1}
+    assert set(draws(SamplingParams(temperature=1.0, top_p=0.7, seed=1), 500)) == {0, 1}
+    cold = np.bincount(draws(SamplingParams(temperature=0.3, seed=2), 2000), minlength=4) / 2000
+    assert cold[0] > 0.8
+    before = LOGITS.copy()
+    RowSampler(SamplingParams(temperature=0.5, top_k=1, seed=0), index=0).sample(LOGITS)
+    assert np.array_equal(LOGITS, before)  # the row is not modified
+
+
+def test_log_softmax_sums_to_one() -> None:
+    lps = log_softmax(np.array([2.0, 1.0, -1.0], dtype=np.float32))
+    assert lps.dtype == np.float64 and np.exp(lps).sum() == pytest.approx(1.0)
