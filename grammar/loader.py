@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -27,12 +28,5 @@ def parser() -> Lark:
     )
 
 
-#: Words the grammar reserves; they cannot name steps.
-KEYWORDS = frozenset(
-    (
-        "import", "recipe", "model", "prompt", "chat", "generate", "deepen", "extract", "from", "after", "regex",
-        "choice", "evaluate", "vote", "times", "by", "refine", "as", "map", "in", "call", "search", "with",
-        "using", "if", "else", "return", "abstain", "stop", "when", "next", "score", "yield", "and", "or", "not",
-        "true", "false", "none", "matches",
-    )
-)
+#: Words the grammar reserves; they cannot name steps. Read from the grammar's quoted literals.
+KEYWORDS = frozenset(re.findall(r'"([a-z_]+)"', grammar_text()))

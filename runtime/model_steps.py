@@ -1,4 +1,8 @@
-"""The steps that call a model: generate, deepen, evaluate and LLM-selected votes."""
+"""The steps that call a model: generate, deepen, evaluate and LLM-selected votes.
+
+Parameter defaults come from the steps' parameter specs (sfdsl/steps/); the ``run_*`` functions are the
+run implementations the step kinds name.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ import asyncio
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sfdsl import ast, steps
-from sfdsl.cost import deepen_budgets
+from sfdsl import ast
+from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
 from sfdsl.errors import ContextOverflow, StepError
 from sfdsl.expressions import evaluate as eval_expr
 from sfdsl.expressions import regex_flags, scalar
@@ -26,12 +30,20 @@ from sfdsl.runtime.backends.base import (
 )
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.pool import BackendPool
+from sfdsl.step_kind import SAMPLING, Spec, with_defaults
+from sfdsl.steps import deepen as deepen_step
+from sfdsl.steps import evaluate as evaluate_step
+from sfdsl.steps import generate as generate_step
+from sfdsl.steps import vote as vote_step
 from sfdsl.templates import TemplateError, render, variables
 from sfdsl.values import Score, Text, VoteOutcome
 
+if TYPE_CHECKING:
+    from sfdsl.plan import Plan
+    from sfdsl.runtime.executor import Executor, Frame, RecipeState
+
 Lookup = Callable[[str], Any]
-SAMPLING_KEYS = set(steps.SAMPLING)
-DEFAULT_MODEL = ("llama", {"model": "default"})
+SAMPLING_KEYS = set(SAMPLING)
 USC_PROMPT = """I have generated the following responses to the question:
 
 {% for r in responses %}Response {{ loop.index0 }}: {{ r }}
@@ -58,13 +70,12 @@ class ModelCaller:
         """The backend for a step and the model's default sampling parameters."""
         decl = self.models.get(using) if using else next(iter(self.models.values()), None)
         if decl is None:
-            name, params = DEFAULT_MODEL
-            return await self.pool.get(name, dict(params)), {}
+            return await self.pool.get(DEFAULT_BACKEND, dict(BACKENDS[DEFAULT_BACKEND].defaults)), {}
         values = self.args(decl.args, lookup)
         sampling = {k: v for k, v in values.items() if k in SAMPLING_KEYS}
         backend_params = {k: v for k, v in values.items() if k not in SAMPLING_KEYS}
-        if decl.backend == "llama":
-            backend_params.setdefault("model", "default")
+        for name, value in BACKENDS[decl.backend].defaults.items():
+            backend_params.setdefault(name, value)
         return await self.pool.get(decl.backend, backend_params), sampling
 
     def prompt(self, name: str, lookup: Lookup, extra: dict[str, Any] | None = None) -> Prompt:
@@ -81,9 +92,12 @@ class ModelCaller:
         turns = decl.turns or []
         return Prompt(messages=tuple(Message(role=t.role, content=r) for t, r in zip(turns, rendered)))  # type: ignore[arg-type]
 
-    def request(self, prompt: Prompt, params: dict[str, Any], path: tuple[str, ...]) -> GenerateRequest:
+    def request(self, prompt: Prompt, given: dict[str, Any], path: tuple[str, ...],
+                spec: Spec = generate_step.PARAMS) -> GenerateRequest:
+        """A generation request from a step's parameters, completed with the spec's defaults."""
+        params = with_defaults(spec, given)
         n = int(params.get("n", 1))
-        stop = params.get("stop", ())
+        stop = params["stop"]
         grammar = params.get("grammar")
         if params.get("choices") is not None:
             from sfdsl.constraints import gbnf_for_choices
@@ -94,15 +108,15 @@ class ModelCaller:
 
             pattern = params["regex"]
             grammar = gbnf_for_regex(pattern.pattern if isinstance(pattern, ast.RegexLit) else str(pattern))
-        seed = params.get("seed")
+        seed, temperature = params.get("seed"), params.get("temperature")
         try:
             return GenerateRequest(
                 prompt=prompt,
                 n=n,
-                temperature=float(params.get("temperature", 0.7 if n > 1 else 0.0)),
-                top_p=float(params.get("top_p", 1.0)),
-                top_k=int(params.get("top_k", 0)),
-                max_tokens=int(params.get("max_tokens", steps.DEFAULT_MAX_TOKENS)),
+                temperature=float(temperature if temperature is not None else 0.7 if n > 1 else 0.0),
+                top_p=float(params["top_p"]),
+                top_k=int(params["top_k"]),
+                max_tokens=int(params["max_tokens"]),
                 stop=(stop,) if isinstance(stop, str) else tuple(str(s) for s in stop),
                 seed=int(seed) if seed is not None else self.ctx.derive_seed(path),
                 grammar=grammar,
@@ -132,9 +146,20 @@ class ModelCaller:
                      cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
         return completions
 
+    async def choice_probs(self, backend: Backend, prompt: Prompt, options: list[str], what: str) -> list[float]:
+        """One choice evaluation (one call): the probability of each option as the prompt's continuation."""
+        ensure_fits(backend, prompt, what)
+        with self.ctx.call_slot(what):
+            self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
+            choice = ChoiceRequest(prompt=prompt, choices=tuple(options))
+            with telemetry.scoring(backend, choice):
+                probs = await backend.choice_probs(choice)
+            self._charge()
+        return probs
+
     # ------------------------------------------------------------ steps
 
-    async def generate(self, node: ast.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
+    async def generate(self, node: generate_step.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
         params = {**defaults, **self.args(node.args, lookup)}
         request = self.request(self.prompt(node.prompt, lookup), params, path)
@@ -142,19 +167,20 @@ class ModelCaller:
         texts = [_text(c) for c in completions]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
-    async def deepen(self, node: ast.Deepen, lookup: Lookup, path: tuple[str, ...]) -> Any:
+    async def deepen(self, node: deepen_step.Deepen, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
-        params = {**defaults, **self.args(node.args, lookup)}
-        n = int(params.pop("n", 1))
-        budgets = deepen_budgets(int(params.pop("budget")), float(params.pop("gamma", 2.0)),
-                                 int(params.pop("max_total")))
-        trigger = str(params.pop("trigger", steps.DEFAULT_TRIGGER))
+        params = with_defaults(deepen_step.PARAMS, {**defaults, **self.args(node.args, lookup)})
+        n = int(params.pop("n"))
+        budgets = deepen_step.deepen_budgets(int(params.pop("budget")), float(params.pop("gamma")),
+                                             int(params.pop("max_total")))
+        trigger = str(params.pop("trigger"))
         done = params.pop("done", None)
         base = self.prompt(node.prompt, lookup)
         # The first round of all n samples is one batched request (the bound counts it as one call);
         # each unfinished sample then continues on its own.
-        params.setdefault("temperature", 0.7 if n > 1 else 0.0)
-        first = self.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path)
+        if params.get("temperature") is None:
+            params["temperature"] = 0.7 if n > 1 else 0.0
+        first = self.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path, deepen_step.PARAMS)
         firsts = await self.complete(backend, first, "/".join(path))
 
         async def one(i: int, c: Completion) -> Text:
@@ -164,7 +190,8 @@ class ModelCaller:
                 if finish != "length" or (done is not None and _matches(done, text)):
                     break
                 text += f" {trigger} "
-                request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",))
+                request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",),
+                                       deepen_step.PARAMS)
                 [c] = await self.complete(backend, request, "/".join(path))
                 text += c.text
                 tokens += c.completion_tokens
@@ -177,30 +204,20 @@ class ModelCaller:
         texts = [t.result() for t in tasks]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
-    async def evaluate(self, node: ast.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
+    async def evaluate(self, node: evaluate_step.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
-        params = self.args(node.args, lookup)
+        params = with_defaults(evaluate_step.MODES[node.mode], self.args(node.args, lookup))
         prompt = self.prompt(node.prompt, lookup)
         what = "/".join(path)
         if node.mode == "critique":
             request = self.request(prompt, {**defaults, **{k: v for k, v in params.items() if k in SAMPLING_KEYS}},
-                                   path)
+                                   path, SAMPLING)
             [c] = await self.complete(backend, request, what)
             return _verdict(c.text, params)
-        ensure_fits(backend, prompt, what)
-        with self.ctx.call_slot(what):
-            return await self._score(backend, node, params, prompt, what)
-
-    async def _score(self, backend: Backend, node: ast.Evaluate, params: dict[str, Any], prompt: Prompt,
-                     what: str) -> Any:
         if node.mode in ("choice", "rating"):
             options = [str(o) for o in params["options"]] if node.mode == "choice" else \
-                [str(d) for d in range(int(params.get("scale", 9)) + 1)]
-            self.ctx.trace.emit("backend_called", op="choice_probs", choices=len(options), step=what)
-            choice = ChoiceRequest(prompt=prompt, choices=tuple(options))
-            with telemetry.scoring(backend, choice):
-                probs = await backend.choice_probs(choice)
-            self._charge()
+                [str(d) for d in range(int(params["scale"]) + 1)]
+            probs = await self.choice_probs(backend, prompt, options, what)
             best = max(range(len(options)), key=lambda i: probs[i])
             if node.mode == "rating":
                 scale = len(options) - 1
@@ -213,12 +230,14 @@ class ModelCaller:
         of = params["of"]
         items = of if isinstance(of, list) else [of]
         continuations = tuple(str(scalar(x)) for x in items)
-        self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
-        score_request = ScoreRequest(prompt=prompt, continuations=continuations)
-        with telemetry.scoring(backend, score_request):
-            scores = await backend.score(score_request)
-        self._charge()
-        normalize = bool(params.get("normalize", True))
+        ensure_fits(backend, prompt, what)
+        with self.ctx.call_slot(what):
+            self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
+            score_request = ScoreRequest(prompt=prompt, continuations=continuations)
+            with telemetry.scoring(backend, score_request):
+                scores = await backend.score(score_request)
+            self._charge()
+        normalize = bool(params["normalize"])
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,
                      label=f"{s.n_tokens} tokens") for s in scores]
         return out if isinstance(of, list) else out[0]
@@ -236,7 +255,7 @@ class ModelCaller:
             except TemplateError as exc:
                 raise StepError(f"vote prompt: {exc}", location=str(node.span)) from None
             prompt = Prompt(messages=(Message(role="user", content=usc),))
-        request = self.request(prompt, {"temperature": 0.0, "max_tokens": 64, **defaults, **params}, path)
+        request = self.request(prompt, {**defaults, **params}, path, vote_step.MODES["llm"])
         [c] = await self.complete(backend, request, "/".join(path))
         match = re.search(r"Response\s*#?\s*(\d+)", c.text)
         index = int(match.group(1)) if match and int(match.group(1)) < len(responses) else 0
@@ -263,3 +282,21 @@ def _verdict(text: str, params: dict[str, Any]) -> Score:
     if _matches(params["pass"], text):
         return Score(score=1.0, label="pass", text=text)
     return Score(score=0.0 if fail is None else 0.5, label="fail" if fail is None else "unclear", text=text)
+
+
+# ---------------------------------------------------------------- run implementations named by the step kinds
+
+
+async def run_generate(ex: Executor, state: RecipeState, node: generate_step.Generate, frame: Frame,
+                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
+    return await state.caller.generate(node, frame.lookup, path)
+
+
+async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen, frame: Frame,
+                     path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
+    return await state.caller.deepen(node, frame.lookup, path)
+
+
+async def run_evaluate(ex: Executor, state: RecipeState, node: evaluate_step.Evaluate, frame: Frame,
+                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
+    return await state.caller.evaluate(node, frame.lookup, path)

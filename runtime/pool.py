@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sfdsl.declarations import BACKENDS, BackendDecl, resolve_reference
 from sfdsl.errors import InputError
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.backends.scripted import ScriptedBackend
@@ -16,23 +17,20 @@ from sfdsl.runtime.backends.scripted import ScriptedBackend
 Factory = Callable[[dict[str, Any]], Backend]
 
 
-def _llama(params: dict[str, Any]) -> Backend:
-    from sfdsl.runtime.backends.llama import LlamaBackend
+def _factory(decl: BackendDecl) -> Factory:
+    def create(params: dict[str, Any]) -> Backend:
+        return resolve_reference(decl.factory)(params)  # type: ignore[no-any-return]
 
-    return LlamaBackend.from_params(params)
-
-
-def _openai(params: dict[str, Any]) -> Backend:
-    from sfdsl.runtime.backends.openai_http import OpenAIBackend
-
-    return OpenAIBackend.from_params(params)
+    return create
 
 
-def _scripted(params: dict[str, Any]) -> Backend:
+#: A factory for every declared backend (sfdsl/declarations.py).
+DEFAULT_FACTORIES: Mapping[str, Factory] = {name: _factory(decl) for name, decl in BACKENDS.items()}
+
+
+def scripted_from_params(params: dict[str, Any]) -> ScriptedBackend:
+    """The `scripted` backend of a model declaration: `scripted(file: "replies.json")`."""
     return scripted_from_file(params.get("file") or params.get("script") or "")
-
-
-DEFAULT_FACTORIES: Mapping[str, Factory] = {"llama": _llama, "openai": _openai, "scripted": _scripted}
 
 
 def scripted_from_file(path: str | Path) -> ScriptedBackend:
@@ -81,7 +79,8 @@ class BackendPool:
         if self._fixed is not None:
             return self._fixed
         params = dict(params)
-        if self._model is not None and backend == "llama":
+        decl = BACKENDS.get(backend)
+        if self._model is not None and decl is not None and decl.model_files:
             params["model"] = self._model
         key = backend + json.dumps(params, sort_keys=True, default=str)
         found = self._backends.get(key)
@@ -135,11 +134,10 @@ def pool_from_spec(spec: str | None, *, model: str | None = None,
         return BackendPool(backend=scripted_from_file(rest))
     if kind == "llama":
         llama = DEFAULT_FACTORIES["llama"]
-        return BackendPool(factories={"llama": llama, "openai": lambda p: llama({}), "scripted": lambda p: llama({})},
+        return BackendPool(factories={name: llama if name == "llama" else lambda p: llama({}) for name in BACKENDS},
                            model=model or rest or None, wrap=wrap)
     if kind == "openai":
         openai = DEFAULT_FACTORIES["openai"]
         fixed = {"base_url": rest, **({"model": model} if model else {})}
-        return BackendPool(factories=dict.fromkeys(("llama", "openai", "scripted"), lambda p: openai(fixed)),
-                           wrap=wrap)
+        return BackendPool(factories=dict.fromkeys(BACKENDS, lambda p: openai(fixed)), wrap=wrap)
     raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL[,BASE_URL...]")

@@ -40,7 +40,7 @@ async def beam_search(root: str, expand: Expand, value: Value, opts: dict[str, A
     Ties keep the earlier-proposed state. Finished states (matching ``done``) are kept, not expanded.
     """
     depth, beam = int(opts["depth"]), int(opts["beam"])
-    join, done = str(opts.get("join", "\n")), opts.get("done")
+    join, done = str(opts["join"]), opts.get("done")
     frontier: list[tuple[float, str]] = [(0.0, root)]
     nodes = 1
     for level in range(depth):

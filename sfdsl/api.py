@@ -167,7 +167,8 @@ class Recipe:
         """The static worst-case cost of a run with these inputs."""
         bound = bind_inputs(self.ast, inputs or {}, require_all=False)
         try:
-            return recipe_bound(self.program.compiled.program, self.file, self.ast, bound)
+            return recipe_bound(self.program.compiled.program, self.file, self.ast, bound,
+                                plans=self.program.compiled.plans)
         except BoundError as exc:
             raise CompileError(diagnostics=[exc.diagnostic], sources=self.program.compiled.program.sources) from None
 

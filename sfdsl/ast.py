@@ -1,6 +1,7 @@
 """The typed AST of .sf programs: pydantic nodes, each carrying its source span.
 
-Class names mirror the grammar's rule names (grammar/sf.lark).
+Class names mirror the grammar's rule names (grammar/sf.lark). Step nodes live with their step kinds in
+sfdsl/steps/; statements hold them as ``StepNode``.
 """
 
 from __future__ import annotations
@@ -99,105 +100,18 @@ class Arg(Node):
     value: Expr
 
 
-class Generate(Node):
-    kind: Literal["generate"] = "generate"
-    prompt: str
-    args: list[Arg] = []
-    using: str | None = None
+class StepNode(Node):
+    """Base of every step node; each step kind declares its node in its own module (sfdsl/steps/)."""
+
+    kind: str
 
 
-class Deepen(Node):
-    """Iterative-deepening generation: budget b, then γ·b after a trigger, up to a cap."""
-
-    kind: Literal["deepen"] = "deepen"
-    prompt: str
-    args: list[Arg] = []
-    using: str | None = None
-
-
-class Extract(Node):
-    kind: Literal["extract"] = "extract"
-    mode: str
-    source: Expr
-    pattern: RegexLit | None = None
-    choices: ListExpr | None = None
-    after: RegexLit | None = None
-    args: list[Arg] = []
-
-
-class Evaluate(Node):
-    kind: Literal["evaluate"] = "evaluate"
-    mode: str
-    prompt: str
-    args: list[Arg] = []
-    using: str | None = None
-
-
-class Vote(Node):
-    kind: Literal["vote"] = "vote"
-    source: Expr
-    mode: str
-    args: list[Arg] = []
-    using: str | None = None
-
-
-class VoteTimes(Node):
-    """Vote over the yields of a body run ``count`` times concurrently."""
-
-    kind: Literal["vote_times"] = "vote_times"
-    count: Expr
-    mode: str
-    args: list[Arg] = []
-    using: str | None = None
-    body: Block
-
-
-class Refine(Node):
-    kind: Literal["refine"] = "refine"
-    initial: Expr
-    var: str
-    args: list[Arg] = []
-    body: Block
-
-
-class MapStep(Node):
-    kind: Literal["map"] = "map"
-    var: str
-    source: Expr
-    args: list[Arg] = []
-    body: Block
-
-
-class CallRecipe(Node):
-    kind: Literal["call"] = "call"
-    target: list[str]
-    args: list[Arg] = []
-
-
-class SearchPart(Node):
-    name: str
-    body: Block
-
-
-class Search(Node):
-    kind: Literal["search"] = "search"
-    strategy: str
-    root: Expr
-    args: list[Arg] = []
-    parts: list[SearchPart]
-
-
-Step = Annotated[
-    Generate | Deepen | Extract | Evaluate | Vote | VoteTimes | Refine | MapStep | CallRecipe | Search,
-    Field(discriminator="kind"),
-]
-Rhs = Step | Expr
-STEP_KINDS = ("generate", "deepen", "extract", "evaluate", "vote", "vote_times", "refine", "map", "call", "search")
+Rhs = StepNode | Expr
 
 
 def is_step(node: Any) -> bool:
     """Whether a right-hand side is a step (as opposed to a plain expression)."""
-    return getattr(node, "kind", None) in STEP_KINDS
+    return isinstance(node, StepNode)
 
 
 # ---------------------------------------------------------------- statements

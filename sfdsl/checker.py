@@ -9,13 +9,14 @@ from typing import Any
 
 import networkx as nx
 
-from sfdsl import ast, steps
+from sfdsl import ast
 from sfdsl.check_steps import StepChecks
+from sfdsl.declarations import BACKENDS, ROLES
 from sfdsl.diagnostics import Diagnostic, Span, with_suggestion
 from sfdsl.program import Program
 from sfdsl.scope import Loop, Scope, Symbol
 from sfdsl.templates import TemplateError, variables
-from sfdsl.types import PARAM_TYPES, ExprTyper, assignable, join
+from sfdsl.types import ANY, FLOAT, PARAM_TYPES, ExprTyper, Type, assignable, join, parse_type
 
 
 def check_program(program: Program) -> list[Diagnostic]:
@@ -72,7 +73,7 @@ class RecipeChecker(StepChecks):
         self.diagnostics.append(_d(code, message, span, hint, "warning"))
 
     def typer(self, scope: Scope) -> ExprTyper:
-        def resolve(node: ast.Name) -> str | None:
+        def resolve(node: ast.Name) -> Type | None:
             sym = scope.lookup(node.id)
             if sym is None:
                 candidates = scope.visible()
@@ -83,10 +84,10 @@ class RecipeChecker(StepChecks):
 
         return ExprTyper(resolve, lambda code, msg, node, hint: self.error(code, msg, node, hint))
 
-    def infer(self, expr: Any, scope: Scope) -> str:
+    def infer(self, expr: Any, scope: Scope) -> Type:
         return self.typer(scope).infer(expr)
 
-    def define(self, scope: Scope, name: str, type_: str, span: Span, kind: str = "step") -> None:
+    def define(self, scope: Scope, name: str, type_: Type, span: Span, kind: str = "step") -> None:
         existing = scope.lookup(name)
         if existing is not None and existing.kind != "builtin":
             self.error("SF208", f"'{name}' is already defined (line {existing.span.line})", span,
@@ -100,12 +101,14 @@ class RecipeChecker(StepChecks):
     def run(self) -> None:
         scope = Scope()
         for param in self.recipe.params:
-            type_ = str(param.type)
-            if type_ not in PARAM_TYPES:
-                self.error("SF309", with_suggestion(f"unknown input type '{type_}'", type_, PARAM_TYPES), param.type)
+            declared = PARAM_TYPES.get(str(param.type))
+            if declared is None:
+                name = str(param.type)
+                self.error("SF309", with_suggestion(f"unknown input type '{name}'", name, PARAM_TYPES), param.type)
+            type_ = declared or ANY
             if param.default is not None:
                 got = self.infer(param.default, Scope())
-                if not assignable(got, type_):
+                if declared is not None and not assignable(got, type_):
                     self.error("SF310", f"default of input '{param.name}' is {got}, not {type_}", param.default)
             self.define(scope, param.name, type_, param.span, "input")
         self.collect_declarations(self.recipe.body)
@@ -138,16 +141,16 @@ class RecipeChecker(StepChecks):
                 table[name] = stmt
 
     def check_model(self, decl: ast.ModelDecl) -> None:
-        if decl.backend not in steps.MODEL_BACKENDS:
-            msg = with_suggestion(f"unknown backend '{decl.backend}'", decl.backend, steps.MODEL_BACKENDS)
-            self.error("SF207", msg, decl, "backends: " + ", ".join(steps.MODEL_BACKENDS))
+        if decl.backend not in BACKENDS:
+            msg = with_suggestion(f"unknown backend '{decl.backend}'", decl.backend, BACKENDS)
+            self.error("SF207", msg, decl, "backends: " + ", ".join(BACKENDS))
         for arg in decl.args:
             self.infer(arg.value, Scope())
 
     def check_prompt(self, decl: ast.PromptDecl) -> None:
         for turn in decl.turns or []:
-            if turn.role not in steps.ROLES:
-                self.error("SF210", with_suggestion(f"unknown chat role '{turn.role}'", turn.role, steps.ROLES), turn)
+            if turn.role not in ROLES:
+                self.error("SF210", with_suggestion(f"unknown chat role '{turn.role}'", turn.role, ROLES), turn)
         for text in self.prompt_texts(decl):
             try:
                 variables(text)
@@ -223,10 +226,10 @@ class RecipeChecker(StepChecks):
                 msg = with_suggestion(msg, f.name, declared)
                 self.error("SF521", msg, f, "declare it after `->`, e.g. -> (answer, " + f.name + ")")
             elif f.name in declared and declared[f.name].type is not None:
-                want = str(declared[f.name].type)
-                if not assignable(type_, want):
+                want = parse_type(str(declared[f.name].type))
+                if want is not None and not assignable(type_, want):
                     self.error("SF306", f"output '{f.name}' is declared {want} but given {type_}", f.value)
-            if f.name == "score" and not assignable(type_, "float"):
+            if f.name == "score" and not assignable(type_, FLOAT):
                 self.error("SF306", f"score must be a number, not {type_}", f.value)
         if abstain and "reason" not in given:
             self.error("SF307", "abstain needs a reason", fields[0] if fields else self.recipe,
@@ -248,7 +251,7 @@ class RecipeChecker(StepChecks):
         if kind == "stop":
             self.infer(stmt.cond, scope)
         elif kind == "score":
-            if not assignable(self.infer(stmt.value, scope), "float"):
+            if not assignable(self.infer(stmt.value, scope), FLOAT):
                 self.error("SF306", "score needs a number", stmt.value)
         elif kind == "next":
             type_ = self.check_rhs(stmt.value, scope)

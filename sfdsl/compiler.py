@@ -13,7 +13,7 @@ from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
 from sfdsl.limits import call_problems
 from sfdsl.plan import Plan, build_plan, collect_prompts
-from sfdsl.program import Program, load_program, program_from_text
+from sfdsl.program import Program, load_program, program_from_text, recipe_key
 
 
 @dataclass
@@ -60,24 +60,24 @@ def compile_program(program: Program) -> CompiledProgram:
         for recipe in module.recipes:
             key = recipe_key(program, file, recipe.name)
             try:
-                problems = bound_errors(program, file, recipe)
+                plan = build_plan(recipe.body, collect_prompts(recipe.body))
+                problems = bound_errors(program, file, recipe, plans={key: plan})
             except Exception:
                 if clean:
                     raise
                 continue
             diagnostics += problems
             if clean and not problems:
-                compiled.plans[key] = build_plan(recipe.body, collect_prompts(recipe.body))
-                compiled.bounds[key] = recipe_bound(program, file, recipe)
+                compiled.plans[key] = plan
+    for file, module in program.modules.items():
+        for recipe in module.recipes:
+            key = recipe_key(program, file, recipe.name)
+            if key in compiled.plans:
+                compiled.bounds[key] = recipe_bound(program, file, recipe, plans=compiled.plans)
     compiled.warnings = [d for d in diagnostics if not d.is_error]
     if any(d.is_error for d in diagnostics):
         raise CompileError(diagnostics=_unique(diagnostics), sources=program.sources)
     return compiled
-
-
-def recipe_key(program: Program, file: str, name: str) -> str:
-    """The name a recipe is known by: bare in the main file, `file::name` elsewhere."""
-    return name if file == program.main else f"{file}::{name}"
 
 
 def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -1,23 +1,26 @@
 """Parameter values known at compile time, checked as the runtime will use them.
 
 The checker calls ``constant_problems`` for each step parameter whose type
-already fits. It finds what would only fail at run time otherwise: literal
-list elements of the wrong type (``weights: ["a", 1]``), ``regex:``
-constraints outside the subset the engine compiles to a grammar, and
-``grammar:`` literals that llama.cpp's GBNF parser rejects, and matching
-regexes (``done:``, ``pass:``, ``fail:``) that Python's ``re`` rejects.
+already fits. By type, it finds what would only fail at run time otherwise:
+literal list elements of the wrong type (``weights: ["a", 1]``) and matching
+regexes (``done:``, ``pass:``, ``fail:``) that Python's ``re`` rejects. A
+parameter spec may declare its own value check instead (``ParamSpec.check``):
+`generate` declares ``regex_constraint`` (a ``regex:`` outside the subset the
+engine compiles to a grammar) and ``gbnf_grammar`` (a ``grammar:`` literal
+llama.cpp's GBNF parser rejects).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from sfdsl import ast
 from sfdsl.constraints import UnsupportedRegex, gbnf_for_regex
 from sfdsl.diagnostics import Span
 from sfdsl.gbnf import gbnf_problem
-from sfdsl.types import assignable, elem, is_list
+from sfdsl.types import BOOL, FLOAT, INT, REGEX, STR, Type, assignable, elem
 
 REGEX_HINT = ("constraints support literals, escapes, '.', classes, groups, '|' and quantifiers; "
               "no look-around, back-references or inner anchors")
@@ -32,33 +35,50 @@ class Problem(NamedTuple):
     hint: str | None = None
 
 
-def constant_problems(name: str, want: str, value: Any, where: str) -> list[Problem]:
-    """What is wrong with a parameter's literal value, judged the way the runtime will use it."""
+ValueCheck = Callable[[str, Any, str], list[Problem]]
+
+
+def constant_problems(name: str, want: Type, value: Any, where: str, own: ValueCheck | None = None) -> list[Problem]:
+    """What is wrong with a parameter's literal value, judged the way the runtime will use it.
+
+    Args:
+        own: the parameter's own value check from its spec; it replaces the check by type of a regex.
+    """
     problems = _list_elements(name, want, value, where)
-    if name == "regex" and want == "regex":
-        problems += _regex_constraint(value, where)
-    elif want == "regex":
+    if own is not None:
+        problems += own(name, value, where)
+    elif want == REGEX:
         problems += _python_regex(name, value, where)
-    if name == "grammar" and isinstance(value, ast.Const) and isinstance(value.value, str):
-        problems += _grammar(value, where)
     return problems
 
 
-def literal_type(value: Any) -> str | None:
+def regex_constraint(name: str, value: Any, where: str) -> list[Problem]:
+    """A `regex:` output constraint must fall in the subset the engine compiles to a grammar."""
+    return _regex_constraint(value, where)
+
+
+def gbnf_grammar(name: str, value: Any, where: str) -> list[Problem]:
+    """A `grammar:` literal must be GBNF that llama.cpp accepts."""
+    if isinstance(value, ast.Const) and isinstance(value.value, str):
+        return _grammar(value, where)
+    return []
+
+
+def literal_type(value: Any) -> Type | None:
     """The sfdsl type of a Python literal value, or None when it is not a scalar literal."""
     if isinstance(value, bool):
-        return "bool"
+        return BOOL
     if isinstance(value, int):
-        return "int"
+        return INT
     if isinstance(value, float):
-        return "float"
+        return FLOAT
     if isinstance(value, str):
-        return "str"
+        return STR
     return None
 
 
-def _list_elements(name: str, want: str, value: Any, where: str) -> list[Problem]:
-    if not is_list(want) or not isinstance(value, ast.ListExpr):
+def _list_elements(name: str, want: Type, value: Any, where: str) -> list[Problem]:
+    if not want.is_list or not isinstance(value, ast.ListExpr):
         return []
     element = elem(want)
     problems = []

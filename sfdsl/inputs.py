@@ -1,15 +1,22 @@
-"""Binding and type-checking recipe inputs given at run time (CLI strings, JSON or Python values)."""
+"""Binding and type-checking recipe inputs given at run time (CLI strings, JSON or Python values).
+
+Every caller (API, CLI, eval, serve) goes through ``convert``: one pydantic TypeAdapter per declared type.
+"""
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, StrictStr, TypeAdapter, ValidationError
 
 from sfdsl import ast
 from sfdsl.diagnostics import with_suggestion
 from sfdsl.errors import InputError
 from sfdsl.expressions import NotStatic, evaluate
+from sfdsl.types import ANY, BOOL, FLOAT, INT, STR, Type, parse_type
 
 
 def bind_inputs(recipe: ast.Recipe, given: dict[str, Any], *, from_text: bool = False,
@@ -43,39 +50,62 @@ def _no_names(name: str) -> Any:
     raise NotStatic(name)
 
 
-def convert(value: Any, type_name: str, *, name: str, from_text: bool = False) -> Any:
-    """Convert one input value to its declared type."""
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+#: The Python type each scalar input type is validated as.
+_SCALARS: dict[Type, Any] = {
+    STR: StrictStr,
+    INT: Annotated[int, BeforeValidator(_not_bool)],
+    FLOAT: Annotated[float, BeforeValidator(_not_bool)],
+    BOOL: bool,
+    ANY: Any,
+}
+
+
+def _python_type(type_: Type) -> Any:
+    if type_.item is not None:
+        return list[_python_type(type_.item)]  # type: ignore[misc]
+    return _SCALARS.get(type_, Any)
+
+
+@lru_cache(maxsize=64)
+def adapter(type_: Type) -> TypeAdapter[Any]:
+    """The pydantic validator of one declared input type (the one coercion path of CLI, API, eval and serve)."""
+    return TypeAdapter(_python_type(type_))
+
+
+def _from_text(value: str, type_: Type) -> Any:
+    """A command-line or CSV string read as the type's data: lists as JSON or comma-separated."""
+    if type_.item is None:
+        return value.strip() if type_ in (INT, FLOAT, BOOL) else value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [_from_text(v.strip(), type_.item) for v in text.split(",")]
+
+
+def convert(value: Any, type_name: str | Type, *, name: str, from_text: bool = False) -> Any:
+    """Convert one input value to its declared type.
+
+    Args:
+        from_text: the value is text to read (``-i n=8``, a CSV cell); otherwise it is JSON or Python data.
+
+    Raises:
+        InputError: naming the input and the type it must have.
+    """
+    type_ = type_name if isinstance(type_name, Type) else parse_type(type_name) or ANY
     try:
-        if type_name == "str":
-            if not isinstance(value, str) and not from_text:
-                raise ValueError
-            return str(value)
-        if type_name == "int":
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        if type_name == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if type_name == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-                return value.strip().lower() in ("true", "1", "yes")
-            raise ValueError
-        if type_name.startswith("list["):
-            if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith("[") else [v.strip() for v in value.split(",")]
-            if not isinstance(value, list):
-                raise ValueError
-            inner = type_name[5:-1]
-            return [convert(v, inner, name=name, from_text=isinstance(v, str)) for v in value]
-        return value
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise InputError(f"input '{name}' must be {type_name}, got {value!r}") from None
+        if from_text and type_ == STR and value is not None:
+            data = str(value)
+        else:
+            data = _from_text(value, type_) if from_text and isinstance(value, str) else value
+        return adapter(type_).validate_python(data)
+    except (ValidationError, ValueError, TypeError):
+        raise InputError(f"input '{name}' must be {type_}, got {value!r}") from None
 
 
 def load_json(path: str | Path, *, what: str) -> Any:

@@ -14,6 +14,7 @@ from lark import Token, Transformer, Tree
 
 from sfdsl import ast
 from sfdsl.diagnostics import Diagnostic, Span
+from sfdsl.steps.call import CallRecipe
 
 if TYPE_CHECKING:
     from sfdsl.program import Program
@@ -132,16 +133,16 @@ def call_problems(program: Program) -> list[Diagnostic]:
     return []
 
 
-def _calls(recipe: ast.Recipe) -> list[ast.CallRecipe]:
+def _calls(recipe: ast.Recipe) -> list[CallRecipe]:
     """Every `call` step inside a recipe, found without recursion."""
-    found: list[ast.CallRecipe] = []
+    found: list[CallRecipe] = []
     stack: list[Any] = [recipe.body]
     while stack:
         node = stack.pop()
         if isinstance(node, list):
             stack.extend(node)
         elif isinstance(node, ast.Node):
-            if isinstance(node, ast.CallRecipe):
+            if isinstance(node, CallRecipe):
                 found.append(node)
             stack.extend(getattr(node, name) for name in type(node).model_fields if name != "span")
     return found

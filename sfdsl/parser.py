@@ -14,6 +14,7 @@ from sfdsl.diagnostics import Diagnostic, Span
 from sfdsl.errors import CompileError
 from sfdsl.limits import depth_problem, transform
 from sfdsl.recovery import parse_tree
+from sfdsl.registry import BUILDERS
 
 
 def parse(text: str, *, file: str = "<string>") -> ast.Module:
@@ -115,7 +116,7 @@ def _regex(file: str, token: Token) -> ast.RegexLit:
 
 @v_args(meta=True)
 class _Builder(Transformer[Token, Any]):
-    """Turns the Lark tree into pydantic AST nodes."""
+    """Turns the Lark tree into pydantic AST nodes; step rules go to their step kinds' builders."""
 
     def __init__(self, file: str, text: str = "") -> None:
         super().__init__()
@@ -124,6 +125,20 @@ class _Builder(Transformer[Token, Any]):
 
     def _s(self, meta: Any) -> Span:
         return _span_of(self.file, meta)
+
+    def span(self, item: Any) -> Span:
+        """The span of a token or of a rule's meta (for step kinds' builders)."""
+        return _span_of(self.file, item)
+
+    def regex_lit(self, token: Token) -> ast.RegexLit:
+        """A /regex/ token as a literal node (for step kinds' builders)."""
+        return _regex(self.file, token)
+
+    def __default__(self, data: Any, children: list[Any], meta: Any) -> Any:
+        build = BUILDERS.get(str(data))
+        if build is None:
+            return super().__default__(data, children, meta)
+        return build(self, children, meta)
 
     # top level
     def start(self, meta: Any, items: list[Any]) -> ast.Module:
@@ -225,60 +240,8 @@ class _Builder(Transformer[Token, Any]):
     def arg(self, meta: Any, c: list[Any]) -> ast.Arg:
         return ast.Arg(span=_span_of(self.file, c[0]), name=str(c[0]), value=c[1])
 
-    def generate(self, meta: Any, c: list[Any]) -> ast.Generate:
-        return ast.Generate(span=self._s(meta), prompt=str(c[0]), args=c[1] or [], using=c[2])
-
-    def deepen(self, meta: Any, c: list[Any]) -> ast.Deepen:
-        return ast.Deepen(span=self._s(meta), prompt=str(c[0]), args=c[1] or [], using=c[2])
-
-    def extract_kind(self, meta: Any, c: list[Any]) -> tuple[str, Any]:
-        return str(c[0]), None
-
-    def extract_regex(self, meta: Any, c: list[Any]) -> tuple[str, Any]:
-        return "regex", _regex(self.file, c[0])
-
-    def extract_choice(self, meta: Any, c: list[Any]) -> tuple[str, Any]:
-        return "choice", c[0]
-
-    def extract(self, meta: Any, c: list[Any]) -> ast.Extract:
-        (mode, extra), source, after, args = c
-        return ast.Extract(
-            span=self._s(meta),
-            mode=mode,
-            source=source,
-            pattern=extra if isinstance(extra, ast.RegexLit) else None,
-            choices=extra if isinstance(extra, ast.ListExpr) else None,
-            after=_regex(self.file, after) if after is not None else None,
-            args=args or [],
-        )
-
-    def evaluate(self, meta: Any, c: list[Any]) -> ast.Evaluate:
-        return ast.Evaluate(span=self._s(meta), mode=str(c[0]), prompt=str(c[1]), args=c[2] or [], using=c[3])
-
-    def vote(self, meta: Any, c: list[Any]) -> ast.Vote:
-        return ast.Vote(span=self._s(meta), source=c[0], mode=str(c[1]), args=c[2] or [], using=c[3])
-
-    def vote_times(self, meta: Any, c: list[Any]) -> ast.VoteTimes:
-        return ast.VoteTimes(span=self._s(meta), count=c[0], mode=str(c[1]), args=c[2] or [], using=c[3], body=c[4])
-
-    def refine(self, meta: Any, c: list[Any]) -> ast.Refine:
-        return ast.Refine(span=self._s(meta), initial=c[0], var=str(c[1]), args=c[2] or [], body=c[3])
-
-    def map_step(self, meta: Any, c: list[Any]) -> ast.MapStep:
-        return ast.MapStep(span=self._s(meta), var=str(c[0]), source=c[1], args=c[2] or [], body=c[3])
-
-    def call(self, meta: Any, c: list[Any]) -> ast.CallRecipe:
-        return ast.CallRecipe(span=self._s(meta), target=c[0], args=[a for a in c[1:] if a is not None])
-
     def dotted(self, meta: Any, c: list[Any]) -> list[str]:
         return [str(t) for t in c]
-
-    def search(self, meta: Any, c: list[Any]) -> ast.Search:
-        strategy, root, args, *parts = c
-        return ast.Search(span=self._s(meta), strategy=str(strategy), root=root, args=args or [], parts=parts)
-
-    def search_part(self, meta: Any, c: list[Any]) -> ast.SearchPart:
-        return ast.SearchPart(span=_span_of(self.file, c[0]), name=str(c[0]), body=c[1])
 
     # expressions
     def _binary_chain(self, meta: Any, c: list[Any], ops: list[str] | None = None) -> Any:

@@ -2,7 +2,8 @@
 
 Nodes are statements; edges are data dependencies (a name or template variable
 read) and control dependencies (a statement that may exit the block runs before
-everything after it).
+everything after it). A recipe is planned once, nested blocks included (loop
+bodies, search parts, if branches); the cost pass and the executor read the same plan.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import networkx as nx
 
 from sfdsl import ast
+from sfdsl.registry import kind_of
 from sfdsl.templates import TemplateError, variables
 
 CONTROL_STMTS = ("if", "return", "abstain", "stop")
@@ -21,7 +23,7 @@ CONTROL_STMTS = ("if", "return", "abstain", "stop")
 
 @dataclass
 class Plan:
-    """A block's graph; node attributes: ``stmt`` (AST node), ``kind``, ``label``, ``bodies``."""
+    """A block's graph; node attributes: ``stmt`` (AST node), ``kind``, ``label``, ``bodies`` (name → Plan)."""
 
     graph: nx.DiGraph
     order: list[str] = field(default_factory=list)
@@ -41,7 +43,7 @@ def build_plan(block: ast.Block, prompts: dict[str, ast.PromptDecl]) -> Plan:
             continue
         node_id = _node_id(stmt, graph)
         kind, value = _kind(stmt)
-        graph.add_node(node_id, stmt=stmt, kind=kind, label=_label(stmt, kind), bodies=_bodies(value, prompts))
+        graph.add_node(node_id, stmt=stmt, kind=kind, label=_label(value, kind), bodies=_bodies(stmt, value, prompts))
         order.append(node_id)
         for name in sorted(reads(stmt, prompts)):
             if name in defined_by:
@@ -73,33 +75,18 @@ def _kind(stmt: Any) -> tuple[str, Any]:
     return stmt.stmt, value
 
 
-def _label(stmt: Any, kind: str) -> str:
-    value = getattr(stmt, "value", None)
-    detail = ""
-    if value is not None and ast.is_step(value):
-        detail = {
-            "generate": lambda v: v.prompt,
-            "deepen": lambda v: v.prompt,
-            "evaluate": lambda v: f"{v.mode} {v.prompt}",
-            "extract": lambda v: v.mode,
-            "vote": lambda v: f"by {v.mode}",
-            "vote_times": lambda v: f"by {v.mode}",
-            "refine": lambda v: f"as {v.var}",
-            "map": lambda v: f"{v.var}",
-            "call": lambda v: ".".join(v.target),
-            "search": lambda v: v.strategy,
-        }[value.kind](value)
+def _label(value: Any, kind: str) -> str:
+    detail = kind_of(value).label(value) if ast.is_step(value) else ""  # type: ignore[misc]
     return f"{kind} {detail}".strip()
 
 
-def _bodies(value: Any, prompts: dict[str, ast.PromptDecl]) -> dict[str, Plan]:
+def _bodies(stmt: Any, value: Any, prompts: dict[str, ast.PromptDecl]) -> dict[str, Plan]:
+    if stmt.stmt == "if":
+        branches = {"then": stmt.then, "else": stmt.orelse}
+        return {name: build_plan(block, prompts) for name, block in branches.items() if block is not None}
     if value is None or not ast.is_step(value):
         return {}
-    if value.kind in ("refine", "map", "vote_times"):
-        return {"body": build_plan(value.body, prompts)}
-    if value.kind == "search":
-        return {part.name: build_plan(part.body, prompts) for part in value.parts}
-    return {}
+    return {name: build_plan(block, prompts) for name, block in kind_of(value).bodies(value).items()}
 
 
 def writes(stmt: Any, memo: dict[int, set[str]] | None = None) -> set[str]:
@@ -127,22 +114,20 @@ def reads(node: Any, prompts: dict[str, ast.PromptDecl]) -> set[str]:
     return names
 
 
-def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], memo: dict[int, set[str]]) -> None:
+def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], memo: dict[int, set[str]],
+             skip: frozenset[int] = frozenset()) -> None:
     if node is None:
         return
     if isinstance(node, list):
         for item in node:
-            _collect(item, prompts, out, memo)
+            _collect(item, prompts, out, memo, skip)
         return
     if isinstance(node, ast.Name):
         out.add(node.id)
         return
-    if isinstance(node, (ast.Generate, ast.Deepen, ast.Evaluate)):
-        out |= prompt_reads(node.prompt, prompts)
-    if isinstance(node, ast.Arg) and node.name == "prompt" and isinstance(node.value, ast.Name):
-        out |= prompt_reads(node.value.id, prompts) - {"responses"}
-        return
     if isinstance(node, ast.Block):
+        if id(node) in skip:
+            return
         inner: set[str] = set()
         bound: set[str] = set()
         for stmt in node.stmts:
@@ -150,28 +135,36 @@ def _collect(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], memo:
             bound |= writes(stmt, memo)
         out |= inner - bound
         return
-    if isinstance(node, (ast.Refine, ast.MapStep)):
-        _collect(node.initial if isinstance(node, ast.Refine) else node.source, prompts, out, memo)
-        _collect(node.args, prompts, out, memo)
-        body: set[str] = set()
-        _collect(node.body, prompts, body, memo)
-        out |= body - {node.var, "history", "round"}
-        return
-    if isinstance(node, ast.Search):
-        _collect(node.root, prompts, out, memo)
-        _collect(node.args, prompts, out, memo)
-        for part in node.parts:
-            body = set()
-            _collect(part.body, prompts, body, memo)
-            out |= body - {"state", "depth"}
+    if ast.is_step(node):
+        _collect_step(node, prompts, out, memo)
         return
     if isinstance(node, ast.Node):
         for name in type(node).model_fields:
-            if name == "span":
-                continue
-            child = getattr(node, name)
-            if isinstance(child, (ast.Node, list)):
-                _collect(child, prompts, out, memo)
+            if name != "span":
+                _collect(getattr(node, name), prompts, out, memo, skip)
+
+
+def _collect_step(node: Any, prompts: dict[str, ast.PromptDecl], out: set[str], memo: dict[int, set[str]]) -> None:
+    """A step reads its prompt's variables, its fields, and its bodies less the names it binds there."""
+    kind = kind_of(node)
+    if isinstance(getattr(node, "prompt", None), str):
+        out |= prompt_reads(node.prompt, prompts)
+    bodies = kind.bodies(node)
+    skip = frozenset(id(block) for block in bodies.values())
+    for name in type(node).model_fields:
+        child = getattr(node, name)
+        if name == "args":
+            for arg in child:
+                if arg.name == "prompt" and isinstance(arg.value, ast.Name):
+                    out |= prompt_reads(arg.value.id, prompts) - set(kind.supplies)
+                else:
+                    _collect(arg.value, prompts, out, memo)
+        elif name != "span":
+            _collect(child, prompts, out, memo, skip)
+    inner: set[str] = set()
+    for block in bodies.values():
+        _collect(block, prompts, inner, memo)
+    out |= inner - set(kind.binds(node))
 
 
 def prompt_reads(name: str, prompts: dict[str, ast.PromptDecl]) -> set[str]:

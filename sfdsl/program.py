@@ -51,6 +51,11 @@ class Program:
             names += [f"{alias}.{n}" for n in self.recipes_in(imported)]
         return names
 
+    def unknown_recipe_message(self, file: str, target: list[str]) -> str:
+        """The error for a `call` of a recipe that does not exist, with a suggestion."""
+        name = ".".join(target)
+        return with_suggestion(f"unknown recipe '{name}'", name, self.callable_names(file))
+
     def fingerprint(self) -> str:
         """sha256 over every source file of the program."""
         digest = hashlib.sha256()
@@ -202,6 +207,6 @@ def _resolve_import(roots: ImportRoots, importer_dir: Path, imp: ast.Import) -> 
                             hint=f"looked for {os.path.abspath(candidates[0])}")
 
 
-def unknown_recipe_message(program: Program, file: str, target: list[str]) -> str:
-    name = ".".join(target)
-    return with_suggestion(f"unknown recipe '{name}'", name, program.callable_names(file))
+def recipe_key(program: Program, file: str, name: str) -> str:
+    """The name a recipe is known by: bare in the main file, `file::name` elsewhere."""
+    return name if file == program.main else f"{file}::{name}"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sfdsl.diagnostics import Span
+from sfdsl.types import Type
 
 
 @dataclass
 class Symbol:
-    type: str
+    type: Type
     span: Span
     kind: str
     used: bool = False
@@ -40,5 +41,5 @@ class Scope:
 @dataclass
 class Loop:
     kind: str  # refine | map | vote | search
-    yields: list[str] = field(default_factory=list)
+    yields: list[Type] = field(default_factory=list)
     nexts: int = 0

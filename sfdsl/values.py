@@ -1,7 +1,8 @@
 """Run-time values of .sf programs: generations, scores, votes, and the typed "no answer".
 
-Every value exposes only its declared fields to recipes (``FIELDS``); nothing
-else of the Python object is reachable from a recipe or a template.
+Every record exposes only its declared fields to recipes (``FIELDS``); nothing
+else of the Python object is reachable from a recipe or a template. A step kind
+with a value of its own subclasses ``Record`` (e.g. ``Clusters``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
+class Record:
+    """Base of run-time records: the fields recipes may read, the value it stands for, what `return` gives."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def primary(self) -> Any:
+        """The value the record stands for when used as an answer (a vote → its answer)."""
+        return self
+
+    def as_result(self) -> dict[str, Any]:
+        """The outputs of `return STEP` when the step's value is this record."""
+        return {"answer": self.primary()}
+
+
 @dataclass(frozen=True)
-class NoAnswer:
+class NoAnswer(Record):
     """A failed extraction: compares unequal to everything, renders as empty text."""
 
     reason: str = "no answer"
@@ -25,7 +40,7 @@ class NoAnswer:
 
 
 @dataclass(frozen=True)
-class Text:
+class Text(Record):
     """One generated sample."""
 
     text: str
@@ -42,7 +57,7 @@ class Text:
 
 
 @dataclass(frozen=True)
-class Score:
+class Score(Record):
     """A self-evaluation: a score in [0, 1], a label, and what it was read from."""
 
     score: float
@@ -52,12 +67,15 @@ class Score:
     probs: tuple[float, ...] = ()
     FIELDS: ClassVar[tuple[str, ...]] = ("score", "label", "logprob", "text", "probs")
 
+    def as_result(self) -> dict[str, Any]:
+        return {"answer": self.label, "score": self.score}
+
     def __str__(self) -> str:
         return f"{self.score:.3f}"
 
 
 @dataclass(frozen=True)
-class VoteOutcome:
+class VoteOutcome(Record):
     """The winner of a vote and its share of the (weighted) votes.
 
     ``share`` is the winner's weight over the weight of the samples that gave an
@@ -78,12 +96,18 @@ class VoteOutcome:
         "answer", "share", "share_all", "margin", "votes", "total", "counts", "stopped_early"
     )
 
+    def primary(self) -> Any:
+        return self.answer
+
+    def as_result(self) -> dict[str, Any]:
+        return {"answer": self.answer, "score": self.share}
+
     def __str__(self) -> str:
         return str(self.answer)
 
 
 @dataclass(frozen=True)
-class RefineOutcome:
+class RefineOutcome(Record):
     """The kept iterate of a refine loop, with its history."""
 
     value: Any
@@ -94,12 +118,18 @@ class RefineOutcome:
     stopped: bool
     FIELDS: ClassVar[tuple[str, ...]] = ("value", "score", "rounds", "history", "first", "stopped")
 
+    def primary(self) -> Any:
+        return self.value
+
+    def as_result(self) -> dict[str, Any]:
+        return {"answer": self.value, "score": self.score, "first": self.first}
+
     def __str__(self) -> str:
         return str(self.value)
 
 
 @dataclass(frozen=True)
-class SearchOutcome:
+class SearchOutcome(Record):
     """The best state a tree search reached."""
 
     best: str
@@ -109,12 +139,15 @@ class SearchOutcome:
     simulations: int = 0
     FIELDS: ClassVar[tuple[str, ...]] = ("best", "value", "path", "nodes", "simulations")
 
+    def primary(self) -> Any:
+        return self.best
+
     def __str__(self) -> str:
         return self.best
 
 
 @dataclass(frozen=True)
-class CallOutcome:
+class CallOutcome(Record):
     """The structured result of a called recipe."""
 
     answer: Any
@@ -124,18 +157,22 @@ class CallOutcome:
     outputs: dict[str, Any] = field(default_factory=dict)
     FIELDS: ClassVar[tuple[str, ...]] = ("answer", "score", "abstained", "reason")
 
+    def primary(self) -> Any:
+        return self.answer
+
     def __str__(self) -> str:
         return str(self.answer)
 
 
-RECORD_TYPES: tuple[type, ...] = (NoAnswer, Text, Score, VoteOutcome, RefineOutcome, SearchOutcome, CallOutcome)
+#: Every record type (kept for callers that test ``isinstance(value, RECORD_TYPES)``).
+RECORD_TYPES: tuple[type, ...] = (Record,)
 
 
 def field_of(value: Any, name: str) -> Any:
     """Read a declared field of a run-time value; ``KeyError`` when it has none."""
     if isinstance(value, CallOutcome) and name not in CallOutcome.FIELDS and name in value.outputs:
         return value.outputs[name]
-    if isinstance(value, RECORD_TYPES) and name in value.FIELDS:  # type: ignore[attr-defined]
+    if isinstance(value, Record) and name in value.FIELDS:
         return getattr(value, name)
     if isinstance(value, dict) and name in value:
         return value[name]
@@ -146,10 +183,12 @@ def plain(value: Any) -> Any:
     """Convert a run-time value to JSON-able data (for results, traces and templates)."""
     if isinstance(value, NoAnswer):
         return None
-    if isinstance(value, (Text, VoteOutcome, RefineOutcome, SearchOutcome, CallOutcome)):
-        return str(value) if isinstance(value, Text) else plain(_primary(value))
+    if isinstance(value, Text):
+        return str(value)
     if isinstance(value, Score):
         return value.score
+    if isinstance(value, Record):
+        return plain(value.primary())
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if isinstance(value, dict):
@@ -159,8 +198,8 @@ def plain(value: Any) -> Any:
 
 def record(value: Any) -> Any:
     """Convert a run-time value to a JSON-able record with all its fields."""
-    if isinstance(value, RECORD_TYPES):
-        return {name: record(getattr(value, name)) for name in value.FIELDS}  # type: ignore[attr-defined]
+    if isinstance(value, Record):
+        return {name: record(getattr(value, name)) for name in value.FIELDS}
     if isinstance(value, (list, tuple)):
         return [record(v) for v in value]
     if isinstance(value, dict):
@@ -168,18 +207,6 @@ def record(value: Any) -> Any:
     return value
 
 
-def _primary(value: Any) -> Any:
-    if isinstance(value, VoteOutcome):
-        return value.answer
-    if isinstance(value, RefineOutcome):
-        return value.value
-    if isinstance(value, SearchOutcome):
-        return value.best
-    if isinstance(value, CallOutcome):
-        return value.answer
-    return value
-
-
 def primary(value: Any) -> Any:
     """The value a composite stands for when used as an answer (vote → its answer)."""
-    return _primary(value)
+    return value.primary() if isinstance(value, Record) else value

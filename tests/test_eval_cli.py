@@ -13,6 +13,7 @@ import pytest
 
 from sfdsl.eval import cli
 from sfdsl.eval.cli import Target, add_data_parser, add_eval_parser, split_recipe_spec
+from sfdsl.runtime.backends.scripted import ScriptedBackend
 from sfdsl.runtime.results import Cost, RunResult
 
 
@@ -196,10 +197,6 @@ recipe twoturn(question: str) -> (answer, first) {
 
 def test_real_recipe_with_scripted_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The real glue (sfdsl.load + recipe.arun through a shared pool) on a two-turn recipe."""
-    sfdsl = pytest.importorskip("sfdsl")
-    if not hasattr(sfdsl, "load"):
-        pytest.skip("sfdsl.load is not available yet")
-    from sfdsl.runtime.backends.scripted import ScriptedBackend
 
     def reply(prompt: str, index: int) -> str:
         a, b = (int(x) for x in re.findall(r"(\d+) plus (\d+)", prompt)[0])
@@ -226,10 +223,6 @@ def test_real_recipe_with_scripted_backend(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_budget_failures_recorded_with_real_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sfdsl = pytest.importorskip("sfdsl")
-    if not hasattr(sfdsl, "load"):
-        pytest.skip("sfdsl.load is not available yet")
-    from sfdsl.runtime.backends.scripted import ScriptedBackend
 
     (tmp_path / "twoturn.sf").write_text(TWO_TURN_SF)
     data = tmp_path / "d.jsonl"

@@ -320,9 +320,8 @@ def test_budget_on_tokens_and_wall_clock() -> None:
 
 def test_script_exhaustion_is_a_clear_backend_error() -> None:
     with pytest.raises(ScriptExhausted, match="no reply left"):
-        run_source(SC, ScriptedBackend(["only one"]), question="q", n=1) if False else run_source(
-            'recipe r() { prompt p = "x"  a = generate p  b = generate p (max_tokens: 2)  return answer: a + b }',
-            ScriptedBackend(["only one"]))
+        source = 'recipe r() { prompt p = "x"  a = generate p  b = generate p (max_tokens: 2)  return answer: a + b }'
+        run_source(source, ScriptedBackend(["only one"]))
 
 
 def test_wrong_inputs_are_reported_by_name() -> None:

@@ -9,6 +9,8 @@ import pytest
 from sfdsl import ast
 from sfdsl.errors import CompileError
 from sfdsl.parser import decode_string, parse
+from sfdsl.steps.extract import Extract
+from sfdsl.steps.generate import Generate
 
 SOURCE = '''
 import "lib.sf" as lib
@@ -37,11 +39,11 @@ def test_parse_builds_typed_nodes_with_spans() -> None:
     assert isinstance(stmts[1], ast.PromptDecl) and stmts[1].text == "{{ question }}\nThink step by step."
     assert [t.role for t in stmts[2].turns or []] == ["system", "user", "assistant"]
     gen = stmts[3]
-    assert isinstance(gen, ast.Assign) and isinstance(gen.value, ast.Generate)
+    assert isinstance(gen, ast.Assign) and isinstance(gen.value, Generate)
     assert gen.value.using == "gen" and [a.name for a in gen.value.args] == ["n", "max_tokens"]
     assert gen.span.line == 9 and gen.span.column == 3
     extract = stmts[4].value
-    assert isinstance(extract, ast.Extract) and extract.after is not None
+    assert isinstance(extract, Extract) and extract.after is not None
     assert (extract.after.pattern, extract.after.flags) == ("The answer is", "i")
 
 

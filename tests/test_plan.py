@@ -85,3 +85,41 @@ def test_deepen_budgets_follow_gamma_until_cap() -> None:
     assert deepen_budgets(64, 2.0, 448) == [64, 128, 256]
     assert deepen_budgets(100, 1.5, 300) == [100, 150, 50]
     assert sum(deepen_budgets(7, 3.0, 1000)) == 1000
+
+
+def test_a_run_reads_the_compiled_plans_and_never_plans_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loop bodies, if branches and called recipes are planned once, at compile time."""
+    from sfdsl import cost, plan
+    from sfdsl.runtime.backends.scripted import ScriptedBackend
+
+    source = """
+recipe helper(x: str) {
+  prompt p = "again {{ x }}"
+  a = generate p (max_tokens: 2)
+  return a
+}
+recipe main(q: str) {
+  prompt p = "{{ q }}"
+  r = refine q as d (max: 2) {
+    c = generate p (max_tokens: 2)
+    if c == "stop" {
+      stop when true
+    }
+    next c
+  }
+  m = map x in ["a", "b"] {
+    yield call helper(x: x)
+  }
+  return answer: r.value, score: len(m)
+}
+"""
+    program = sfdsl.compile(source)
+
+    def no_planning(*args: object, **kwargs: object) -> None:
+        raise AssertionError("planned again at run time")
+
+    monkeypatch.setattr(plan, "build_plan", no_planning)
+    monkeypatch.setattr(cost, "build_plan", no_planning)
+    backend = ScriptedBackend({"go": ["one", "two"], "again": ["h1", "h2"]})
+    result = program.recipe("main").run({"q": "go"}, backend=backend)
+    assert result.answer == "two" and result.score == 2

@@ -52,6 +52,7 @@ CASES: list[tuple[str, str | None, str, dict[str, Any]]] = [
     ("tree_of_thoughts", None, ARITH, {"k": 2, "beam": 1, "depth": 2, "step_tokens": 16}),
     ("mcts", None, ARITH, {"simulations": 2, "depth": 2, "k": 2, "step_tokens": 16}),
     ("confidence_critique", None, YESNO, {"max_tokens": 32}),
+    ("semantic_entropy", None, ARITH, {"n": 3, "max_tokens": 48}),
 ]
 
 

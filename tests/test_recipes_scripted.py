@@ -558,3 +558,38 @@ def test_a_zero_weight_vote_does_not_move_when_a_tie_was_reached() -> None:
 
     assert vote(["30", "32", "30"], [1.0, 1.0, 0.0]).answer == "30"  # 30 had its one vote first
     assert vote(["30", "32", "30", "32"], [1.0, 1.0, 1.0, 1.0]).answer == "30"
+
+
+def _same_number(prompt: str, continuation: str) -> float:
+    """The implication judge of semantic_entropy: answers imply each other when they name the same number."""
+    first = re.search(r"Possible Answer 1: \D*(\d+)", prompt)
+    second = re.search(r"Possible Answer 2: \D*(\d+)", prompt)
+    same = bool(first and second and first.group(1) == second.group(1))
+    return math.log(0.9 if same == (continuation == " (A)") else 0.1)
+
+
+def test_semantic_entropy_answers_with_the_largest_meaning() -> None:
+    replies = ["So 16 * 2 = 32. The answer is 32.", "The answer is 16.", "Doubling. The answer is indeed 32 shells.",
+               "The answer is 32", "The answer is thirty-two... no, 32."]
+    backend = ScriptedBackend(replies, scores=_same_number)
+    result = run("semantic_entropy", backend)
+    entropy = -(0.8 * math.log(0.8) + 0.2 * math.log(0.2))
+    assert result.answer == "32" and not result.abstained
+    assert result.score == pytest.approx(1 - entropy / math.log(5))
+    assert result.outputs["clusters"] == 2
+    assert len(scorings(backend)) == 2 + 4 + 4 + 4  # samples 1-4 against 1, 2, 2, 2 representatives, both ways
+
+
+def test_semantic_entropy_abstains_when_meanings_disagree() -> None:
+    replies = ["The answer is 32.", "The answer is 16.", "The answer is 8.", "The answer is 32.", "The answer is 16."]
+    result = run("semantic_entropy", ScriptedBackend(replies, scores=_same_number))
+    entropy = -(2 * 0.4 * math.log(0.4) + 0.2 * math.log(0.2))
+    assert result.abstained and "disagree" in (result.reason or "")
+    assert result.score == pytest.approx(1 - entropy / math.log(5))
+
+
+def test_semantic_entropy_abstains_without_any_final_answer() -> None:
+    backend = ScriptedBackend(["I am not sure."] * 5, scores=_same_number)
+    result = sfdsl.load(RECIPES / "semantic_entropy.sf").recipe().run({"question": Q}, backend=backend)
+    assert result.abstained and result.reason == "no sample gave a final answer" and result.score == 0
+    assert scorings(backend) == []

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sfdsl.errors import InputError
+from sfdsl.inputs import convert
+from sfdsl.types import parse_type
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 CSV_SUFFIXES = {".csv", ".tsv"}
@@ -138,7 +140,7 @@ def parse_assignments(pairs: Iterable[str], *, what: str) -> dict[str, str]:
 
 
 def coerce(value: Any, type_name: str | None, *, where: str) -> Any:
-    """Convert a string value to a recipe input type; non-strings pass through.
+    """Convert a string value to a recipe input type (as ``sfdsl.inputs.convert`` does); non-strings pass through.
 
     Args:
         value: Raw value (CSV cells and ``-i`` values are strings).
@@ -154,24 +156,13 @@ def coerce(value: Any, type_name: str | None, *, where: str) -> Any:
     """
     if not isinstance(value, str) or type_name is None:
         return value
-    t = type_name.strip().lower()
+    type_ = parse_type(type_name.strip())
+    if type_ is None:
+        return value
     try:
-        if t == "int":
-            return int(value.strip())
-        if t in ("float", "number"):
-            return float(value.strip())
-        if t == "bool":
-            low = value.strip().lower()
-            if low in ("true", "yes", "1"):
-                return True
-            if low in ("false", "no", "0"):
-                return False
-            raise ValueError(value)
-        if t in ("list", "dict", "json") or t.startswith(("list[", "dict[")):
-            return json.loads(value)
-    except (ValueError, json.JSONDecodeError):
+        return convert(value, type_, name=where, from_text=True)
+    except InputError:
         raise DataError(f"{where}: cannot read {value!r} as {type_name}") from None
-    return value
 
 
 def build_items(

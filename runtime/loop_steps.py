@@ -1,0 +1,153 @@
+"""Run implementations of the steps with bodies: vote N times, refine, map, call and search.
+
+Each body runs from the plan compiled with its recipe (``bodies``); nothing is planned here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from sfdsl.errors import StepError
+from sfdsl.expressions import evaluate as eval_expr
+from sfdsl.expressions import scalar
+from sfdsl.inputs import bind_inputs
+from sfdsl.runtime.executor import CONTROL, Frame, LoopState, StopLoop
+from sfdsl.runtime.failures import pick, reraise
+from sfdsl.runtime.search import beam_search, mcts_search
+from sfdsl.runtime.voting import Tally
+from sfdsl.step_kind import with_defaults
+from sfdsl.steps import refine as refine_step
+from sfdsl.steps import search as search_step
+from sfdsl.steps.call import CallRecipe
+from sfdsl.steps.map import MapStep
+from sfdsl.steps.vote_times import VoteTimes
+from sfdsl.values import NoAnswer, RefineOutcome, plain
+
+if TYPE_CHECKING:
+    from sfdsl.plan import Plan
+    from sfdsl.runtime.executor import Executor, RecipeState
+
+Bodies = dict[str, "Plan"]
+
+
+async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, frame: Frame, path: tuple[str, ...],
+                         bodies: Bodies) -> Any:
+    count = int(scalar(eval_expr(node.count, frame.lookup)))
+    opts = state.caller.args([a for a in node.args if a.name != "prompt"], frame.lookup)
+    tally, plan, results = Tally(expected=count), bodies["body"], [None] * count
+    tasks: list[asyncio.Task[None]] = []
+    stopped = False
+
+    async def one(i: int) -> None:
+        nonlocal stopped
+        loop = LoopState()
+        await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
+        results[i] = loop.yielded
+        weight = loop.score if node.mode == "weighted" and loop.score is not None else 1.0
+        tally.add(loop.yielded, weight)
+        if node.mode != "llm" and not stopped and tally.decided(stop=opts.get("stop"), margin=opts.get("margin")):
+            stopped = True
+            ex.ctx.trace.emit("vote_decided", node_id="/".join(path), after=tally.seen, of=count)
+            for task in tasks:
+                task.cancel()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks.extend(group.create_task(one(i)) for i in range(count))
+    except* Exception as failed:
+        reraise(pick(failed, CONTROL))
+    if node.mode == "llm":
+        return await state.caller.vote_llm(results, node, frame.lookup, path)
+    return tally.outcome(stopped_early=stopped and tally.seen < count)
+
+
+async def run_refine(ex: Executor, state: RecipeState, node: refine_step.Refine, frame: Frame,
+                     path: tuple[str, ...], bodies: Bodies) -> Any:
+    opts = with_defaults(refine_step.PARAMS, state.caller.args(node.args, frame.lookup))
+    rounds, keep = int(opts["max"]), str(opts["keep"])
+    first = current = eval_expr(node.initial, frame.lookup)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, Any] | None = None
+    stopped, done_rounds, score = False, 0, None
+    for r in range(rounds):
+        loop = LoopState()
+        inner = Frame(parent=frame, values={node.var: current, "history": list(history), "round": r}, loop=loop)
+        try:
+            await ex.block(state, bodies["body"], inner, path + (f"round{r}",))
+        except StopLoop:
+            stopped = True
+        score = loop.score
+        entry = {k: v for k, v in inner.values.items() if k != "history"}
+        entry["score"] = score
+        history.append(entry)
+        done_rounds = r + 1
+        if score is not None and (best is None or score > best[0]):
+            best = (score, current)
+        if stopped:
+            break
+        if not loop.has_next:
+            raise StepError("refine body finished without `next`", location=str(node.span))
+        current = loop.next
+    if keep == "best" and best is not None and not stopped:
+        score, current = best
+    return RefineOutcome(value=current, score=score, rounds=done_rounds, history=tuple(history), first=first,
+                         stopped=stopped)
+
+
+async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame, path: tuple[str, ...],
+                  bodies: Bodies) -> Any:
+    items = eval_expr(node.source, frame.lookup)
+    if not isinstance(items, list):
+        raise StepError("map needs a list", location=str(node.source.span))
+    opts = state.caller.args(node.args, frame.lookup)
+    if "limit" in opts:
+        items = items[: int(opts["limit"])]
+    loops = [LoopState() for _ in items]
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i, (item, loop) in enumerate(zip(items, loops)):
+                inner = Frame(parent=frame, values={node.var: item}, loop=loop)
+                group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
+    except* Exception as failed:
+        reraise(pick(failed, CONTROL))
+    return [loop.yielded for loop in loops]
+
+
+async def run_call(ex: Executor, state: RecipeState, node: CallRecipe, frame: Frame, path: tuple[str, ...],
+                   bodies: Bodies) -> Any:
+    found = ex.compiled.program.resolve_call(state.file, node.target)
+    if found is None:
+        raise StepError(f"unknown recipe {'.'.join(node.target)}", location=str(node.span))
+    file, callee = found
+    given = {a.name: plain(eval_expr(a.value, frame.lookup)) for a in node.args}
+    inputs = bind_inputs(callee, given)
+    ex.ctx.trace.emit("recipe_called", recipe=callee.name, node_id="/".join(path))
+    return await ex.run_recipe(file, callee, inputs, path + (callee.name,))
+
+
+async def run_search(ex: Executor, state: RecipeState, node: search_step.Search, frame: Frame,
+                     path: tuple[str, ...], bodies: Bodies) -> Any:
+    spec = search_step.STRATEGIES[node.strategy]
+    opts = with_defaults(spec, state.caller.args(node.args, frame.lookup))
+    counter = [0]
+
+    async def run_part(part: str, state_text: str, depth: int) -> Any:
+        counter[0] += 1
+        loop = LoopState()
+        inner = Frame(parent=frame, values={"state": state_text, "depth": depth}, loop=loop)
+        await ex.block(state, bodies[part], inner, path + (f"{part}{counter[0]}",))
+        return loop.yielded
+
+    async def expand(text: str, depth: int) -> list[str]:
+        steps = await run_part("expand", text, depth)
+        return [str(scalar(s)) for s in (steps if isinstance(steps, list) else [steps])]
+
+    async def value(text: str, depth: int) -> float:
+        v = scalar(await run_part("value", text, depth))
+        return 0.0 if isinstance(v, NoAnswer) or v is None else float(v)
+
+    root = str(scalar(eval_expr(node.root, frame.lookup)))
+    if node.strategy == "mcts":
+        return await mcts_search(root, expand, value, opts)
+    return await beam_search(root, expand, value, opts)

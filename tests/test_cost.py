@@ -1,0 +1,106 @@
+"""Static cost bounds: the bound algebra and each step kind's worst case, read from the compiled plan."""
+
+from __future__ import annotations
+
+import pytest
+
+import sfdsl
+from sfdsl import cost
+from sfdsl.bounds import Bound
+from sfdsl.compiler import compile_text
+from sfdsl.errors import CompileError
+from sfdsl.program import recipe_key
+from sfdsl.steps.deepen import deepen_budgets
+
+
+def _bound(body: str, params: str = "", **inputs: object) -> Bound:
+    program = sfdsl.compile(f'recipe r({params}) {{\n  prompt p = "x"\n{body}\n}}')
+    return program.recipe().bound(inputs or None)
+
+
+def test_bound_algebra() -> None:
+    a, b = Bound(1, 10, 2), Bound(2, 5, 3)
+    assert a.then(b) == Bound(3, 15, 3)
+    assert a.times(3, concurrent=True) == Bound(3, 30, 6)
+    assert a.times(3, concurrent=False) == Bound(3, 30, 2)
+    assert a.either(b) == Bound(2, 10, 3)
+    assert str(a) == "≤ 1 model calls, ≤ 10 generated tokens, ≤ 2 sequences at once"
+
+
+def test_deepen_budgets_grow_by_gamma_to_the_cap() -> None:
+    assert deepen_budgets(64, 2.0, 256) == [64, 128, 64]
+    assert deepen_budgets(10, 1.0, 25) == [10, 10, 5]
+    assert sum(deepen_budgets(3, 3.0, 1000)) == 1000
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("  a = generate p (max_tokens: 10)\n  return a", Bound(1, 10, 1)),
+    ("  a = generate p (n: 4, max_tokens: 10)\n  return a", Bound(1, 40, 4)),
+    ("  a = generate p\n  return a", Bound(1, 256, 1)),  # the spec's default max_tokens
+    ("  a = deepen p (budget: 64, max_total: 256, n: 2)\n  return a", Bound(1 + 2 * 2, 512, 2)),
+    ("  a = evaluate choice p (options: [\" (A)\", \" (B)\", \" (C)\"])\n  return a", Bound(1, 0, 3)),
+    ("  a = generate p (n: 3, max_tokens: 8)\n  v = vote a by llm\n  return v", Bound(2, 24 + 64, 3)),
+    ("  r = refine \"x\" as d (max: 3) {\n    next generate p (max_tokens: 5)\n  }\n  return r", Bound(3, 15, 1)),
+    ("  m = map x in [1, 2, 3] {\n    yield generate p (max_tokens: 5)\n  }\n  return m", Bound(3, 15, 3)),
+    ("  v = vote 4 times by majority {\n    yield generate p (max_tokens: 5)\n  }\n  return v", Bound(4, 20, 4)),
+])
+def test_step_bounds(body: str, expected: Bound) -> None:
+    assert _bound(body) == expected
+
+
+def test_independent_steps_add_their_parallelism_and_dependent_ones_do_not() -> None:
+    independent = "  a = generate p (n: 2, max_tokens: 1)\n  b = generate p (n: 3, max_tokens: 1)\n  return a"
+    assert _bound(independent).parallel == 5
+    dependent = ('  a = generate p (n: 2, max_tokens: 1)\n  prompt q = "{{ a }}"\n'
+                 "  b = generate q (n: 3, max_tokens: 1)\n  return b")
+    assert _bound(dependent).parallel == 3
+
+
+def test_if_takes_the_worse_branch() -> None:
+    body = ("  if k > 1 {\n    a = generate p (max_tokens: 9)\n  } else {\n"
+            "    a = generate p (n: 2, max_tokens: 1)\n  }\n  return a")
+    assert _bound(body, "k: int = 2") == Bound(1, 9, 2)
+
+
+def test_inputs_override_defaults() -> None:
+    body = "  a = generate p (n: k, max_tokens: 10)\n  return a"
+    assert _bound(body, "k: int = 2") == Bound(1, 20, 2)
+    assert _bound(body, "k: int = 2", k=5) == Bound(1, 50, 5)
+
+
+def test_search_bounds_follow_the_strategy() -> None:
+    parts = ("{\n    expand {\n      yield generate p (n: 2, max_tokens: 4)\n    }\n"
+             "    value {\n      yield 1\n    }\n  }")
+    beam = _bound(f'  s = search beam from "q" with (depth: 2, beam: 1) {parts}\n  return s')
+    assert beam == Bound(2, 16, 2)  # one state per level, each expanded once
+    mcts = _bound(f'  s = search mcts from "q" with (simulations: 3, depth: 2) {parts}\n  return s')
+    assert mcts == Bound(3, 24, 2)
+
+
+def test_a_call_is_bounded_by_its_callee() -> None:
+    source = ('recipe inner(k: int = 1) {\n  prompt p = "x"\n  a = generate p (n: k, max_tokens: 2)\n  return a\n}\n'
+              'recipe outer() {\n  r = call inner(k: 3)\n  return r\n}')
+    assert sfdsl.compile(source).recipe("outer").bound() == Bound(1, 6, 3)
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ("  a = generate p (n: 2)\n  m = map x in a.text {\n    yield x\n  }\n  b = extract list from a[0]\n"
+     "  mm = map y in b {\n    yield y\n  }\n  return mm", "SF411"),
+    ("  a = generate p\n  n = extract int from a\n  b = generate p (n: n)\n  return b", "SF412"),
+])
+def test_loops_bounded_only_at_run_time_are_errors(body: str, code: str) -> None:
+    with pytest.raises(CompileError) as info:
+        sfdsl.compile(f'recipe r() {{\n  prompt p = "x"\n{body}\n}}')
+    assert code in [d.code for d in info.value.diagnostics]
+
+
+def test_the_cost_pass_reads_the_compiled_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled = compile_text('recipe r() {\n  prompt p = "x"\n  a = generate p (max_tokens: 3)\n  return a\n}')
+    program, recipe = compiled.program, compiled.recipes()[0]
+
+    def no_planning(*args: object) -> None:
+        raise AssertionError("the cost pass planned the recipe again")
+
+    monkeypatch.setattr(cost, "build_plan", no_planning)
+    assert recipe_key(program, program.main, "r") in compiled.plans
+    assert cost.recipe_bound(program, program.main, recipe, plans=compiled.plans) == Bound(1, 3, 1)

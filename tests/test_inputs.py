@@ -1,0 +1,60 @@
+"""Recipe inputs: one coercion path (a pydantic TypeAdapter per declared type) for API, CLI, eval and serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sfdsl.errors import InputError
+from sfdsl.eval.data import DataError, coerce
+from sfdsl.inputs import adapter, bind_inputs, convert
+from sfdsl.parser import parse
+from sfdsl.types import INT, list_of
+
+RECIPE = parse('recipe r(q: str, n: int = 3, t: float = 0.5, ok: bool = false, xs: list[int] = []) { return q }'
+               ).recipes[0]
+
+
+@pytest.mark.parametrize(("value", "type_name", "from_text", "expected"), [
+    ("8", "int", True, 8), (" 8 ", "int", True, 8), (8.0, "int", False, 8), ("0.25", "float", True, 0.25),
+    (2, "float", False, 2.0), ("yes", "bool", True, True), ("0", "bool", True, False), (True, "bool", False, True),
+    ("1, 2,3", "list[int]", True, [1, 2, 3]), ("[1, 2]", "list[int]", True, [1, 2]),
+    ([1, "2"], "list[int]", False, [1, 2]), ("a,b", "list[str]", True, ["a", "b"]), ("hi", "str", False, "hi"),
+    (5, "str", True, "5"), ({"k": 1}, "any", False, {"k": 1}),
+])
+def test_convert_accepts(value: Any, type_name: str, from_text: bool, expected: Any) -> None:
+    assert convert(value, type_name, name="x", from_text=from_text) == expected
+
+
+@pytest.mark.parametrize(("value", "type_name", "from_text"), [
+    ("8.5", "int", True), (8.5, "int", False), (True, "int", False), (True, "float", False), ("maybe", "bool", True),
+    (5, "str", False), ("[1, ", "list[int]", True), ("a,b", "list[int]", True), ("x", "list[str]", False),
+])
+def test_convert_rejects_with_the_input_name(value: Any, type_name: str, from_text: bool) -> None:
+    with pytest.raises(InputError, match=rf"input 'x' must be {type_name.replace('[', '.').replace(']', '.')}"):
+        convert(value, type_name, name="x", from_text=from_text)
+
+
+def test_one_adapter_per_type() -> None:
+    assert adapter(list_of(INT)) is adapter(list_of(INT))
+
+
+def test_bind_inputs_fills_defaults_and_converts_text() -> None:
+    bound = bind_inputs(RECIPE, {"q": "hi", "n": "5", "xs": "1,2"}, from_text=True)
+    assert bound == {"q": "hi", "n": 5, "t": 0.5, "ok": False, "xs": [1, 2]}
+
+
+def test_bind_inputs_names_unknown_and_missing_inputs() -> None:
+    with pytest.raises(InputError, match=r"has no input 'nn' \(did you mean 'n'"):
+        bind_inputs(RECIPE, {"q": "hi", "nn": 1})
+    with pytest.raises(InputError, match="needs input 'q'"):
+        bind_inputs(RECIPE, {})
+    assert bind_inputs(RECIPE, {}, require_all=False)["n"] == 3
+
+
+def test_eval_coerces_cells_along_the_same_path() -> None:
+    assert coerce("1,2", "list[int]", where="cell") == convert("1,2", "list[int]", name="x", from_text=True)
+    assert coerce(7, "str", where="cell") == 7  # JSON values pass through to bind_inputs
+    with pytest.raises(DataError, match="cell: cannot read 'x' as int"):
+        coerce("x", "int", where="cell")
