@@ -260,7 +260,8 @@ class ModelCaller:
         match = re.search(r"Response\s*#?\s*(\d+)", c.text)
         index = int(match.group(1)) if match and int(match.group(1)) < len(responses) else 0
         return VoteOutcome(answer=scalar(responses[index]) if responses else None, share=1.0 / max(1, len(responses)),
-                           votes=len(responses), total=len(responses), counts={"selected": float(index)})
+                           share_all=1.0 / max(1, len(responses)), votes=len(responses), total=len(responses),
+                           counts={"selected": float(index)})
 
 
 def _text(c: Completion) -> Text:

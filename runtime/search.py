@@ -69,68 +69,73 @@ class _Node:
     children: list[_Node] = field(default_factory=list)
     visits: int = 0
     total: float = 0.0
-    prior: float = 0.0
-    expanded: bool = False
+    reward: float = 0.0  # the value computed when the node was added (AlphaLLM's cached reward)
+    closed: bool = False  # an expansion yielded nothing: the node gets no more children
 
     def mean(self) -> float:
-        return self.total / self.visits if self.visits else self.prior
+        return self.total / self.visits if self.visits else 0.0
+
+    def backup(self, reward: float) -> None:
+        node: _Node | None = self
+        while node is not None:
+            node.visits += 1
+            node.total += reward
+            node = node.parent
 
 
 async def mcts_search(root: str, expand: Expand, value: Value, opts: dict[str, Any]) -> SearchOutcome:
-    """Monte-Carlo tree search: select by UCB (c·sqrt(ln N / n)), expand, evaluate, back up.
+    """Monte-Carlo tree search as AlphaLLM's ``search/mcts.py`` runs it (Tian et al. 2024).
 
-    Each simulation expands one leaf and values its children; the answer follows
-    the most-visited children from the root.
+    Each simulation walks down from the root. A node that is not terminal and has
+    fewer than ``width`` children is expanded by one ``expand`` call (each step it
+    yields becomes a child, up to ``width``); every new child is valued once and its
+    value backed up: each node on the path gains one visit and the value in its
+    total, so a node's visits are exactly the backups through it. A fully expanded
+    node descends to the child with the highest UCT ``q/n + c*sqrt(ln N / n)``
+    (the first on ties). A terminal node (``done`` matches, at ``depth``, or an
+    expansion that yielded nothing) backs up its cached value again, with no model
+    call. The result follows the children with the highest mean ``q/n`` from the
+    root (AlphaLLM's ``best_action_greedy``). ``simulations`` counts the expansions.
     """
     sims, max_depth = int(opts["simulations"]), int(opts["depth"])
-    c, join, done = float(opts["c"]), str(opts["join"]), opts.get("done")
+    c, width = float(opts.get("c", 1.0)), max(1, int(opts.get("width", 2)))
+    join, done = str(opts.get("join", "\n")), opts.get("done")
     tree = _Node(root, 0)
-    nodes, used = 1, 0
+    nodes, expansions = 1, 0
+
+    def terminal(node: _Node) -> bool:
+        return node.depth >= max_depth or _is_done(node.state, done) or (node.closed and not node.children)
+
     for _ in range(sims):
         node = tree
-        while node.expanded and node.children:
-            node = max(node.children, key=lambda ch: _ucb(ch, node.visits, c))
-        if node.depth < max_depth and not _is_done(node.state, done) and not node.expanded:
-            steps = await expand(node.state, node.depth)
-            node.expanded = True
-            used += 1
-            children = [_Node(_child(node.state, s, join), node.depth + 1, node) for s in steps]
-            async with asyncio.TaskGroup() as group:
-                values = [group.create_task(value(ch.state, ch.depth)) for ch in children]
-            for ch, task in zip(children, values):
-                ch.prior = task.result()
-            node.children = children
-            nodes += len(children)
-            leaf_value = max((ch.prior for ch in children), default=0.0)
-            for ch in children:
-                ch.visits, ch.total = 1, ch.prior
-        else:
-            leaf_value = node.mean()
-        while node is not None:
-            node.visits += 1
-            node.total += leaf_value
-            node = node.parent  # type: ignore[assignment]
-        if used and tree.expanded and all(_exhausted(ch, max_depth, done) for ch in _leaves(tree)):
-            break
+        while not terminal(node) and (node.closed or len(node.children) >= width):
+            parent = node
+            node = max(parent.children, key=lambda ch: _uct(ch, parent.visits, c))
+        if terminal(node):
+            node.backup(node.reward)
+            continue
+        steps = (await expand(node.state, node.depth))[: width - len(node.children)]
+        expansions += 1
+        added = [_Node(_child(node.state, s, join), node.depth + 1, node) for s in steps]
+        if not added:
+            node.closed = True
+            node.backup(node.reward)
+            continue
+        async with asyncio.TaskGroup() as group:
+            values = [group.create_task(value(ch.state, ch.depth)) for ch in added]
+        for ch, task in zip(added, values, strict=True):
+            ch.reward = task.result()
+            node.children.append(ch)
+            ch.backup(ch.reward)
+        nodes += len(added)
     best = tree
     path = [tree.state] if tree.state else []
     while best.children:
-        best = max(best.children, key=lambda ch: (ch.visits, ch.mean()))
+        best = max(best.children, key=lambda ch: ch.mean())
         path.append(best.state.split(join)[-1])
-    return SearchOutcome(best=best.state, value=best.mean(), path=tuple(path), nodes=nodes, simulations=used)
+    best_value = best.mean() if best is not tree else 0.0
+    return SearchOutcome(best=best.state, value=best_value, path=tuple(path), nodes=nodes, simulations=expansions)
 
 
-def _ucb(node: _Node, parent_visits: int, c: float) -> float:
-    if node.visits == 0:
-        return math.inf
-    return node.mean() + c * math.sqrt(math.log(max(parent_visits, 1)) / node.visits)
-
-
-def _leaves(node: _Node) -> list[_Node]:
-    if not node.children:
-        return [node]
-    return [leaf for ch in node.children for leaf in _leaves(ch)]
-
-
-def _exhausted(node: _Node, max_depth: int, done: Any) -> bool:
-    return node.depth >= max_depth or _is_done(node.state, done) or (node.expanded and not node.children)
+def _uct(node: _Node, parent_visits: int, c: float) -> float:
+    return node.mean() + c * math.sqrt(math.log(max(parent_visits, 1)) / max(node.visits, 1))

@@ -1,5 +1,8 @@
 """Vote tallies: majority and score-weighted, with early stopping. NoAnswer never votes.
 
+``share`` counts the samples that gave an answer; ``share_all`` all samples (1 answer
+out of 5 samples: share 1.0, share_all 0.2); ``margin`` is the winner's lead.
+
 Ties go to the answer that reached the tied count first: counting the samples in order,
 the one whose last vote came earliest.
 """
@@ -33,10 +36,12 @@ class Tally:
     representative: dict[str, Any] = field(default_factory=dict)
     seen: int = 0
     valid: int = 0
+    unanswered: float = 0.0  # the weight of samples that gave no answer
 
     def add(self, value: Any, weight: float = 1.0) -> None:
         self.seen += 1
         if isinstance(value, NoAnswer) or value is None:
+            self.unanswered += weight
             return
         self.valid += 1
         key = vote_key(value)
@@ -70,13 +75,18 @@ class Tally:
         if leader is None:
             return VoteOutcome(answer=NoAnswer("no votes"), share=0.0, votes=0, total=self.seen,
                                stopped_early=stopped_early)
+        top = self.weights[leader]
+        runner_up = max((w for k, w in self.weights.items() if k != leader), default=0.0)
+        everything = total + self.unanswered
         return VoteOutcome(
             answer=scalar(self.representative[leader]),
-            share=self.weights[leader] / total if total > 0 else 0.0,
+            share=top / total if total > 0 else 0.0,
             votes=self.valid,
             total=self.seen,
             counts=dict(self.weights),
             stopped_early=stopped_early,
+            share_all=top / everything if everything > 0 else 0.0,
+            margin=top - runner_up,
         )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sfdsl import ast
+from sfdsl.masking import mask_concept
 from sfdsl.values import NoAnswer, Score, Text, field_of, primary
 
 
@@ -67,8 +68,7 @@ def _lookup(table: dict[str, Any], key: Any, default: Any = _NOT_IN_TABLE) -> An
 
 
 def _mask(text: Any, word: Any, mask: str = "___") -> str:
-    pattern = re.compile(re.escape(str(scalar(word)).strip()), re.IGNORECASE)
-    return pattern.sub(mask, str(scalar(text)))
+    return mask_concept(str(scalar(text)), str(scalar(word)), str(scalar(mask)))
 
 
 def _argmax(xs: list[Any]) -> int:

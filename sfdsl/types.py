@@ -66,8 +66,8 @@ def list_of(t: Type) -> Type:
 TEXT = record("text", textual=True, text=STR, tokens=INT, prompt_tokens=INT, logprob=FLOAT, finish=STR, index=INT,
               rounds=INT)
 SCORE = record("score", numeric=True, score=FLOAT, label=STR, logprob=FLOAT, text=STR, probs=list_of(FLOAT))
-VOTE = record("vote", textual=True, numeric=True, answer=ANY, share=FLOAT, votes=INT, total=INT, counts=DICT,
-              stopped_early=BOOL)
+VOTE = record("vote", textual=True, numeric=True, answer=ANY, share=FLOAT, share_all=FLOAT, margin=FLOAT, votes=INT,
+              total=INT, counts=DICT, stopped_early=BOOL)
 REFINED = record("refined", textual=True, numeric=True, value=ANY, score=FLOAT, rounds=INT, history=list_of(DICT),
                  first=ANY, stopped=BOOL)
 SEARCH = record("search", textual=True, best=STR, value=FLOAT, path=list_of(STR), nodes=INT, simulations=INT)

@@ -76,7 +76,13 @@ class Score(Record):
 
 @dataclass(frozen=True)
 class VoteOutcome(Record):
-    """The winner of a vote and its share of the (weighted) votes."""
+    """The winner of a vote and its share of the (weighted) votes.
+
+    ``share`` is the winner's weight over the weight of the samples that gave an
+    answer; ``share_all`` over the weight of all ``total`` samples (a sample with no
+    answer counts in the denominator); ``margin`` is the winner's weight minus the
+    runner-up's (the vote counts' difference for a majority vote).
+    """
 
     answer: Any
     share: float
@@ -84,7 +90,11 @@ class VoteOutcome(Record):
     total: int
     counts: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
-    FIELDS: ClassVar[tuple[str, ...]] = ("answer", "share", "votes", "total", "counts", "stopped_early")
+    share_all: float = 0.0
+    margin: float = 0.0
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "answer", "share", "share_all", "margin", "votes", "total", "counts", "stopped_early"
+    )
 
     def primary(self) -> Any:
         return self.answer

@@ -46,7 +46,7 @@ CASES: list[tuple[str, str | None, str, dict[str, Any]]] = [
     ("self_judge", None, YESNO, {"max_tokens": 32}),
     ("iterative_deepening", None, ARITH, {"n": 2, "budget": 8, "max_total": 24}),
     ("step_correction", None, ARITH, {"max_steps": 2, "retries": 1, "step_tokens": 16}),
-    ("self_check", None, YESNO, {"k": 2, "critique_tokens": 16, "max_tokens": 32}),
+    ("self_check", None, YESNO, {"k": 2, "certainty_threshold": 3, "critique_tokens": 16, "max_tokens": 32}),
     ("best_of_n", None, ARITH, {"n": 2, "max_tokens": 32}),
     ("best_of_n", "best_of_n_judge", ARITH, {"n": 2, "max_tokens": 32}),
     ("tree_of_thoughts", None, ARITH, {"k": 2, "beam": 1, "depth": 2, "step_tokens": 16}),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -144,23 +145,63 @@ def test_iterative_deepening_rechecks_unfinished_samples_with_a_larger_budget() 
     assert again.max_tokens == 8 and assistant_prefill(again.prompt.canonical()).startswith("one two three four")
 
 
-def test_self_check_drops_rejected_samples_and_falls_back_to_all() -> None:
-    solutions = ["The answer is 30", "The answer is 30", "The answer is 32", "The answer is 31"]
+def self_check_script(solutions: list[str], verdicts: dict[str, str]) -> ScriptedBackend:
+    """Samples in order; a critique's reply is looked up by the answer in the solution it critiques."""
 
-    def reply_rejecting(bad: set[str]) -> Any:
-        def reply(prompt: str, i: int) -> str:
-            if "Critique the solution" in prompt:
-                return "Judgment: incorrect" if any(f"answer is {b}" in prompt for b in bad) else "Judgment: correct"
-            return solutions[i]
+    def reply(prompt: str, i: int) -> str:
+        if "Critique the solution" in prompt:
+            solution = prompt.split("Solution:\n")[1].split("\n\nCritique")[0]
+            return verdicts.get(solution, "Judgment: correct")
+        return solutions[i]
 
-        return reply
+    return ScriptedBackend(reply)
 
-    kept = run("self_check", ScriptedBackend(reply_rejecting({"30", "31"})), k=4)
-    assert kept.answer == "32" and kept.outputs["kept"] == 1 and kept.score == 1.0
-    everyone = run("self_check", ScriptedBackend(reply_rejecting({"30", "31", "32"})), k=4)
-    assert everyone.answer == "30" and everyone.outputs["kept"] == 0  # all rejected: all k vote
-    nobody = run("self_check", ScriptedBackend(reply_rejecting(set())), k=4)
-    assert nobody.answer == "30" and nobody.outputs["kept"] == 4
+
+UNCERTAIN = ["The answer is 30", "The answer is 30", "The answer is 32", "The answer is 31"]  # margin 2 - 1 = 1
+NO, YES, UNSURE = "Judgment: incorrect", "Judgment: correct", "It may be fine."
+
+
+def critiques(backend: ScriptedBackend) -> int:
+    return sum("Critique the solution" in r.prompt.canonical() for r in generations(backend))
+
+
+def test_self_check_drops_rejected_samples_when_uncertain() -> None:
+    backend = self_check_script(UNCERTAIN, {UNCERTAIN[0]: NO, UNCERTAIN[3]: NO})
+    result = run("self_check", backend, k=4)  # margin 1 < C = 2: checked
+    assert critiques(backend) == 4 and result.outputs["checked"] is True
+    assert result.answer == "32" and result.outputs["kept"] == 1 and result.score == 1.0
+    nobody = run("self_check", self_check_script(UNCERTAIN, {}), k=4)
+    assert nobody.answer == "30" and nobody.outputs["kept"] == 4 and nobody.score == 0.5
+
+
+def test_self_check_falls_back_to_all_samples_when_none_is_accepted() -> None:
+    everyone = run("self_check", self_check_script(UNCERTAIN, dict.fromkeys(UNCERTAIN, NO)), k=4)
+    assert everyone.answer == "30" and everyone.outputs["kept"] == 0 and everyone.score == 0.5  # 2 of 4
+    # accepted samples without an answer do not vote: the fallback, not a rejected answer with share 0
+    solutions = ["I am not sure.", "The answer is 30", "The answer is 31", "Hmm."]
+    verdicts = {solutions[1]: NO, solutions[2]: NO}
+    result = run("self_check", self_check_script(solutions, verdicts), k=4)
+    assert result.outputs["kept"] == 2 and result.answer == "30" and result.score == 0.5  # 30 reached 1 first
+
+
+def test_self_check_skips_the_critiques_when_certain() -> None:
+    certain = ["The answer is 30", "The answer is 30", "The answer is 30", "The answer is 31"]  # margin 3 - 1 = 2
+    backend = self_check_script(certain, dict.fromkeys(certain, NO))
+    result = run("self_check", backend, k=4)
+    assert critiques(backend) == 0 and result.outputs["checked"] is False
+    assert result.answer == "30" and result.score == 0.75 and result.outputs["kept"] == 4
+    backend = self_check_script(certain, {certain[3]: NO})
+    result = run("self_check", backend, k=4, certainty_threshold=3)  # 2 < 3: checked, 31 rejected
+    assert critiques(backend) == 4 and result.answer == "30" and result.score == 1.0 and result.outputs["kept"] == 3
+
+
+def test_self_check_handles_unclear_verdicts_explicitly() -> None:
+    verdicts = {UNCERTAIN[0]: UNSURE, UNCERTAIN[1]: UNSURE, UNCERTAIN[2]: YES, UNCERTAIN[3]: NO}
+    kept = run("self_check", self_check_script(UNCERTAIN, verdicts), k=4)
+    assert kept.outputs["unclear"] == 2 and kept.outputs["kept"] == 3
+    assert kept.answer == "30" and kept.score == pytest.approx(2 / 3)  # unclear samples are kept by default
+    dropped = run("self_check", self_check_script(UNCERTAIN, verdicts), k=4, drop_unclear=True)
+    assert dropped.outputs["kept"] == 1 and dropped.answer == "32" and dropped.score == 1.0
 
 
 # ---------------------------------------------------------------- refinement
@@ -257,8 +298,13 @@ def test_step_correction_redoes_flagged_steps_and_stops_at_the_answer() -> None:
 def test_step_correction_caps_steps_and_retries() -> None:
     backend, redone = step_script(["a = 30"] * 10, "still = 30", "= 30")
     result = run("step_correction", backend, max_steps=3, retries=2)
-    new_steps = [r for r in generations(backend) if r.temperature == 0 and r.stop == ("\n",)
-                 and not assistant_prefill(r.prompt.canonical()).endswith("The answer is")]
+    new_steps = [
+        r
+        for r in generations(backend)
+        if r.temperature == 0
+        and r.stop == ("\n",)
+        and not assistant_prefill(r.prompt.canonical()).endswith("The answer is")
+    ]
     assert len(new_steps) == 3  # max_steps
     assert len(redone) == 3 * 2  # every step redone `retries` times
     assert result.outputs["corrections"] == 3
@@ -275,24 +321,38 @@ def test_p_true_abstains_below_threshold(p: float, abstains: bool) -> None:
     result = run("p_true", backend)
     assert result.abstained is abstains and result.score == pytest.approx(p)
     assert result.answer == "32"  # reported either way
+    [proposal] = generations(backend)
+    assert proposal.temperature == 1.0 and proposal.n == 1  # sampled at T 1, as in the paper
     [scored] = scorings(backend)
     assert scored.continuations == (" (A)", " (B)")
     text = scored.prompt.canonical()
-    assert "Proposed Answer: 32\n" in text and text.endswith("The proposed answer is:")
-    assert "brainstormed" not in text
+    assert "Proposed Answer: 16 times 2. The answer is 32.\n" in text  # the whole written answer is judged
+    assert text.endswith("The proposed answer is:") and "brainstormed" not in text
 
 
-def test_p_true_brainstorm_shows_the_samples_before_scoring() -> None:
+def test_p_true_judges_the_extracted_answer_on_request() -> None:
+    backend = ScriptedBackend(["16 times 2. The answer is 32."], scores=choice(0.8))
+    run("p_true", backend, judge_extracted=True, temperature=0.0)
+    assert generations(backend)[0].temperature == 0.0
+    assert "Proposed Answer: 32\nIs the proposed answer:" in scorings(backend)[0].prompt.canonical()
+
+
+def test_p_true_brainstorm_judges_the_first_sample_with_all_samples_shown() -> None:
     def reply(prompt: str, i: int) -> str:
-        return f"The answer is {30 + i}"
+        return f"Adding up. The answer is {30 + i}"
 
     backend = ScriptedBackend(reply, scores=choice(0.7))
     result = run("p_true", backend, brainstorm=3)
-    assert not result.abstained and result.answer == "30"
-    sampled = [r for r in generations(backend) if r.n == 3]
-    assert len(sampled) == 1 and sampled[0].temperature == 1.0
+    assert not result.abstained and result.answer == "30"  # the proposal is the first brainstormed sample
+    [sampled] = generations(backend)  # one batch: no separate proposal call
+    assert sampled.n == 3 and sampled.temperature == 1.0
     text = scorings(backend)[0].prompt.canonical()
-    assert "Here are some brainstormed ideas:\n30\n31\n32\nProposed Answer: 30" in text
+    ideas = "".join(f"Adding up. The answer is {30 + i}\n" for i in range(3))
+    assert f"Here are some brainstormed ideas:\n{ideas}Proposed Answer: Adding up. The answer is 30\n" in text
+    backend = ScriptedBackend(reply, scores=choice(0.7))
+    run("p_true", backend, brainstorm=3, judge_extracted=True)
+    text = scorings(backend)[0].prompt.canonical()
+    assert "Here are some brainstormed ideas:\n30\n31\n32\nProposed Answer: 30\n" in text
 
 
 @pytest.mark.parametrize(("digit", "abstains"), [(2, True), (8, False)])
@@ -346,6 +406,26 @@ def test_self_familiarity_answers_when_every_concept_is_familiar() -> None:
     assert result.score == pytest.approx(math.exp(-0.1))
     explained = [r for r in generations(backend) if "Explain" in r.prompt.canonical()]
     assert len(explained) == 3  # the map's limit: "Sun" is not scored
+
+
+def test_self_familiarity_masks_each_content_word_of_the_concept() -> None:
+    def reply(prompt: str, i: int) -> str:
+        if "List the key concepts" in prompt:
+            return "Light reactions"
+        if "Explain in two or three sentences" in prompt:
+            return "Light reactions use LIGHT. Each reaction of the light phase makes ATP."
+        return "The answer is yes."
+
+    seen: list[str] = []
+
+    def scores(prompt: str, continuation: str) -> float:
+        seen.append(prompt)
+        return -0.1
+
+    result = run("self_familiarity", ScriptedBackend(reply, scores=scores))
+    assert not result.abstained
+    [prompt] = seen
+    assert "Explanation: ___ use ___. Each ___ of the ___ phase makes ATP.\n" in prompt
 
 
 # ---------------------------------------------------------------- selection and search
@@ -430,25 +510,46 @@ def test_tree_of_thoughts_does_not_expand_finished_states() -> None:
     assert result.answer == "32" and len([r for r in generations(backend) if r.n == 3]) == 1
 
 
-@pytest.mark.parametrize("simulations", [1, 3, 6])
-def test_mcts_respects_its_simulation_budget(simulations: int) -> None:
+def mcts_script(values: dict[str, float]) -> ScriptedBackend:
+    """Expansions return s1, s2, ... in call order; a state's P(True) is the value of its last step."""
+    calls = [0]
+
     def reply(prompt: str, i: int) -> str:
-        prefill = assistant_prefill(prompt)
-        return " 42" if prefill.endswith("The answer is") else f"step {prefill.count(chr(10))}.{i}"
+        if assistant_prefill(prompt).endswith("The answer is"):
+            return " 42"
+        calls[0] += 1
+        return f"s{calls[0]}"
 
     def scores(prompt: str, continuation: str) -> float:
-        state = prompt.split("Partial solution:")[1].split("Is the partial solution")[0]
-        p = 0.8 if state.strip().endswith(".1") else 0.4
-        return math.log(p if continuation == " (A)" else 1 - p)
+        state = prompt.split("Partial solution:\n")[1].split("\nIs the partial solution")[0]
+        p = values[state.split("\n")[-1]]
+        return math.log(max(p if continuation == " (A)" else 1 - p, 1e-12))
 
-    backend = ScriptedBackend(reply, scores=scores)
+    return ScriptedBackend(reply, scores=scores)
+
+
+def test_mcts_follows_alphallm_one_child_per_simulation_mean_backup_greedy_path() -> None:
+    # Hand trace (k = 2 children per node, c = 1, depth 2): sims 1-2 add s1 (0.6) and s2 (0.4) under the root.
+    # Sim 3 (N=2): UCT s1 0.6+sqrt(ln 2) = 1.433 > s2 1.233: s1 gets s3 (0.2), s1's mean falls to 0.8/2.
+    # Sim 4 (N=3): s1 0.4+sqrt(ln3/2) = 1.141 < s2 0.4+sqrt(ln3) = 1.448: s2 gets s4 (1.0), s2 = 1.4/2.
+    # Greedy by mean: s2 (0.7 > 0.4), then s4; no answer yet, so one greedy call completes it.
+    backend = mcts_script({"s1": 0.6, "s2": 0.4, "s3": 0.2, "s4": 1.0})
+    result = run("mcts", backend, simulations=4, depth=2, k=2)
+    expansions = [r for r in generations(backend) if not assistant_prefill(r.prompt.canonical()).endswith("is")]
+    assert [assistant_prefill(r.prompt.canonical()) for r in expansions] == ["", "", "s1\n", "s2\n"]
+    assert all(r.n == 1 and r.temperature == 0.7 for r in expansions)  # one sampled child per simulation
+    assert len(scorings(backend)) == 4  # every new state is valued once
+    assert result.outputs["solution"] == "s2\ns4\nThe answer is 42" and result.answer == "42"
+    assert result.score == pytest.approx(1.0, abs=1e-6) and result.outputs["simulations"] == 4
+
+
+@pytest.mark.parametrize("simulations", [1, 3, 6])
+def test_mcts_respects_its_simulation_budget(simulations: int) -> None:
+    backend = mcts_script(defaultdict(lambda: 0.5))
     result = run("mcts", backend, simulations=simulations, depth=4, k=2)
-    expansions = [r for r in generations(backend) if r.n == 2]
-    assert len(expansions) == result.outputs["simulations"] <= simulations
-    assert len(scorings(backend)) == 2 * len(expansions)  # every new state is valued once
+    assert result.outputs["simulations"] == simulations  # nothing terminal within 6 steps of depth 4, width 2
+    assert len(scorings(backend)) == simulations
     assert result.answer == "42"
-    assert result.outputs["solution"].startswith("step 0.1")  # the better valued first step is followed
-    assert 0 <= result.score <= 1
 
 
 def test_a_zero_weight_vote_does_not_move_when_a_tie_was_reached() -> None:

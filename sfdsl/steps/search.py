@@ -44,6 +44,7 @@ STRATEGIES = {
         "simulations": ParamSpec(INT, "number of simulations", required=True, bounds_loop=True),
         "depth": ParamSpec(INT, "maximum depth", required=True, bounds_loop=True),
         "c": ParamSpec(FLOAT, "UCB exploration constant", default=1.0),
+        "width": ParamSpec(INT, "children a node gets before selection descends past it", default=2),
         "join": JOIN,
         "done": DONE,
     },

@@ -1,0 +1,260 @@
+"""Regenerate docs/results.md: every shipped recipe on three generated sets, measured with ``sfrun eval``.
+
+One command runs what is missing and rewrites the page from whatever has finished:
+
+    python benchmarks/results.py                 # run (resumable), then write docs/results.md
+    python benchmarks/results.py --page-only     # only rewrite the page from finished runs
+
+Each (recipe, data set) cell is one ``sfrun eval`` into its own directory under
+``--out`` (default ``out/results``); ``sfrun eval`` stores every finished item, so an
+interrupted run resumes where it stopped. A cell's ``metrics.json`` is removed
+before its run starts and written by ``sfrun eval`` only when the cell is
+complete, so the page never shows a stale or partial figure as measured: a cell
+without it is shown from the items its current run has stored, marked partial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A generated data set: ``sfrun data make KIND --difficulty LEVELS``, scored with ``metric``."""
+
+    key: str
+    title: str
+    kind: str
+    levels: str
+    metric: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe spec for ``sfrun eval`` and the inputs fixed for the results page."""
+
+    spec: str
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        path, _, name = self.spec.partition(":")
+        return name or Path(path).stem
+
+
+DATASETS = (
+    DataSet("arith1", "Arithmetic, difficulty 1 (1–2 steps, operands ≤ 20)", "arithmetic", "1", "numeric"),
+    DataSet("arith2", "Arithmetic, difficulty 2 (3 steps, operands ≤ 100)", "arithmetic", "2", "numeric"),
+    DataSet("yesno", "Yes/no (comparisons, parity, capitals; difficulties 1–3 mixed)", "yesno", "1,2,3", "exact"),
+)
+
+SHORT = {"max_tokens": "128"}  # new tokens per answer: 128 instead of 256, so the page can be measured on a CPU
+
+#: Cheapest first, so a time-boxed run measures as many recipes as it can; chain_of_thought is the baseline.
+RECIPES = (
+    Recipe("recipes/chain_of_thought.sf", SHORT),
+    Recipe("recipes/confidence_critique.sf", SHORT),
+    Recipe("recipes/self_judge.sf", SHORT),
+    Recipe("recipes/p_true.sf", SHORT),
+    Recipe("recipes/best_of_n.sf", SHORT),
+    Recipe("recipes/self_consistency.sf", SHORT),
+    Recipe("recipes/self_consistency.sf:self_consistency_weighted", SHORT),
+    Recipe("recipes/untargeted_refine.sf", SHORT),
+    Recipe("recipes/universal_self_consistency.sf", SHORT),
+    Recipe("recipes/best_of_n.sf:best_of_n_judge", SHORT),
+    Recipe("recipes/iterative_deepening.sf", {"max_total": "128"}),
+    Recipe("recipes/self_familiarity.sf", SHORT),
+    Recipe("recipes/self_refine.sf", SHORT),
+    Recipe("recipes/self_check.sf", SHORT),
+    Recipe("recipes/semantic_entropy.sf", SHORT),
+    Recipe("recipes/step_correction.sf"),
+    Recipe("recipes/tree_of_thoughts.sf"),
+    Recipe("recipes/mcts.sf"),
+)
+
+N_ITEMS = 40
+SEED = 1
+
+
+def shipped() -> list[Recipe]:
+    """The recipes of ``RECIPES`` whose file exists (semantic_entropy only once it is shipped)."""
+    return [r for r in RECIPES if (ROOT / r.spec.partition(":")[0]).exists()]
+
+
+def data_command(ds: DataSet, path: Path) -> list[str]:
+    return ["sfrun", "data", "make", ds.kind, "--n", str(N_ITEMS), "--seed", str(SEED),
+            "--difficulty", ds.levels, "--output", str(path)]  # fmt: skip
+
+
+def eval_command(recipe: Recipe, ds: DataSet, data: Path, out: Path) -> list[str]:
+    cmd = ["sfrun", "eval", recipe.spec, "--data", str(data), "--metric", ds.metric, "--seed", str(SEED),
+           "--out", str(out)]  # fmt: skip
+    for key, value in recipe.inputs.items():
+        cmd += ["-i", f"{key}={value}"]
+    return cmd
+
+
+def cell_dir(out: Path, recipe: Recipe, ds: DataSet) -> Path:
+    return out / ds.key / recipe.label
+
+
+def run_all(out: Path, log: Any) -> None:
+    """Make the data sets, then run every missing cell (cheapest recipes first, all data sets each)."""
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for ds in DATASETS:
+        path = out / "data" / f"{ds.key}.jsonl"
+        if not path.exists():
+            subprocess.run(data_command(ds, path), cwd=ROOT, check=True)
+    for recipe in shipped():
+        for ds in DATASETS:
+            cell = cell_dir(out, recipe, ds)
+            cell.mkdir(parents=True, exist_ok=True)
+            (cell / "metrics.json").unlink(missing_ok=True)
+            cmd = eval_command(recipe, ds, out / "data" / f"{ds.key}.jsonl", cell)
+            started = time.monotonic()
+            print(f"[{time.strftime('%H:%M:%S')}] {shlex.join(cmd)}", file=log, flush=True)
+            done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, check=False)
+            print(f"  exit {done.returncode} after {time.monotonic() - started:.0f} s", file=log, flush=True)
+
+
+# ---------------------------------------------------------------- the page
+
+
+def partial_summary(cell: Path) -> tuple[int, dict[str, Any] | None]:
+    """Items stored so far for a cell whose run has not finished, and their summary (None when nothing is stored)."""
+    from sfdsl.eval.metrics import summarize
+    from sfdsl.eval.store import STORE_NAME, ResultStore
+
+    path = cell / STORE_NAME
+    if not path.exists():
+        return 0, None
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:  # the run being written is the latest
+        latest = con.execute("SELECT run_key FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
+    if latest is None:
+        return 0, None
+    with ResultStore(path) as store:
+        records = store.records(latest[0])
+    items = len({r.item_key for r in records})
+    return items, summarize(records, seed=SEED) if records else None
+
+
+def load_summary(cell: Path) -> dict[str, Any] | None:
+    path = cell / "metrics.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    runs = list(doc["recipes"].values())
+    return runs[0]["summary"] if runs else None
+
+
+def num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def pct(value: Any) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.0%}"
+
+
+def table(out: Path, ds: DataSet) -> list[str]:
+    """The markdown table of one data set: finished rows, partial rows (marked), then rows with nothing stored."""
+    from sfdsl.eval.metrics import compare
+
+    shown: list[tuple[str, dict[str, Any]]] = []
+    missing: list[str] = []
+    for recipe in shipped():
+        cell = cell_dir(out, recipe, ds)
+        summary = load_summary(cell)
+        if summary is not None:
+            shown.append((recipe.label, summary))
+            continue
+        items, partial = partial_summary(cell)
+        if partial is None:
+            missing.append(f"| {recipe.label} | not measured yet (0/{N_ITEMS} items) |" + " |" * 7)
+        else:
+            shown.append((f"{recipe.label} **(partial: {items}/{N_ITEMS} items)**", partial))
+    lines = [
+        "| recipe | accuracy [95% CI] | tokens/item | acc/1k tok | coverage | ECE | Brier | AURC | CL / CS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (label, s), row in zip(shown, compare(shown), strict=True):
+        sel, cal, two = s.get("selective", {}), s.get("calibration", {}), s.get("two_turn")
+        ci = s["accuracy_ci"]
+        cl_cs = f"{pct(two['cl'])} / {pct(two['cs'])}" if two else "–"
+        lines.append(
+            f"| {label} | {pct(s['accuracy'])} [{pct(ci[0])}, {pct(ci[1])}] | {num(row['tokens_per_item'], 0)}"
+            f" | {num(row['acc_per_1k_tokens'], 2)} | {pct(sel.get('coverage'))} | {num(cal.get('ece'))}"
+            f" | {num(cal.get('brier'))} | {num(sel.get('aurc'))}"
+            f" | {cl_cs} |"
+        )
+    return lines + missing
+
+
+def write_page(out: Path, page: Path) -> None:
+    parts = [PAGE_HEAD.format(n=N_ITEMS, seed=SEED, when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))]
+    for ds in DATASETS:
+        parts.append(f"\n## {ds.title}\n\n`{shlex.join(data_command(ds, Path(f'{ds.key}.jsonl')))}`,"
+                     f" metric `{ds.metric}`.\n\n")  # fmt: skip
+        parts.append("\n".join(table(out, ds)) + "\n")
+    parts.append("\n## Commands\n\nEach cell is one `sfrun eval` run:\n\n```bash\n")
+    for recipe in shipped():
+        ds = DATASETS[0]
+        parts.append(shlex.join(eval_command(recipe, ds, Path(f"{ds.key}.jsonl"), Path(f"out/{recipe.label}"))) + "\n")
+    parts.append("```\n\nand the same with `arith2.jsonl` and `yesno.jsonl --metric exact`.\n")
+    reading = page.with_name("results_reading.md")
+    if reading.exists():
+        parts.append("\n" + reading.read_text(encoding="utf-8"))
+    page.write_text("".join(parts), encoding="utf-8")
+
+
+PAGE_HEAD = """# Results: every recipe on the default model
+
+<!-- generated by `python benchmarks/results.py`; edit docs/results_reading.md, not this file -->
+
+SmolLM2-135M-Instruct (Q4_1, the default model) on {n} generated items per data set
+(seed {seed}), one run per item (`--samples 1`, seed {seed}), on a shared 2-core CPU. Answers
+get at most 128 new tokens (`-i max_tokens=128`; `max_total=128` for iterative_deepening;
+the step-wise searches keep their 64-token steps). Written {when}.
+
+Columns: accuracy with its percentile-bootstrap 95% CI over items; tokens/item is prompt +
+generated tokens; acc/1k tok is accuracy per 1,000 tokens; coverage is the share of items
+answered (recipes that abstain); ECE (10 right-closed bins) and Brier are on the recipe's
+`score` when it is a probability; AURC is on `score` (ties broken at random in expectation);
+CL / CS are the Confidence-vs-Critique rates of keeping a right first answer and fixing a
+wrong one (two-turn recipes); "–" where a figure does not apply. Definitions:
+[metrics.md](metrics.md). A row marked **partial** summarises only the items its run had
+finished when this page was written (its CI is over those items); a row "not measured yet"
+had none. Rerun the command to resume them: finished items are kept.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "out" / "results"), help="results directory")
+    parser.add_argument("--page", default=str(ROOT / "docs" / "results.md"), help="page to write")
+    parser.add_argument("--page-only", action="store_true", help="do not run anything; rewrite the page")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if not args.page_only:
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "run.log").open("a", encoding="utf-8") as log:
+            run_all(out, log)
+    write_page(out, Path(args.page))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
