@@ -189,4 +189,6 @@ def test_three_sync_runs_on_the_default_model_load_it_once(monkeypatch: pytest.M
         program.close()
     assert len(loads) == 1
     first, second, third = times
-    assert second < first / 4 and third < first / 4, times
+    # Measured on a quiet 2-core machine: about 0.58 s, then 0.07 s (cold page cache for the model file); with the
+    # file already cached, as late in a full test run, about 0.25 s then 0.064 s. A reload per run costs ~0.2 s more.
+    assert second < first / 3 and third < first / 3, times
