@@ -7,6 +7,7 @@ engine hands it to its worker thread right after loading.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -34,10 +35,27 @@ def import_llama_cpp() -> ModuleType:
             "the llama.cpp backend needs llama-cpp-python (`pip install llama-cpp-python`; "
             f"see the README for CUDA builds); importing it failed: {exc}"
         ) from exc
-    quiet = logging.getLogger("llama-cpp-python")
-    if quiet.level == logging.NOTSET:  # llama.cpp logs every tensor at load unless told otherwise
-        quiet.setLevel(logging.ERROR)
+    _route_llama_logs(llama_cpp)
     return llama_cpp
+
+
+@functools.cache
+def _route_llama_logs(lib: ModuleType) -> Any:
+    """Send llama.cpp's own log lines to the ``sfdsl.llama_cpp`` logger at debug level, never to stderr.
+
+    llama-cpp-python's default callback prints errors to stderr, and llama.cpp reports conditions the
+    engine handles itself (a full KV cache before a preemption) as errors; failures reach callers as
+    sfdsl errors instead. The cache keeps the ctypes callback alive for the life of the process.
+    """
+    llama_log = logging.getLogger("sfdsl.llama_cpp")
+
+    @lib.llama_log_callback  # type: ignore[untyped-decorator]
+    def route(level: int, text: bytes, user_data: Any) -> None:
+        if llama_log.isEnabledFor(logging.DEBUG):
+            llama_log.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+    lib.llama_log_set(route, ctypes.c_void_p(0))
+    return route
 
 
 def default_threads() -> int:
