@@ -6,11 +6,14 @@ Scenario 1 (one prompt, ``--n`` samples of ``--max-tokens`` tokens, temperature 
   (c) the same n samples as a `vote` step of a compiled .sf recipe, run by the sfdsl
       runtime (executor, budget accounting, trace) on the same engine;
   (d) a bare low-level batched loop with nothing around it: the ceiling.
+(b) and (d) run in a child process of their own (see PeerProcess: two decoding threads in one
+process slow llama.cpp's OpenMP build), as their users would run them.
 Scenario 2: ``--concurrent`` recipe runs x n samples, one after another vs all at once
 (cross-request batching: the engine merges the runs' sequences into one batch).
 Then, once each: fairness (three small requests beside a long prompt vs alone), the prefix
 cache (self_refine, 4 rounds, with vs without), flash attention off vs on (bare decode), and
-(c) against llama.cpp's own ``llama-batched-bench`` (found or built, see cpp_bench.py).
+(c) against llama.cpp's own ``llama-batched-bench`` (found or built, see cpp_bench.py), and
+that tool's B=n*concurrent vs B=n ratio: the most cross-request batching can gain here.
 
 Throughput counts the tokens actually generated (a sample may end early at EOS).
 Run: ``python benchmarks/bench_batching.py --repeat 3``; quick: ``--quick``.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -215,16 +219,66 @@ class BareLoop:
         self.lib.llama_model_free(self.model)
 
 
-async def one_round(args: argparse.Namespace, backend: LlamaBackend, llm: Any, bare: BareLoop) -> dict[str, Result]:
+class PeerProcess:
+    """(b) and the bare loops (d), run in a child process of their own.
+
+    llama-cpp-python's OpenMP build gives every OS thread that calls ``llama_decode`` its own
+    worker team. Once two teams exist in one process (the engine's thread and this one),
+    libgomp counts more threads than cores and stops spin-waiting at its barriers, which
+    slowed every path here 1.4-2.3x. A peer's users run it alone, so it is measured alone.
+    """
+
+    def __init__(self, path: str, *, n: int, n_threads: int, flash_attn: bool) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_peer_main, args=(child, path, n, n_threads, flash_attn), daemon=True)
+        self._proc.start()
+
+    def call(self, what: str, *args: Any, **kwargs: Any) -> Result:
+        """Run ``what`` (peer, bare or bare_fa_off) in the child; its Result."""
+        self._conn.send((what, args, kwargs))
+        ok, value = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"peer process: {value}")
+        return Result(*value)
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._proc.join(timeout=60)
+
+
+def _peer_main(conn: Any, path: str, n: int, n_threads: int, flash_attn: bool) -> None:
+    llm = peer_llama(path, n_threads=n_threads, flash_attn=flash_attn)
+    loops = {"bare": BareLoop(path, n=n, n_threads=n_threads, flash_attn=flash_attn)}
+
+    def bare_fa_off(text: str, **kwargs: Any) -> Result:
+        if "off" not in loops:
+            loops["off"] = BareLoop(path, n=n, n_threads=n_threads, flash_attn=False)
+        return loops["off"].run(text, **kwargs)
+
+    handlers = {"peer": lambda *a, **k: measure_peer(llm, *a, **k), "bare": loops["bare"].run,
+                "bare_fa_off": bare_fa_off}
+    while (msg := conn.recv()) is not None:
+        what, args, kwargs = msg
+        try:
+            result = handlers[what](*args, **kwargs)
+            conn.send((True, (result.seconds, result.tokens)))
+        except Exception as exc:  # report it to the parent, keep serving
+            conn.send((False, repr(exc)))
+    for loop in loops.values():
+        loop.close()
+
+
+async def one_round(args: argparse.Namespace, backend: LlamaBackend, peers: PeerProcess) -> dict[str, Result]:
     prompt = story_prompt(TOPICS[0])
     text = backend.render(prompt)
     n, mt, seed = args.n, args.max_tokens, args.seed
     pool = BackendPool(backend=backend)
     out = {
         "a_single": await measure_vote(backend_sampler(backend, prompt, n=1, max_tokens=mt, seed=seed)),
-        "b_peer_sequential": measure_peer(llm, text, n=n, max_tokens=mt, seed=seed),
+        "b_peer_sequential": peers.call("peer", text, n=n, max_tokens=mt, seed=seed),
         "c_sfdsl_vote": await measure_vote(recipe_sampler(pool, text, n=n, max_tokens=mt, seed=seed)),
-        "d_bare_batched": bare.run(text, max_tokens=mt, seed=seed),
+        "d_bare_batched": peers.call("bare", text, max_tokens=mt, seed=seed),
     }
     requests = [
         recipe_sampler(pool, backend.render(story_prompt(TOPICS[i % len(TOPICS)])), n=n, max_tokens=mt,
@@ -258,25 +312,27 @@ async def main(args: argparse.Namespace) -> None:
     backend = LlamaBackend.from_params(
         {"path": path, "n_seq_max": width, "n_threads": args.threads, "flash_attn": args.flash_attn}
     )
-    llm = peer_llama(path, n_threads=args.threads, flash_attn=args.flash_attn)
-    bare = BareLoop(path, n=args.n, n_threads=args.threads, flash_attn=args.flash_attn)
+    peers = PeerProcess(path, n=args.n, n_threads=args.threads, flash_attn=args.flash_attn)
     try:
         if args.warmup:  # page the weights in and let every path allocate its buffers
             await backend_sampler(backend, story_prompt(TOPICS[0]), n=2, max_tokens=4, seed=0)()
-            measure_peer(llm, "Hello", n=1, max_tokens=4, seed=0)
-            bare.run("Hello", max_tokens=4, seed=0)
+            peers.call("peer", "Hello", n=1, max_tokens=4, seed=0)
+            peers.call("bare", "Hello", max_tokens=4, seed=0)
         rounds = []
         for i in range(args.repeat):
-            rounds.append(await one_round(args, backend, llm, bare))
+            rounds.append(await one_round(args, backend, peers))
             print(f"round {i + 1}: " + ", ".join(f"{k[0]}={v.tps:.1f}" for k, v in rounds[-1].items()), flush=True)
         report(rounds, args)
-        await extras(args, path, backend, bare, statistics.median(r["c_sfdsl_vote"].tps for r in rounds))
+        c_tps = statistics.median(r["c_sfdsl_vote"].tps for r in rounds)
+        cross = statistics.median(r["f_requests_concurrent"].tps / r["e_requests_sequential"].tps for r in rounds)
+        await extras(args, path, backend, peers, c_tps, cross)
     finally:
-        bare.close()
+        peers.close()
         await backend.aclose()
 
 
-async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, bare: BareLoop, c_tps: float) -> None:
+async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, peers: PeerProcess, c_tps: float,
+                 cross: float) -> None:
     """The one-shot lines: fairness, prefix cache, flash attention, C++ batched-bench."""
     if args.fairness:
         alone, together = await engine_scenarios.fairness(backend, long_tokens=args.long_prompt, max_tokens=40)
@@ -287,17 +343,14 @@ async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, bar
         cached, plain = runs[16].cost, runs[0].cost
         decoded = cached.prompt_tokens - cached.cached_prompt_tokens
         same = [s.output for s in runs[16].steps] == [s.output for s in runs[0].steps]
-        print(f"prefix cache, self_refine 4 rounds: prompt tokens decoded {decoded} vs {plain.prompt_tokens} without "
+        print(f"prefix cache, self_refine {runs[16].outputs['rounds']} rounds: prompt tokens decoded {decoded} "
+              f"vs {plain.prompt_tokens} without "
               f"(ratio {decoded / max(plain.prompt_tokens, 1):.2f}), wall {cached.wall_s / plain.wall_s:.2f}x; "
               f"same outputs: {same}", flush=True)
     if args.fa_compare:
         text = backend.render(story_prompt(TOPICS[0]))
-        off = BareLoop(path, n=args.n, n_threads=args.threads, flash_attn=False)
-        try:
-            on_r, off_r = bare.run(text, max_tokens=args.max_tokens, seed=args.seed), \
-                off.run(text, max_tokens=args.max_tokens, seed=args.seed)
-        finally:
-            off.close()
+        on_r = peers.call("bare", text, max_tokens=args.max_tokens, seed=args.seed)
+        off_r = peers.call("bare_fa_off", text, max_tokens=args.max_tokens, seed=args.seed)
         print(f"flash attention, bare decode n={args.n}, bf16 KV: on {on_r.tps:.1f} tok/s, off {off_r.tps:.1f} tok/s "
               f"(off/on {off_r.tps / on_r.tps:.2f})", flush=True)
     if args.cpp:
@@ -310,14 +363,20 @@ async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, bar
             print(f"(c) vs C++ batched-bench: n/a ({why or 'not found; pass --build-cpp or set SFDSL_BATCHED_BENCH'})")
             return
         prompt_tokens = len(backend.tokenize_prompt(story_prompt(TOPICS[0]))[1])
-        cpp_tps, why = cpp_bench.run(binary, path, prompt_tokens=prompt_tokens, gen_tokens=args.max_tokens,
-                                     batch=args.n, threads=args.threads, flash_attn=args.flash_attn,
-                                     kv_type=backend.engine.model.kv_type, extra_buffers=not cpu_has_amx())
+        common = dict(prompt_tokens=prompt_tokens, gen_tokens=args.max_tokens, threads=args.threads,
+                      flash_attn=args.flash_attn, kv_type=backend.engine.model.kv_type,
+                      extra_buffers=not cpu_has_amx())
+        cpp_tps, why = cpp_bench.run(binary, path, batch=args.n, **common)
         if cpp_tps is None:
             print(f"(c) vs C++ batched-bench: n/a ({why})")
-        else:
-            print(f"(c) vs C++ batched-bench: {c_tps / cpp_tps:.2f}  (C++ S_TG {cpp_tps:.1f} tok/s at B={args.n}, "
-                  f"{prompt_tokens}-token prompt; target >= 0.95)")
+            return
+        print(f"(c) vs C++ batched-bench: {c_tps / cpp_tps:.2f}  (C++ S_TG {cpp_tps:.1f} tok/s at B={args.n}, "
+              f"{prompt_tokens}-token prompt; target >= 0.95)")
+        wide = args.n * args.concurrent
+        wide_tps, why = cpp_bench.run(binary, path, batch=wide, **common)
+        if wide_tps is not None:  # what merging the requests' sequences can gain at best on this machine
+            print(f"cross-request ceiling, C++ batched-bench B={wide} vs B={args.n}: {wide_tps / cpp_tps:.2f}x "
+                  f"(sfdsl f vs e: {cross:.2f}x, {cross / (wide_tps / cpp_tps):.2f} of it)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,8 @@ import numpy as np
 
 from sfdsl.errors import BackendError
 
-__all__ = ["RowSampler", "SamplingParams", "TextStream", "build_sampler", "log_softmax_row", "logits_row"]
+__all__ = ["RowSampler", "SamplingParams", "TextStream", "build_sampler", "draw_index", "log_softmax_row", "logits_row"]
+DRAW_BLOCK = 256  # tokens per block of the two-level inverse-CDF draw
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,7 @@ class RowSampler:
 
     Used instead of a llama.cpp sampler chain when there is no grammar: the chain
     copies and sorts the whole vocabulary through ctypes for every token (~2 ms on
-    SmolLM2's 49k vocabulary); this needs one exp and one cumulative sum. Each
+    SmolLM2's 49k vocabulary); this needs one exp and a two-level draw (:func:`draw_index`). Each
     sequence owns its generator, seeded like the chain (``seed + index``), and
     only reads its own row, so its samples do not depend on the batch.
     """
@@ -98,8 +99,26 @@ class RowSampler:
             kept = np.zeros_like(probs)
             kept[keep] = probs[keep]
             probs = kept
-        cum = np.cumsum(probs)
-        return int(min(np.searchsorted(cum, self._rng.random() * cum[-1], side="right"), row.size - 1))
+        return draw_index(probs, self._rng.random())
+
+
+def draw_index(probs: np.ndarray, u: float, *, block: int = DRAW_BLOCK) -> int:
+    """The index where ``u`` (in [0, 1)) falls in the cumulative sum of ``probs`` (unnormalised, >= 0).
+
+    Two levels: block sums, then a cumulative sum inside the one block the draw falls in.
+    A full-vocabulary ``cumsum`` is sequential and took 115 us of a 178 us draw on 49k tokens.
+    Never returns an index whose weight is 0.
+    """
+    starts = np.arange(0, probs.size, block)
+    cum_blocks = np.cumsum(np.add.reduceat(probs, starts), dtype=np.float64)
+    target = u * cum_blocks[-1]
+    b = min(int(np.searchsorted(cum_blocks, target, side="right")), starts.size - 1)
+    inside = probs[starts[b] : starts[b] + block]
+    within = target - (cum_blocks[b - 1] if b else 0.0)
+    j = int(np.searchsorted(np.cumsum(inside, dtype=np.float64), within, side="right"))
+    if j >= inside.size or inside[j] <= 0:  # rounding ran past the block's end: its last weighted token
+        j = int(np.flatnonzero(inside)[-1])
+    return int(starts[b]) + j
 
 
 def logits_row(lib: ModuleType, ctx: Any, index: int, n_vocab: int) -> np.ndarray:

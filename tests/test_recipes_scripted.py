@@ -11,6 +11,7 @@ Vote ties: the answer that reached the tied count first wins (for the answers
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import defaultdict
@@ -211,10 +212,10 @@ def refine_script(verdicts: list[str]) -> tuple[ScriptedBackend, dict[str, int]]
     calls = {"draft": 0, "feedback": 0, "rewrite": 0}
 
     def reply(prompt: str, i: int) -> str:
-        if "Proposed solution:" in prompt:
+        if "Check the solution below" in prompt:
             calls["feedback"] += 1
             return f"Step 2 is off. Verdict: {verdicts[min(calls['feedback'], len(verdicts)) - 1]}"
-        if "Write an improved solution" in prompt:
+        if "Write an improved version" in prompt:
             calls["rewrite"] += 1
             return f"Rewrite {calls['rewrite']}: the answer is {30 + calls['rewrite']}"
         calls["draft"] += 1
@@ -229,7 +230,7 @@ def test_self_refine_stops_when_the_feedback_says_correct() -> None:
     assert result.answer == "31" and result.outputs["first"] == "30"
     assert result.outputs["rounds"] == 2 and result.outputs["stopped"] is True
     assert calls == {"draft": 1, "feedback": 2, "rewrite": 1}
-    feedback = [r for r in generations(backend) if "Proposed solution:" in r.prompt.canonical()]
+    feedback = [r for r in generations(backend) if "Check the solution below" in r.prompt.canonical()]
     assert all(r.temperature == 0.7 for r in feedback)
 
 
@@ -240,9 +241,22 @@ def test_self_refine_runs_to_its_bound_with_the_whole_history() -> None:
     assert result.outputs["rounds"] == 4 and result.outputs["stopped"] is False
     assert result.answer == "34" and result.outputs["first"] == "30"
     assert result.cost.calls == result.bound["calls"] == 9
-    last = [r for r in generations(backend) if "Write an improved solution" in r.prompt.canonical()][-1]
-    text = last.prompt.canonical()
-    assert "Earlier solution 3:" in text and "Draft: the answer is 30" in text and "Rewrite 3" in text
+    prompts = [r.prompt.canonical() for r in generations(backend)]
+    text = [p for p in prompts if "Write an improved version" in p][-1]
+    assert text.index("Draft: the answer is 30") < text.index("Rewrite 1:") < text.index("Rewrite 3:")
+    assert text.count("Feedback:") == 4  # every earlier solution with its feedback, oldest first
+
+
+def test_self_refine_prompts_extend_the_one_before_so_the_prefix_cache_can_reuse_them() -> None:
+    backend, _ = refine_script(["incorrect"])
+    run("self_refine", backend)
+    prompts = [r.prompt.canonical() for r in generations(backend)]
+    rewrites = [p for p in prompts if "Write an improved version" in p]
+    feedback = [p for p in prompts if "Check the solution below" in p]
+    assert len(rewrites) == len(feedback) == 4
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(rewrites))
+    start = feedback[0][: feedback[0].index("Solution:\n") + len("Solution:\n")]
+    assert all(p.startswith(start) for p in feedback)
 
 
 def test_untargeted_refine_always_runs_every_round() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfdsl.runtime.sampling import RowSampler, SamplingParams, TextStream, log_softmax
+from sfdsl.runtime.sampling import RowSampler, SamplingParams, TextStream, draw_index, log_softmax
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
 
@@ -34,6 +34,20 @@ def test_greedy_top_k_top_p_and_temperature() -> None:
     before = LOGITS.copy()
     RowSampler(SamplingParams(temperature=0.5, top_k=1, seed=0), index=0).sample(LOGITS)
     assert np.array_equal(LOGITS, before)  # the row is not modified
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 256])
+def test_the_two_level_draw_is_the_inverse_cdf(block: int) -> None:
+    weights = np.array([1, 2, 0, 3, 4], dtype=np.float32)  # cumulative 1, 3, 3, 6, 10 (of 10)
+    picks = [draw_index(weights, u, block=block) for u in (0.0, 0.099, 0.1, 0.29, 0.3, 0.59, 0.6, 0.999)]
+    assert picks == [0, 0, 1, 1, 3, 3, 4, 4]  # index 2 weighs 0 and is never drawn
+
+
+def test_the_draw_never_lands_on_a_zero_weight_past_rounding() -> None:
+    weights = np.zeros(600, dtype=np.float32)
+    weights[[5, 300]] = 1e-30, 1.0
+    assert draw_index(weights, np.nextafter(1.0, 0.0)) == 300
+    assert draw_index(weights, 0.0) == 5
 
 
 def test_log_softmax_sums_to_one() -> None:
