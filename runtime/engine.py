@@ -1,7 +1,8 @@
-"""The continuous-batching llama.cpp engine: one worker thread, one context, many requests.
+"""The continuous-batching llama.cpp engine: one context, many requests, stepped on a decode thread.
 
-Async callers submit jobs through a thread-safe queue. The worker thread owns
-the llama context and loops: admit waiting jobs, first come first served,
+Async callers submit jobs through a thread-safe queue. The decode thread
+(:mod:`decode_thread`: the engine's own, or one that every CPU engine of a
+backend pool shares) owns the llama context and loops: admit waiting jobs, first come first served,
 while sequence ids are free and the free KV cells cover the job's prompt plus
 a growth reserve for every running sequence; build one batch; ``llama_decode``
 it; let each job read its logits. Requests that arrive while others decode
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
-import queue
 import threading
 import time
 from dataclasses import replace
@@ -32,6 +32,7 @@ from typing import Any
 
 from sfdsl.errors import BackendError, ContextOverflow
 from sfdsl.log import get_logger
+from sfdsl.runtime.decode_thread import DecodeThread, current_decode_thread
 from sfdsl.runtime.jobs import Commit, GenJob, GenResult, Job, Reply, ScoreJob
 from sfdsl.runtime.kv import SeqPool, TokenBatch
 from sfdsl.runtime.llama_lib import LoadedModel, ModelParams
@@ -41,7 +42,6 @@ from sfdsl.runtime.step_cost import StepCost
 __all__ = ["Engine", "GenResult"]
 
 log = get_logger(__name__)
-_STOP = object()
 PREFILL_SHARE = 0.5  # long prompts may stretch a step with decoding requests by this fraction
 LONG_STEP_S = 0.25  # a step of long prompts alone aims at this length, so newcomers wait little for it
 MIN_LONG_CHUNK = 64  # ...but carries at least this many prompt tokens (per-step overhead stays small)
@@ -49,9 +49,14 @@ RESERVE_PER_SEQ = 8  # KV cells kept free per running sequence when admitting (g
 
 
 class Engine:
-    """Serves generate and score jobs for one model from a dedicated worker thread."""
+    """Serves generate and score jobs for one model; its steps run on a :class:`DecodeThread`.
 
-    def __init__(self, params: ModelParams) -> None:
+    Args:
+        thread: the decode thread to run on. By default a CPU-only engine joins the one
+            of the enclosing :func:`shared_decode_thread` block, and any other engine gets its own.
+    """
+
+    def __init__(self, params: ModelParams, *, thread: DecodeThread | None = None) -> None:
         params = _fit_batch(params)
         self.model = LoadedModel(params)
         self.params = params
@@ -59,17 +64,18 @@ class Engine:
             self.model.lib, self.model.mem, self.model.n_seq_total, cache_slots=params.prefix_cache
         )
         self._batch = TokenBatch(self.model.lib, self.model.n_batch)
-        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: list[Job] = []  # sorted by arrival
         self._active: list[Job] = []  # in admission order
         self._arrivals = itertools.count()
         self._cost = StepCost()
         self._short_prompt = max(16, self.model.n_batch // 4)
         self._closed = False
+        self._stopped = threading.Event()
         self.steps = 0
         self.preemptions = 0
-        self._thread = threading.Thread(target=self._run, name=f"sfdsl-llama-{params.path.stem}", daemon=True)
-        self._thread.start()
+        shared = current_decode_thread() if self.model.on_cpu else None
+        self._thread = thread or shared or DecodeThread(name=f"sfdsl-llama-{params.path.stem}")
+        self._thread.attach(self)
 
     @property
     def n_seq_max(self) -> int:
@@ -127,19 +133,20 @@ class Engine:
         return await self._submit(job, future)
 
     async def aclose(self) -> None:
-        """Stop the worker (failing unfinished jobs) and free the context and model."""
+        """Stop the engine (failing unfinished jobs) and free the context and model."""
         if self._closed:
             return
         self._closed = True
-        self._inbox.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
+        if not self._stopped.is_set():
+            self._thread.detach(self)
+        await asyncio.to_thread(self._stopped.wait)
 
     async def _submit(self, job: Job, future: asyncio.Future[Any]) -> Any:
-        if self._closed or not self._thread.is_alive():
+        if self._closed or self._stopped.is_set():
             raise BackendError("the llama engine is closed")
         if not job.prompt:
             raise BackendError("cannot decode an empty prompt (the model adds no BOS token)")
-        self._inbox.put(job)
+        self._thread.post(self, job)
         return await future
 
     def _check_fits(self, n_tokens: int, what: str) -> None:
@@ -149,34 +156,36 @@ class Engine:
                 "shorten it or load the model with a larger n_ctx"
             )
 
-    # -- worker thread ---------------------------------------------------
+    # -- on the decode thread --------------------------------------------
 
-    def _run(self) -> None:
-        crash: BaseException | None = None
-        try:
-            while self._take_inbox(block=not self._active and not self._waiting):
-                self._drop_cancelled()
-                self._admit()
-                if self._active:
-                    self._step()
-        except BaseException as exc:  # keep the thread from dying silently
-            crash = exc
-            log.exception("engine_crashed")
-        finally:
-            self._shutdown(crash)
+    @property
+    def has_work(self) -> bool:
+        return bool(self._active or self._waiting)
 
-    def _take_inbox(self, *, block: bool) -> bool:
-        """Move submitted jobs into the waiting queue; False once asked to stop."""
+    def enqueue(self, job: Job) -> None:
+        """Queue a submitted job in arrival order (fail it when the engine has stopped)."""
+        if self._stopped.is_set():
+            job.reply.fail(BackendError("the llama engine is closed"))
+            return
+        job.arrival = next(self._arrivals)
+        self._waiting.append(job)
+
+    def tick(self) -> bool:
+        """Admit what fits and decode one step; False when the engine crashed (it then stops itself)."""
         try:
-            item = self._inbox.get() if block else self._inbox.get_nowait()
-            while True:
-                if item is _STOP:
-                    return False
-                item.arrival = next(self._arrivals)
-                self._waiting.append(item)
-                item = self._inbox.get_nowait()
-        except queue.Empty:
+            self._drop_cancelled()
+            self._admit()
+            if self._active:
+                self._step()
             return True
+        except BaseException as exc:  # keep the decode thread and its other engines alive
+            log.exception("engine_crashed")
+            self._shutdown(exc)
+            return False
+
+    def stop(self) -> None:
+        """Fail unfinished jobs and free the model (asked by :meth:`aclose`)."""
+        self._shutdown(None)
 
     def _drop_cancelled(self) -> None:
         for job in [j for j in self._active if j.reply.cancelled]:
@@ -328,15 +337,19 @@ class Engine:
             self._active.remove(job)
 
     def _shutdown(self, crash: BaseException | None) -> None:
-        self._take_inbox(block=False)
+        if self._stopped.is_set():
+            return
         reason = BackendError(f"the llama engine stopped: {crash}" if crash else "the llama engine was closed")
-        for job in [*self._active, *self._waiting]:
-            job.release(self._pool, self.model)
-            job.reply.fail(reason)
-        self._active.clear()
-        self._waiting.clear()
-        self._batch.free()
-        self.model.close()
+        try:
+            for job in [*self._active, *self._waiting]:
+                job.release(self._pool, self.model)
+                job.reply.fail(reason)
+            self._active.clear()
+            self._waiting.clear()
+            self._batch.free()
+            self.model.close()
+        finally:
+            self._stopped.set()
         log.info("engine_stopped", steps=self.steps)
 
 

@@ -133,6 +133,7 @@ class LoadedModel:
         mparams.main_gpu = params.main_gpu
         extra = params.extra_buffers if params.extra_buffers != "auto" else not cpu_has_amx()
         mparams.use_extra_bufts = extra
+        self.on_cpu = n_gpu_layers == 0  # every layer on the CPU (decoded by OpenMP threads)
         self.model = lib.llama_model_load_from_file(str(params.path).encode(), mparams)
         if not self.model:
             raise BackendError(f"llama.cpp could not load {params.path} (not a GGUF model, or unsupported arch)")

@@ -13,6 +13,7 @@ from sfdsl.declarations import BACKENDS, BackendDecl, resolve_reference
 from sfdsl.errors import InputError
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.backends.scripted import ScriptedBackend
+from sfdsl.runtime.decode_thread import DecodeThread, shared_decode_thread
 
 Factory = Callable[[dict[str, Any]], Backend]
 
@@ -57,6 +58,8 @@ class BackendPool:
         backend: when given, every model resolves to this one backend.
         model: when given, overrides the model file/alias of every llama model.
         wrap: applied to each backend created (e.g. an on-disk cache).
+
+    The llama models it creates on the CPU share one decode thread (see runtime/decode_thread.py).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class BackendPool:
         self._factories = factories
         self._wrap = wrap
         self._backends: dict[str, Backend] = {}
+        self._decode = DecodeThread()
         self._lock = threading.Lock()  # not an asyncio.Lock: a runtime's pool may serve more than one event loop
 
     async def get(self, backend: str, params: dict[str, Any]) -> Backend:
@@ -95,7 +99,8 @@ class BackendPool:
         """Create the backend once, however many runs and loops ask for it at the same time."""
         with self._lock:
             if key not in self._backends:
-                created = factory(params)
+                with shared_decode_thread(self._decode):
+                    created = factory(params)
                 self._backends[key] = self._wrap(created) if self._wrap else created
             return self._backends[key]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,27 @@ def test_prefix_cache_reuses_earlier_rounds_and_keeps_seeded_samples() -> None:
     assert plain.cost.prompt_tokens == cached.cost.prompt_tokens
     # every call after the first reuses at least the chat header and the question
     assert cached.cost.cached_prompt_tokens >= 20 * (cached.cost.calls - 1), cached.cost
+
+
+def test_two_models_of_one_pool_share_one_decode_thread_and_keep_their_samples() -> None:
+    recipe = sfdsl.load(RECIPES / "self_consistency.sf").recipe("self_consistency")
+    inputs = {"question": QUESTIONS[0], "n": 4, "max_tokens": 24}
+
+    async def go() -> tuple[str, int, Any, list[Any]]:
+        pool = BackendPool()
+        try:
+            first = await pool.get("llama", {"model": "default", "n_threads": 1})
+            second = await pool.get("llama", {"model": "default", "n_threads": 1, "n_ctx": 2048})
+            assert first is not second and first.engine._thread is second.engine._thread
+            name = first.engine._thread.name
+            alone = await recipe.arun(inputs, backend=first, seed=3)
+            together = await asyncio.gather(recipe.arun(inputs, backend=first, seed=3),
+                                            recipe.arun(inputs, backend=second, seed=3))
+            return name, sum(t.name == name for t in threading.enumerate()), alone, together
+        finally:
+            await pool.aclose()
+
+    name, running, alone, together = asyncio.run(go())
+    assert running == 1  # one OS thread decodes both models (two would slow llama.cpp's OpenMP)
+    assert samples(together[0]) == samples(together[1]) == samples(alone)
+    assert not [t for t in threading.enumerate() if t.name == name]  # it ends with the pool
