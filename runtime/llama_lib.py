@@ -1,7 +1,7 @@
 """Typed wrappers over llama-cpp-python's low-level C API: import, load, tokenize, free.
 
 Everything here runs on whichever thread owns the :class:`LoadedModel`; the
-engine hands it to its worker thread right after loading.
+engine hands it to its decode thread right after loading.
 """
 
 from __future__ import annotations
