@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     add_backend_options(serve)
+    add_import_path_option(serve)
     serve.add_argument("--max-concurrency", type=_positive(int), default=8, metavar="N", help="runs at once (8)")
     serve.add_argument("--max-queue", type=_positive(int, zero=True), default=256, metavar="N",
                        help="requests waiting for a run; beyond it 429 (256)")
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sfdsl.integrations import mcp_server
 
-    mcp_server.add_parser(commands, add_backend_options, make_pool)
+    add_import_path_option(mcp_server.add_parser(commands, add_backend_options, make_pool))
     try:
         from sfdsl.eval.cli import add_data_parser, add_eval_parser
     except ImportError:  # pragma: no cover - eval ships with the package
@@ -353,7 +354,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(max_concurrency=args.max_concurrency, max_queue=args.max_queue, timeout_s=args.timeout,
                          max_body_bytes=args.max_body_bytes, max_n=args.max_n, inputs=parse_inputs(args.input, None),
                          cache_max_bytes=cache)
-    registry = RecipeRegistry.from_path(args.path)
+    registry = RecipeRegistry.from_path(args.path, import_path=args.import_path)
     app = create_app(registry, config=config,
                      make_pool=default_pool_factory(args.backend, model=args.model, cache_max_bytes=cache))
     sock = bind_socket(args.host, args.port)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sfdsl.errors import InputError
+from sfdsl.errors import SourceNotFoundError
 from sfdsl.integrations.mcp_server import answer_text, load_recipes, tool_signature
 from tests.conftest import REPO
 
@@ -167,7 +167,7 @@ def test_recipe_names_shared_by_two_files_are_prefixed_with_the_file(tmp_path: P
     assert sorted(load_recipes(tmp_path)) == ["a.echo", "b.echo", "only_a"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match=r"no \.sf files"):
+    with pytest.raises(SourceNotFoundError, match=r"no \.sf files"):
         load_recipes(empty)
 
 

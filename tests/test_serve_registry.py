@@ -60,3 +60,11 @@ def test_runtime_set_makes_one_runtime_per_override_and_closes_them() -> None:
     assert made == [None, "qwen"]
     asyncio.run(runtimes.aclose())
     assert plain.closed and qwen.closed and runtimes.backends() == []
+
+
+def test_served_recipes_may_import_from_the_import_path(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helpers.sf").write_text("recipe helper(question: str) -> answer {\n  return question\n}\n")
+    (tmp_path / "main.sf").write_text('import "helpers.sf" as h\nrecipe main(question: str) -> answer {\n'
+                                      "  return question\n}\n")
+    assert [s.name for s in RecipeRegistry.from_path(tmp_path / "main.sf", import_path=[tmp_path / "lib"])] == ["main"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,26 +55,18 @@ class RecipeAnswer(BaseModel):
     usage: Usage
 
 
-def load_recipes(path: str | Path) -> dict[str, Recipe]:
+def load_recipes(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> dict[str, Recipe]:
     """Every recipe of a .sf file, or of each .sf file of a directory, by tool name.
 
     A name declared in two files becomes ``{file stem}.{recipe}`` for both.
 
     Raises:
-        SourceNotFoundError: when the path does not exist.
-        InputError: when a directory holds no .sf file.
+        SourceNotFoundError: when the path does not exist or a directory holds no .sf file.
         CompileError: when a file does not compile.
     """
-    from sfdsl.api import load
+    from sfdsl.recipe_sets import load_recipe_set
 
-    root = Path(path)
-    files = sorted(root.glob("*.sf")) if root.is_dir() else [root]
-    if not files:
-        raise InputError(f"no .sf files in {root}")
-    programs = [load(file) for file in files]
-    recipes = [program.recipe(name) for program in programs for name in program.names]
-    clashes = Counter(r.name for r in recipes)
-    return {(f"{Path(r.file).stem}.{r.name}" if clashes[r.name] > 1 else r.name): r for r in recipes}
+    return dict(load_recipe_set(path, separator=".", import_path=import_path))
 
 
 def tool_signature(recipe: Recipe) -> inspect.Signature:
@@ -150,8 +142,8 @@ async def serve_stdio(recipes: dict[str, Recipe], pool: BackendPool) -> None:
         await build_server(recipes, runtime).run_stdio_async()
 
 
-def add_parser(commands: Any, add_backend_options: Any, make_pool: Any) -> None:
-    """Add `sfrun mcp PATH [--backend SPEC]` to the CLI's subcommands."""
+def add_parser(commands: Any, add_backend_options: Any, make_pool: Any) -> Any:
+    """Add `sfrun mcp PATH [--backend SPEC]` to the CLI's subcommands; the new parser."""
     mcp = commands.add_parser(
         "mcp", help="serve recipes as MCP tools over stdio",
         description="Serve every recipe of PATH (a .sf file or a directory of them) as a tool of an MCP server "
@@ -166,8 +158,9 @@ def add_parser(commands: Any, add_backend_options: Any, make_pool: Any) -> None:
             import mcp.server.mcpserver  # noqa: F401
         except ImportError as exc:
             raise InputError('sfrun mcp needs the mcp extra: pip install "sfdsl[mcp]"') from exc
-        recipes = load_recipes(args.path)
+        recipes = load_recipes(args.path, import_path=getattr(args, "import_path", ()))
         asyncio.run(serve_stdio(recipes, make_pool(args)))
         return 0
 
     mcp.set_defaults(handler=cmd_mcp)
+    return mcp

@@ -10,13 +10,14 @@ requests, so a client cannot make the server open a file of its choosing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfdsl.api import Program, Recipe, load
-from sfdsl.errors import ModelNotFoundError, SourceNotFoundError
+from sfdsl.api import Recipe
+from sfdsl.errors import ModelNotFoundError
 from sfdsl.models import DEFAULT_ALIASES, load_aliases
+from sfdsl.recipe_sets import load_recipe_set
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime_session import Runtime
@@ -49,34 +50,15 @@ class RecipeRegistry:
         self._aliases = aliases if aliases is not None else known_aliases()
 
     @classmethod
-    def from_path(cls, path: str | Path) -> RecipeRegistry:
+    def from_path(cls, path: str | Path, *, import_path: Sequence[str | Path] = ()) -> RecipeRegistry:
         """Every recipe of a .sf file, or of every .sf file directly inside a directory.
 
         Raises:
             SourceNotFoundError: when the path does not exist or holds no .sf file.
             CompileError: when a file does not compile.
         """
-        root = Path(path)
-        if root.is_dir():
-            files = sorted(root.glob("*.sf"))
-            if not files:
-                raise SourceNotFoundError(f"no .sf files in {root}")
-        elif root.is_file():
-            files = [root]
-        else:
-            raise SourceNotFoundError(f"no such file or directory: {root}")
-        return cls.from_programs([(f, load(f)) for f in files])
-
-    @classmethod
-    def from_programs(cls, programs: list[tuple[Path, Program]]) -> RecipeRegistry:
-        """Name every recipe of these programs: ``recipe``, or ``file:recipe`` for names that clash."""
-        found = [(file, program.recipe(name)) for file, program in programs for name in program.names]
-        counts: dict[str, int] = {}
-        for _, recipe in found:
-            counts[recipe.name] = counts.get(recipe.name, 0) + 1
-        served = [ServedRecipe(name=recipe.name if counts[recipe.name] == 1 else f"{file.stem}:{recipe.name}",
-                               recipe=recipe) for file, recipe in found]
-        return cls(served)
+        return cls([ServedRecipe(name=name, recipe=recipe)
+                    for name, recipe in load_recipe_set(path, import_path=import_path)])
 
     def __iter__(self) -> Iterator[ServedRecipe]:
         return iter(self._recipes.values())
