@@ -45,9 +45,9 @@ def scripted_from_file(path: str | Path) -> ScriptedBackend:
     file = Path(path)
     data = load_json(file, what="script file")
     if isinstance(data, dict) and "replies" in data:
-        return ScriptedBackend(data["replies"], scores=data.get("scores"))
+        return ScriptedBackend(data["replies"], scores=data.get("scores"), record=False)
     if isinstance(data, (list, dict)):
-        return ScriptedBackend(data)
+        return ScriptedBackend(data, record=False)
     raise InputError(f"script file {file} must hold a list of replies or an object with 'replies'")
 
 

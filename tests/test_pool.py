@@ -47,3 +47,16 @@ def test_unknown_backend_is_an_input_error() -> None:
 def test_a_missing_script_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         pool_from_spec(f"scripted:{tmp_path / 'missing.json'}")
+
+
+def test_a_scripted_backend_from_a_file_keeps_no_request_history(tmp_path: Path) -> None:
+    from sfdsl.runtime.backends.base import GenerateRequest, Message, Prompt
+
+    script = tmp_path / "replies.json"
+    script.write_text('["The answer is 4.", "The answer is 4.", "The answer is 4."]')
+    backend = pool_from_spec(f"scripted:{script}").backends()[0]
+    prompt = Prompt(messages=(Message(role="user", content="2+2?"),))
+    for _ in range(3):
+        [done] = asyncio.run(backend.generate(GenerateRequest(prompt=prompt, max_tokens=8)))
+        assert done.text == "The answer is 4."
+    assert isinstance(backend, ScriptedBackend) and backend.requests == []  # a server on it stays flat

@@ -40,10 +40,14 @@ Scores = Mapping[str, float] | ScoreFn
 
 
 class ScriptedBackend(Backend):
-    """Replays scripted replies and scores; records every request it sees."""
+    """Replays scripted replies and scores; records every request it sees in ``requests`` (when ``record``).
+
+    Backends made from script files (``--backend scripted:FILE``, ``scripted(file: ...)``) do not
+    record, so a long-running server on one keeps a flat memory.
+    """
 
     def __init__(self, script: Script, *, scores: Scores | None = None, latency: float = 0.0,
-                 context_tokens: int | None = None) -> None:
+                 context_tokens: int | None = None, record: bool = True) -> None:
         self._script = script
         self.context_tokens = context_tokens
         self._queue = list(script) if isinstance(script, Sequence) and not isinstance(script, str) else None
@@ -56,18 +60,21 @@ class ScriptedBackend(Backend):
         self._latency = latency
         self.model_id = "scripted"
         self.requests: list[GenerateRequest | ScoreRequest] = []
+        self._record = record
         self.in_flight = 0
         self.max_in_flight = 0
 
     async def generate(self, request: GenerateRequest) -> list[Completion]:
-        self.requests.append(request)
+        if self._record:
+            self.requests.append(request)
         text = request.prompt.canonical()
         async with self._track():
             replies = [await self._reply(text, i) for i in range(request.n)]
         return [self._complete(reply, request, i) for i, reply in enumerate(replies)]
 
     async def score(self, request: ScoreRequest) -> list[SequenceScore]:
-        self.requests.append(request)
+        if self._record:
+            self.requests.append(request)
         text = request.prompt.canonical()
         async with self._track():
             return [SequenceScore(token_logprobs=self._token_logprobs(text, c)) for c in request.continuations]
