@@ -58,6 +58,7 @@ class BackendPool:
         backend: when given, every model resolves to this one backend.
         model: when given, overrides the model file/alias of every llama model.
         wrap: applied to each backend created (e.g. an on-disk cache).
+        decode_thread: the thread its CPU llama models step on (pools may share one); a new one by default.
 
     The llama models it creates on the CPU share one decode thread (see runtime/decode_thread.py).
     """
@@ -69,13 +70,14 @@ class BackendPool:
         model: str | None = None,
         factories: Mapping[str, Factory] = DEFAULT_FACTORIES,
         wrap: Callable[[Backend], Backend] | None = None,
+        decode_thread: DecodeThread | None = None,
     ) -> None:
         self._fixed = backend
         self._model = model
         self._factories = factories
         self._wrap = wrap
         self._backends: dict[str, Backend] = {}
-        self._decode = DecodeThread()
+        self._decode = decode_thread or DecodeThread()
         self._lock = threading.Lock()  # not an asyncio.Lock: a runtime's pool may serve more than one event loop
 
     async def get(self, backend: str, params: dict[str, Any]) -> Backend:
@@ -104,6 +106,11 @@ class BackendPool:
                 self._backends[key] = self._wrap(created) if self._wrap else created
             return self._backends[key]
 
+    @property
+    def decode_thread(self) -> DecodeThread:
+        """The thread this pool's CPU llama models step on."""
+        return self._decode
+
     def backends(self) -> list[Backend]:
         """The backends in use now (the fixed one, or those created so far)."""
         return [self._fixed] if self._fixed is not None else list(self._backends.values())
@@ -123,24 +130,25 @@ class BackendPool:
             await backend.aclose()
 
 
-def pool_from_spec(spec: str | None, *, model: str | None = None,
-                   wrap: Callable[[Backend], Backend] | None = None) -> BackendPool:
+def pool_from_spec(spec: str | None, *, model: str | None = None, wrap: Callable[[Backend], Backend] | None = None,
+                   decode_thread: DecodeThread | None = None) -> BackendPool:
     """A pool from a ``--backend`` spec: None (each recipe's own models), ``llama[:MODEL]``,
     ``scripted:FILE.json`` or ``openai:BASE_URL[,BASE_URL...]``; ``model`` overrides the GGUF (llama) or model
-    name (openai); ``wrap`` (e.g. ``CachedBackend``) wraps each backend created.
+    name (openai); ``wrap`` (e.g. ``CachedBackend``) wraps each backend created; ``decode_thread`` as for
+    BackendPool.
 
     Raises:
         InputError: for an unknown spec, or a script file that cannot be read.
     """
     if spec is None:
-        return BackendPool(model=model, wrap=wrap)
+        return BackendPool(model=model, wrap=wrap, decode_thread=decode_thread)
     kind, _, rest = spec.partition(":")
     if kind == "scripted":
         return BackendPool(backend=scripted_from_file(rest))
     if kind == "llama":
         llama = DEFAULT_FACTORIES["llama"]
         return BackendPool(factories={name: llama if name == "llama" else lambda p: llama({}) for name in BACKENDS},
-                           model=model or rest or None, wrap=wrap)
+                           model=model or rest or None, wrap=wrap, decode_thread=decode_thread)
     if kind == "openai":
         openai = DEFAULT_FACTORIES["openai"]
         fixed = {"base_url": rest, **({"model": model} if model else {})}

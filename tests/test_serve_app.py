@@ -14,6 +14,7 @@ from serve_support import CHAT, RECIPES, Gate, PlainBackend, chat, client, make_
 
 from sfdsl import ScriptedBackend
 from sfdsl.runtime.backends.base import GenerateRequest
+from sfdsl.serve.app import default_pool_factory
 
 
 def run(coro: Any) -> Any:
@@ -300,3 +301,10 @@ def test_request_bodies_are_not_retained() -> None:
 
     sizes = run(go())
     assert sizes[2] - sizes[1] < 2_000_000, sizes  # 10 more requests of 400 kB keep nothing
+
+
+def test_the_pools_of_one_server_share_one_decode_thread() -> None:
+    make = default_pool_factory(None)
+    default, aliased = make(None), make("smollm2")
+    assert default is not aliased and default.decode_thread is aliased.decode_thread
+    assert default_pool_factory(None)(None).decode_thread is not default.decode_thread  # another server

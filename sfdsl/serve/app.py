@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sfdsl.runtime.backends.base import Backend
+from sfdsl.runtime.decode_thread import DecodeThread
 from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.serve.config import ServeConfig
 from sfdsl.serve.limits import ClientGone, parse_json_object, read_body, until_disconnect
@@ -49,7 +50,11 @@ CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, neve
 
 def default_pool_factory(spec: str | None = None, *, model: str | None = None,
                          cache_max_bytes: int | None = None) -> Callable[[str | None], BackendPool]:
-    """Pools for ``--backend spec``: the alias of a model name overrides ``model``; a bounded on-disk cache."""
+    """Pools for ``--backend spec``: the alias of a model name overrides ``model``; a bounded on-disk cache.
+
+    Every pool it makes steps its CPU models on one shared decode thread.
+    """
+    decode_thread = DecodeThread(name="sfdsl-llama-serve")
 
     def make(alias: str | None) -> BackendPool:
         wrap = None
@@ -59,7 +64,7 @@ def default_pool_factory(spec: str | None = None, *, model: str | None = None,
             def wrap(backend: Backend) -> Backend:
                 return CachedBackend(backend, max_bytes=cache_max_bytes)
 
-        return pool_from_spec(spec, model=alias or model, wrap=wrap)
+        return pool_from_spec(spec, model=alias or model, wrap=wrap, decode_thread=decode_thread)
 
     return make
 
