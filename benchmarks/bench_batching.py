@@ -10,10 +10,11 @@ Scenario 1 (one prompt, ``--n`` samples of ``--max-tokens`` tokens, temperature 
 process slow llama.cpp's OpenMP build), as their users would run them.
 Scenario 2: ``--concurrent`` recipe runs x n samples, one after another vs all at once
 (cross-request batching: the engine merges the runs' sequences into one batch).
+In every round, llama.cpp's own ``llama-batched-bench`` (found or built, see cpp_bench.py) at
+B=n right after (c) and at B=n*concurrent after (f): (c) against the C++ ceiling, and the most
+cross-request batching can gain on this machine, with per-round figures.
 Then, once each: fairness (three small requests beside a long prompt vs alone), the prefix
-cache (self_refine, 4 rounds, with vs without), flash attention off vs on (bare decode), and
-(c) against llama.cpp's own ``llama-batched-bench`` (found or built, see cpp_bench.py), and
-that tool's B=n*concurrent vs B=n ratio: the most cross-request batching can gain here.
+cache (self_refine, 4 rounds, with vs without) and flash attention off vs on (bare decode).
 
 Throughput counts the tokens actually generated (a sample may end early at EOS).
 Run: ``python benchmarks/bench_batching.py --repeat 3``; quick: ``--quick``.
@@ -269,7 +270,40 @@ def _peer_main(conn: Any, path: str, n: int, n_threads: int, flash_attn: bool) -
         loop.close()
 
 
-async def one_round(args: argparse.Namespace, backend: LlamaBackend, peers: PeerProcess) -> dict[str, Result]:
+CppRun = Callable[[int], Result | None]  # llama-batched-bench at a batch size, as a Result (None: it failed)
+
+
+def cpp_runner(args: argparse.Namespace, path: str, backend: LlamaBackend) -> CppRun | None:
+    """llama-batched-bench with the engine's settings, found or built; None (saying why) when it is not there."""
+    if not args.cpp:
+        return None
+    binary = cpp_bench.find()
+    why = ""
+    if binary is None and args.build_cpp:
+        print("building llama-batched-bench from the llama-cpp-python sdist (once; minutes)...", flush=True)
+        binary, why = cpp_bench.build(cpp_bench.CACHE / "build.log")
+    if binary is None:
+        print(f"(c) vs C++ batched-bench: n/a ({why or 'not found; pass --build-cpp or set SFDSL_BATCHED_BENCH'})")
+        return None
+    found = binary
+    prompt_tokens = len(backend.tokenize_prompt(story_prompt(TOPICS[0]))[1])
+
+    def run(batch: int) -> Result | None:
+        tps, why = cpp_bench.run(found, path, prompt_tokens=prompt_tokens, gen_tokens=args.max_tokens, batch=batch,
+                                 threads=args.threads, flash_attn=args.flash_attn,
+                                 kv_type=backend.engine.model.kv_type, extra_buffers=not cpu_has_amx())
+        if tps is None:
+            print(f"C++ batched-bench at B={batch}: n/a ({why})", flush=True)
+            return None
+        tokens = batch * args.max_tokens
+        return Result(tokens / tps, tokens)
+
+    return run
+
+
+async def one_round(args: argparse.Namespace, backend: LlamaBackend, peers: PeerProcess,
+                    cpp: CppRun | None) -> dict[str, Result]:
+    """Every workload once; the C++ figures are taken beside (c) and (f), so drift hits both alike."""
     prompt = story_prompt(TOPICS[0])
     text = backend.render(prompt)
     n, mt, seed = args.n, args.max_tokens, args.seed
@@ -280,6 +314,7 @@ async def one_round(args: argparse.Namespace, backend: LlamaBackend, peers: Peer
         "c_sfdsl_vote": await measure_vote(recipe_sampler(pool, text, n=n, max_tokens=mt, seed=seed)),
         "d_bare_batched": peers.call("bare", text, max_tokens=mt, seed=seed),
     }
+    narrow = cpp(n) if cpp else None
     requests = [
         recipe_sampler(pool, backend.render(story_prompt(TOPICS[i % len(TOPICS)])), n=n, max_tokens=mt,
                        seed=seed + 100 * i)
@@ -287,6 +322,9 @@ async def one_round(args: argparse.Namespace, backend: LlamaBackend, peers: Peer
     ]
     out["e_requests_sequential"] = await measure_concurrent(requests, together=False)
     out["f_requests_concurrent"] = await measure_concurrent(requests, together=True)
+    wide = cpp(n * args.concurrent) if cpp and narrow else None
+    if narrow and wide:
+        out["g_cpp_batched_bench"], out["h_cpp_batched_bench_wide"] = narrow, wide
     return out
 
 
@@ -303,6 +341,15 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace) -> None:
     print(f"(b)/(c) wall time              : {med['b_peer_sequential'].seconds / med['c_sfdsl_vote'].seconds:.2f}x")
     print(f"cross-request batching (f vs e): {tps['f_requests_concurrent'] / tps['e_requests_sequential']:.2f}x "
           f"({args.concurrent} requests x {args.n} samples)")
+    if all("g_cpp_batched_bench" in r for r in rounds):
+        ratios = [r["c_sfdsl_vote"].tps / r["g_cpp_batched_bench"].tps for r in rounds]
+        ceilings = [r["h_cpp_batched_bench_wide"].tps / r["g_cpp_batched_bench"].tps for r in rounds]
+        cross = [r["f_requests_concurrent"].tps / r["e_requests_sequential"].tps for r in rounds]
+        print(f"(c) vs C++ batched-bench: {statistics.median(ratios):.2f} [{', '.join(f'{x:.2f}' for x in ratios)}]  "
+              f"(C++ S_TG at B={args.n}, same prompt, taken right after (c) in each round; target >= 0.95)")
+        print(f"cross-request ceiling, C++ batched-bench B={args.n * args.concurrent} vs B={args.n}: "
+              f"{statistics.median(ceilings):.2f}x [{', '.join(f'{x:.2f}' for x in ceilings)}] "
+              f"(sfdsl f vs e: {statistics.median(cross):.2f}x [{', '.join(f'{x:.2f}' for x in cross)}])")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -318,22 +365,21 @@ async def main(args: argparse.Namespace) -> None:
             await backend_sampler(backend, story_prompt(TOPICS[0]), n=2, max_tokens=4, seed=0)()
             peers.call("peer", "Hello", n=1, max_tokens=4, seed=0)
             peers.call("bare", "Hello", max_tokens=4, seed=0)
+        cpp = cpp_runner(args, path, backend)
         rounds = []
         for i in range(args.repeat):
-            rounds.append(await one_round(args, backend, peers))
+            rounds.append(await one_round(args, backend, peers, cpp))
             print(f"round {i + 1}: " + ", ".join(f"{k[0]}={v.tps:.1f}" for k, v in rounds[-1].items()), flush=True)
         report(rounds, args)
-        c_tps = statistics.median(r["c_sfdsl_vote"].tps for r in rounds)
-        cross = statistics.median(r["f_requests_concurrent"].tps / r["e_requests_sequential"].tps for r in rounds)
-        await extras(args, path, backend, peers, c_tps, cross)
+        await extras(args, backend, peers)
     finally:
         peers.close()
         await backend.aclose()
 
 
-async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, peers: PeerProcess, c_tps: float,
-                 cross: float) -> None:
-    """The one-shot lines: fairness, prefix cache, flash attention, C++ batched-bench."""
+async def extras(args: argparse.Namespace, backend: LlamaBackend, peers: PeerProcess) -> None:
+    """The one-shot lines: fairness, prefix cache, flash attention."""
+    path = str(backend.path)
     if args.fairness:
         alone, together = await engine_scenarios.fairness(backend, long_tokens=args.long_prompt, max_tokens=40)
         print(f"fairness, 3 small requests beside a {args.long_prompt}-token prompt: {together:.2f} s vs "
@@ -353,30 +399,6 @@ async def extras(args: argparse.Namespace, path: str, backend: LlamaBackend, pee
         off_r = peers.call("bare_fa_off", text, max_tokens=args.max_tokens, seed=args.seed)
         print(f"flash attention, bare decode n={args.n}, bf16 KV: on {on_r.tps:.1f} tok/s, off {off_r.tps:.1f} tok/s "
               f"(off/on {off_r.tps / on_r.tps:.2f})", flush=True)
-    if args.cpp:
-        binary = cpp_bench.find()
-        why = ""
-        if binary is None and args.build_cpp:
-            print("building llama-batched-bench from the llama-cpp-python sdist (once; minutes)...", flush=True)
-            binary, why = cpp_bench.build(cpp_bench.CACHE / "build.log")
-        if binary is None:
-            print(f"(c) vs C++ batched-bench: n/a ({why or 'not found; pass --build-cpp or set SFDSL_BATCHED_BENCH'})")
-            return
-        prompt_tokens = len(backend.tokenize_prompt(story_prompt(TOPICS[0]))[1])
-        common = dict(prompt_tokens=prompt_tokens, gen_tokens=args.max_tokens, threads=args.threads,
-                      flash_attn=args.flash_attn, kv_type=backend.engine.model.kv_type,
-                      extra_buffers=not cpu_has_amx())
-        cpp_tps, why = cpp_bench.run(binary, path, batch=args.n, **common)
-        if cpp_tps is None:
-            print(f"(c) vs C++ batched-bench: n/a ({why})")
-            return
-        print(f"(c) vs C++ batched-bench: {c_tps / cpp_tps:.2f}  (C++ S_TG {cpp_tps:.1f} tok/s at B={args.n}, "
-              f"{prompt_tokens}-token prompt; target >= 0.95)")
-        wide = args.n * args.concurrent
-        wide_tps, why = cpp_bench.run(binary, path, batch=wide, **common)
-        if wide_tps is not None:  # what merging the requests' sequences can gain at best on this machine
-            print(f"cross-request ceiling, C++ batched-bench B={wide} vs B={args.n}: {wide_tps / cpp_tps:.2f}x "
-                  f"(sfdsl f vs e: {cross:.2f}x, {cross / (wide_tps / cpp_tps):.2f} of it)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
