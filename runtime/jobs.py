@@ -20,6 +20,7 @@ from sfdsl.runtime.llama_lib import LoadedModel
 from sfdsl.runtime.sampling import (
     RowSampler,
     SamplingParams,
+    Scratch,
     TextStream,
     build_sampler,
     log_softmax,
@@ -198,9 +199,10 @@ class GenJob(Job):
         super().bind(seq_ids, model)
         todo = [i for i in range(self.n) if i not in self.results]
         self.seqs = []
+        scratch = Scratch()
         for i, sid in zip(todo, seq_ids):
             sampler: Any = (
-                RowSampler(self.sampling, index=i)
+                RowSampler(self.sampling, index=i, scratch=scratch)
                 if RowSampler.eligible(self.sampling)
                 else build_sampler(model.lib, model.vocab, self.sampling, index=i)
             )
@@ -240,7 +242,7 @@ class GenJob(Job):
         lib = model.lib
         row = None
         if isinstance(seq.sampler, RowSampler):
-            row = logits_row(lib, model.ctx, idx, model.n_vocab)
+            row = logits_row(lib, model.ctx, idx, model.n_vocab, copy=False)  # read before the next decode
             token = seq.sampler.sample(row)
         else:
             token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))

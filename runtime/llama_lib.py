@@ -138,6 +138,8 @@ class LoadedModel:
         if not self.model:
             raise BackendError(f"llama.cpp could not load {params.path} (not a GGUF model, or unsupported arch)")
         self.ctx: Any = None
+        self._pieces: dict[int, bytes] = {}  # token -> bytes: the vocabulary never changes
+        self._eog: dict[int, bool] = {}
         try:
             self.vocab = lib.llama_model_get_vocab(self.model)
             self.n_vocab = int(lib.llama_vocab_n_tokens(self.vocab))
@@ -206,7 +208,13 @@ class LoadedModel:
         return list(buf[:n])
 
     def piece(self, token: int) -> bytes:
-        """The raw bytes that ``token`` stands for (special tokens render as nothing)."""
+        """The raw bytes that ``token`` stands for (special tokens render as nothing); cached per token."""
+        found = self._pieces.get(token)
+        if found is None:
+            found = self._pieces[token] = self._piece(token)
+        return found
+
+    def _piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = self.lib.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
         if n < 0:
@@ -219,7 +227,10 @@ class LoadedModel:
         return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
 
     def is_eog(self, token: int) -> bool:
-        return bool(self.lib.llama_vocab_is_eog(self.vocab, token))
+        found = self._eog.get(token)
+        if found is None:
+            found = self._eog[token] = bool(self.lib.llama_vocab_is_eog(self.vocab, token))
+        return found
 
     def token_text(self, token: int) -> str:
         """The vocabulary text of a (special) token, e.g. ``<|im_end|>``; '' if none."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfdsl.runtime.sampling import RowSampler, SamplingParams, TextStream, draw_index, log_softmax
+from sfdsl.runtime.sampling import RowSampler, SamplingParams, Scratch, TextStream, draw_index, log_softmax
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
 
 
-def draws(params: SamplingParams, n: int, *, index: int = 0) -> list[int]:
+def draws(params: SamplingParams, n: int, *, index: int = 0, row: np.ndarray = LOGITS) -> list[int]:
     sampler = RowSampler(params, index=index)
-    return [sampler.sample(LOGITS) for _ in range(n)]
+    return [sampler.sample(row) for _ in range(n)]
 
 
 def test_seeded_draws_repeat_and_follow_the_distribution() -> None:
@@ -48,6 +48,23 @@ def test_the_draw_never_lands_on_a_zero_weight_past_rounding() -> None:
     weights[[5, 300]] = 1e-30, 1.0
     assert draw_index(weights, np.nextafter(1.0, 0.0)) == 300
     assert draw_index(weights, 0.0) == 5
+
+
+def test_samplers_sharing_one_scratch_row_draw_what_they_draw_alone() -> None:
+    params = SamplingParams(temperature=0.8, seed=11)
+    rows = [np.log(np.array(w, dtype=np.float32)) for w in ([0.1, 0.6, 0.3, 0.0001], [0.7, 0.1, 0.1, 0.1])]
+    shared = Scratch()
+    together = [RowSampler(params, index=i, scratch=shared) for i in range(2)]
+    alone = [RowSampler(params, index=i) for i in range(2)]
+    for _ in range(200):  # interleaved, as a job samples its sequences one after another
+        for row in rows:
+            assert [s.sample(row) for s in together] == [s.sample(row) for s in alone]
+
+
+@pytest.mark.parametrize("offset", [-500.0, 0.0, 500.0])
+def test_logits_far_from_zero_are_shifted_before_exp(offset: float) -> None:
+    freq = np.bincount(draws(SamplingParams(temperature=1.0, seed=3), 3000, row=LOGITS + offset), minlength=4) / 3000
+    assert freq == pytest.approx([0.5, 0.3, 0.15, 0.05], abs=0.03)  # no overflow to inf, no underflow to all-zero
 
 
 def test_log_softmax_sums_to_one() -> None:
