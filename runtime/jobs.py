@@ -242,7 +242,7 @@ class GenJob(Job):
         lib = model.lib
         row = None
         if isinstance(seq.sampler, RowSampler):
-            row = logits_row(lib, model.ctx, idx, model.n_vocab, copy=False)  # read before the next decode
+            row = logits_row(lib, model.ctx, idx, model.n_vocab)  # read before the next decode
             token = seq.sampler.sample(row)
         else:
             token = int(lib.llama_sampler_sample(seq.sampler, model.ctx, idx))

@@ -147,14 +147,12 @@ def draw_index(probs: np.ndarray, u: float, *, block: int = DRAW_BLOCK, starts: 
     return int(starts[b]) + j
 
 
-def logits_row(lib: ModuleType, ctx: Any, index: int, n_vocab: int, *, copy: bool = True) -> np.ndarray:
-    """The float32 logits at batch output ``index``: a copy, or (``copy=False``) a view that the next
-    decode overwrites, for callers done with it before then."""
+def logits_row(lib: ModuleType, ctx: Any, index: int, n_vocab: int) -> np.ndarray:
+    """A float32 view of the logits at batch output ``index``; the next decode overwrites it, so read it first."""
     ptr = lib.llama_get_logits_ith(ctx, index)
     if not ptr:
         raise BackendError(f"llama.cpp returned no logits for batch index {index}")
-    view = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
-    return np.array(view) if copy else view
+    return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
 
 
 def log_softmax(row: np.ndarray) -> np.ndarray:
