@@ -133,20 +133,25 @@ def run_all(out: Path, log: Any) -> None:
 # ---------------------------------------------------------------- the page
 
 
-def partial_summary(cell: Path) -> tuple[int, dict[str, Any] | None]:
-    """Items stored so far for a cell whose run has not finished, and their summary (None when nothing is stored)."""
-    from sfdsl.eval.metrics import summarize
+def cell_records(cell: Path) -> list[Any]:
+    """The stored records of a cell's latest run (the one being written, or the finished one); [] when none."""
     from sfdsl.eval.store import STORE_NAME, ResultStore
 
     path = cell / STORE_NAME
     if not path.exists():
-        return 0, None
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:  # the run being written is the latest
+        return []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
         latest = con.execute("SELECT run_key FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
     if latest is None:
-        return 0, None
+        return []
     with ResultStore(path) as store:
-        records = store.records(latest[0])
+        return list(store.records(latest[0]))
+
+
+def partial_summary(records: list[Any]) -> tuple[int, dict[str, Any] | None]:
+    """Items stored so far for a cell whose run has not finished, and their summary (None when nothing is stored)."""
+    from sfdsl.eval.metrics import summarize
+
     items = len({r.item_key for r in records})
     return items, summarize(records, seed=SEED) if records else None
 
@@ -170,33 +175,58 @@ def pct(value: Any) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.0%}"
 
 
+def points(value: float) -> str:
+    """A rate difference in signed points to one decimal (never "-0.0")."""
+    return f"{round(value * 100, 1) + 0.0:+.1f}"
+
+
+def paired_text(pair: dict[str, Any] | None) -> str:
+    """``+10.0 [+0.0, +22.5] (5/1, p=0.22)``: a paired gain in points over the shared items; "–" for the baseline."""
+    if pair is None:
+        return "–"
+    low, high = pair["gain_ci"]
+    counts = f"({pair['wins']}/{pair['losses']}, p={pair['p_value']:.2g})"
+    return f"{points(pair['gain'])} [{points(low)}, {points(high)}] {counts}"
+
+
 def table(out: Path, ds: DataSet) -> list[str]:
-    """The markdown table of one data set: finished rows, partial rows (marked), then rows with nothing stored."""
+    """The markdown table of one data set: finished rows, partial rows (marked), then rows with nothing stored.
+
+    The gain column pairs each recipe with the first row (the chain_of_thought baseline) item by item.
+    """
     from sfdsl.eval.metrics import compare
+    from sfdsl.eval.paired import paired_gains
 
     shown: list[tuple[str, dict[str, Any]]] = []
+    records: dict[str, list[Any]] = {}
     missing: list[str] = []
     for recipe in shipped():
         cell = cell_dir(out, recipe, ds)
+        stored = cell_records(cell)
         summary = load_summary(cell)
-        if summary is not None:
-            shown.append((recipe.label, summary))
-            continue
-        items, partial = partial_summary(cell)
-        if partial is None:
-            missing.append(f"| {recipe.label} | not measured yet (0/{N_ITEMS} items) |" + " |" * 7)
+        if summary is None:
+            items, summary = partial_summary(stored)
+            if summary is None:
+                missing.append(f"| {recipe.label} | not measured yet (0/{N_ITEMS} items) |" + " |" * 8)
+                continue
+            label = f"{recipe.label} **(partial: {items}/{N_ITEMS} items)**"
         else:
-            shown.append((f"{recipe.label} **(partial: {items}/{N_ITEMS} items)**", partial))
+            label = recipe.label
+        shown.append((label, summary))
+        records[label] = stored
     lines = [
-        "| recipe | accuracy [95% CI] | tokens/item | acc/1k tok | coverage | ECE | Brier | AURC | CL / CS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| recipe | accuracy [95% CI] | gain vs baseline, paired [95% CI] (won/lost, p) | tokens/item | acc/1k tok"
+        " | coverage | ECE | Brier | AURC | CL / CS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    pairs = paired_gains(records, [label for label, _ in shown], seed=SEED)
     for (label, s), row in zip(shown, compare(shown), strict=True):
         sel, cal, two = s.get("selective", {}), s.get("calibration", {}), s.get("two_turn")
         ci = s["accuracy_ci"]
         cl_cs = f"{pct(two['cl'])} / {pct(two['cs'])}" if two else "–"
         lines.append(
-            f"| {label} | {pct(s['accuracy'])} [{pct(ci[0])}, {pct(ci[1])}] | {num(row['tokens_per_item'], 0)}"
+            f"| {label} | {pct(s['accuracy'])} [{pct(ci[0])}, {pct(ci[1])}] | {paired_text(pairs.get(label))}"
+            f" | {num(row['tokens_per_item'], 0)}"
             f" | {num(row['acc_per_1k_tokens'], 2)} | {pct(sel.get('coverage'))} | {num(cal.get('ece'))}"
             f" | {num(cal.get('brier'))} | {num(sel.get('aurc'))}"
             f" | {cl_cs} |"
@@ -226,11 +256,13 @@ PAGE_HEAD = """# Results: every recipe on the default model
 <!-- generated by `python benchmarks/results.py`; edit docs/results_reading.md, not this file -->
 
 SmolLM2-135M-Instruct (Q4_1, the default model) on {n} generated items per data set
-(seed {seed}), one run per item (`--samples 1`, seed {seed}), on a shared 2-core CPU. Answers
+(seed {seed}), one run per item (`--samples 1`, seed {seed}), on a 2-core CPU without a GPU. Answers
 get at most 128 new tokens (`-i max_tokens=128`; `max_total=128` for iterative_deepening;
 the step-wise searches keep their 64-token steps). Written {when}.
 
-Columns: accuracy with its percentile-bootstrap 95% CI over items; tokens/item is prompt +
+Columns: accuracy with its percentile-bootstrap 95% CI over items; the gain over the
+chain_of_thought baseline in points, judged item by item on the same items (paired bootstrap
+95% CI; items won/lost against the baseline; exact sign-test p-value); tokens/item is prompt +
 generated tokens; acc/1k tok is accuracy per 1,000 tokens; coverage is the share of items
 answered (recipes that abstain); ECE (10 right-closed bins) and Brier are on the recipe's
 `score` when it is a probability; AURC is on `score` (ties broken at random in expectation);

@@ -103,6 +103,12 @@ def test_eval_two_recipes_end_to_end(
     assert good["summary"]["accuracy"] == 1.0 and good["new"] == 20
     assert 0 < cheap["summary"]["accuracy"] < 1
     assert metrics["comparison"][1]["cost_multiple"] == pytest.approx(35 / 15)
+    paired = metrics["comparison"][1]  # good is right on every item, so it wins every item cheap gets wrong
+    cheap_wrong = round((1 - cheap["summary"]["accuracy"]) * 20)
+    assert (paired["wins"], paired["losses"]) == (cheap_wrong, 0)
+    assert paired["p_value"] == pytest.approx(min(1.0, 2 / 2**cheap_wrong))
+    assert paired["gain_ci"][0] <= paired["gain"] <= paired["gain_ci"][1]
+    assert "gain 95% CI" in text and f"{cheap_wrong}/0 (p=" in text
     assert "two_turn" in good["summary"] and "selective" in cheap["summary"]
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
     # rerun: everything resumes, nothing new

@@ -22,6 +22,8 @@ from sfdsl.eval.glue import Target, Warmup, load_target, resolve_models, shared_
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from sfdsl.eval.store import ItemRecord
+
 # Heavier modules (numpy, matplotlib, rich, sqlite) are imported when a command runs,
 # so registering these subcommands keeps `sfrun` start-up fast.
 
@@ -197,6 +199,7 @@ def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple
 
 async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, console: Console) -> int:
     from sfdsl.eval.metrics import compare, get_metric, summarize
+    from sfdsl.eval.paired import paired_gains
     from sfdsl.eval.runner import EvalSpec, make_progress, make_run_key, run_eval, stderr_logger
     from sfdsl.eval.store import ResultStore
     from sfdsl.eval.table import print_comparison, print_summary
@@ -206,6 +209,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     matcher = get_metric(args.metric)
     fixed = parse_assignments(args.input, what="-i")
     summaries: list[tuple[str, dict[str, Any]]] = []
+    records: dict[str, list[ItemRecord]] = {}
     runs: dict[str, Any] = {}
     failures: dict[str, list[dict[str, Any]]] = {}
     rows = load_rows(args.data)  # fail fast on bad data, before a model is loaded
@@ -259,6 +263,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
                 )
                 summary = summarize(outcome.records, seed=args.seed)
                 summaries.append((spec.label, summary))
+                records[spec.label] = outcome.records
                 runs[spec.label] = {
                     "run_key": spec.run_key,
                     "source": spec_text,
@@ -276,7 +281,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
         await backend.aclose()
         if made is not None and made is not backend and hasattr(made, "aclose"):
             await made.aclose()
-    comparison = compare(summaries)
+    comparison = compare(summaries, paired_gains(records, [label for label, _ in summaries], seed=args.seed))
     for label, summary in summaries:
         print_summary(console, label, summary)
     if len(summaries) > 1:

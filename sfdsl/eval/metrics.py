@@ -369,21 +369,26 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return flags
 
 
-def compare(summaries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+def compare(
+    summaries: Sequence[tuple[str, Mapping[str, Any]]],
+    paired: Mapping[str, Mapping[str, Any] | None] | None = None,
+) -> list[dict[str, Any]]:
     """Comparison rows against the first (baseline) recipe.
 
     Each row has ``label``, ``accuracy``, ``accuracy_ci``, ``gain`` (accuracy
     minus the baseline's), ``tokens_per_item``, ``cost_multiple`` (tokens per
     item / the baseline's), ``acc_per_1k_tokens``, ``rank`` (by accuracy per
     cost, 1 = best; runs without a figure, e.g. 0 tokens per item, rank last)
-    and ``pareto``.
+    and ``pareto``. With ``paired`` (label -> ``paired.paired_gain`` against the
+    baseline), rows also get ``gain_ci``, ``wins``, ``losses`` and ``p_value``
+    (None for the baseline and for labels without a pairing).
     """
     if not summaries:
         return []
     base = summaries[0][1]
     base_acc, base_tpi = base["accuracy"], base["cost"]["tokens_per_item"]
     rows: list[dict[str, Any]] = []
-    for label, s in summaries:
+    for index, (label, s) in enumerate(summaries):
         tpi = s["cost"]["tokens_per_item"]
         rows.append(
             {
@@ -396,6 +401,9 @@ def compare(summaries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str
                 "acc_per_1k_tokens": s["accuracy"] / (tpi / 1000) if tpi else None,
             }
         )
+        if paired is not None:
+            pair = paired.get(label) if index else None
+            rows[-1].update({key: (pair or {}).get(key) for key in ("gain_ci", "wins", "losses", "p_value")})
     ranked = sorted(rows, key=lambda r: (r["acc_per_1k_tokens"] is None, -(r["acc_per_1k_tokens"] or 0.0)))
     for i, r in enumerate(ranked, start=1):
         r["rank"] = i

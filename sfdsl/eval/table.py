@@ -17,6 +17,8 @@ COMPARISON_HEADERS = [
     "accuracy",
     "95% CI",
     "gain",
+    "gain 95% CI",
+    "wins/losses (p)",
     "tokens/item",
     "cost ×",
     "acc/1k tok",
@@ -45,6 +47,20 @@ def ci_text(ci: Sequence[float] | None) -> str:
     if not ci or any(v is None or math.isnan(v) for v in ci):
         return "–"
     return f"[{ci[0]:.1%}, {ci[1]:.1%}]"
+
+
+def gain_ci_text(ci: Sequence[float] | None) -> str:
+    """A paired gain CI ``[lo, hi]`` in signed points."""
+    if not ci or any(v is None or math.isnan(v) for v in ci):
+        return "–"
+    return f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}] pts"
+
+
+def wins_text(row: Mapping[str, Any]) -> str:
+    """Items won and lost against the baseline, with the sign test's p-value: ``5/1 (p=0.22)``."""
+    if row.get("wins") is None:
+        return "–"
+    return f"{row['wins']}/{row['losses']} (p={row['p_value']:.2g})"
 
 
 def summary_sections(s: Mapping[str, Any]) -> dict[str, Rows]:
@@ -125,6 +141,8 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                 fmt(r["accuracy"], "pct"),
                 ci_text(r["accuracy_ci"]),
                 fmt(r["gain"], "pts") if i else "–",
+                gain_ci_text(r.get("gain_ci")) if i else "–",
+                wins_text(r) if i else "–",
                 fmt(r["tokens_per_item"]),
                 fmt(r["cost_multiple"], "x"),
                 fmt(r["acc_per_1k_tokens"]),
