@@ -1,4 +1,5 @@
-"""Regenerate docs/results.md: every shipped recipe on three generated sets, measured with ``sfrun eval``.
+"""Regenerate docs/results.md: every shipped recipe on three generated sets (and a confirmatory follow-up),
+measured with ``sfrun eval``.
 
 One command runs what is missing and rewrites the page from whatever has finished:
 
@@ -11,12 +12,12 @@ interrupted run resumes where it stopped. A cell's ``metrics.json`` is removed
 before its run starts and written by ``sfrun eval`` only when the cell is
 complete, so the page never shows a stale or partial figure as measured: a cell
 without it is shown from the items its current run has stored, marked partial.
+Every row is summarised from the cell's stored records, as ``sfrun eval`` does.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sqlite3
@@ -171,23 +172,6 @@ def cell_records(cell: Path) -> list[Any]:
         return list(store.records(latest[0]))
 
 
-def partial_summary(records: list[Any]) -> tuple[int, dict[str, Any] | None]:
-    """Items stored so far for a cell whose run has not finished, and their summary (None when nothing is stored)."""
-    from sfdsl.eval.metrics import summarize
-
-    items = len({r.item_key for r in records})
-    return items, summarize(records, seed=SEED) if records else None
-
-
-def load_summary(cell: Path) -> dict[str, Any] | None:
-    path = cell / "metrics.json"
-    if not path.exists():
-        return None
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    runs = list(doc["recipes"].values())
-    return runs[0]["summary"] if runs else None
-
-
 def num(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -201,6 +185,13 @@ def pct(value: Any) -> str:
 def points(value: float) -> str:
     """A rate difference in signed points to one decimal (never "-0.0")."""
     return f"{round(value * 100, 1) + 0.0:+.1f}"
+
+
+def aurc_text(selective: dict[str, Any]) -> str:
+    """``0.574 (0.675)``: the AURC, then the AURC of a score that ranks nothing (the error rate)."""
+    if not selective:
+        return "–"
+    return f"{num(selective['aurc'])} ({num(selective['aurc_random'])})"
 
 
 def paired_text(pair: dict[str, Any] | None) -> str:
@@ -217,7 +208,7 @@ def table(out: Path, ds: DataSet) -> list[str]:
 
     The gain column pairs each recipe with the first row (the chain_of_thought baseline) item by item.
     """
-    from sfdsl.eval.metrics import compare
+    from sfdsl.eval.metrics import compare, summarize
     from sfdsl.eval.paired import paired_gains
 
     shown: list[tuple[str, dict[str, Any]]] = []
@@ -226,20 +217,17 @@ def table(out: Path, ds: DataSet) -> list[str]:
     for recipe in recipes_for(ds):
         cell = cell_dir(out, recipe, ds)
         stored = cell_records(cell)
-        summary = load_summary(cell)
-        if summary is None:
-            items, summary = partial_summary(stored)
-            if summary is None:
-                missing.append(f"| {recipe.label} | not measured yet (0/{ds.n} items) |" + " |" * 8)
-                continue
-            label = f"{recipe.label} **(partial: {items}/{ds.n} items)**"
-        else:
-            label = recipe.label
-        shown.append((label, summary))
+        if not stored:
+            missing.append(f"| {recipe.label} | not measured yet (0/{ds.n} items) |" + " |" * 8)
+            continue
+        label = recipe.label
+        if not (cell / "metrics.json").exists():  # sfrun eval writes it when the cell is complete
+            label += f" **(partial: {len({r.item_key for r in stored})}/{ds.n} items)**"
+        shown.append((label, summarize(stored, seed=SEED)))  # what sfrun eval --seed SEED reports
         records[label] = stored
     lines = [
         "| recipe | accuracy [95% CI] | gain vs baseline, paired [95% CI] (won/lost, p) | tokens/item | acc/1k tok"
-        " | coverage | ECE | Brier | AURC | CL / CS |",
+        " | coverage | ECE | Brier | AURC (random order) | CL / CS |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     pairs = paired_gains(records, [label for label, _ in shown], seed=SEED)
@@ -251,7 +239,7 @@ def table(out: Path, ds: DataSet) -> list[str]:
             f"| {label} | {pct(s['accuracy'])} [{pct(ci[0])}, {pct(ci[1])}] | {paired_text(pairs.get(label))}"
             f" | {num(row['tokens_per_item'], 0)}"
             f" | {num(row['acc_per_1k_tokens'], 2)} | {pct(sel.get('coverage'))} | {num(cal.get('ece'))}"
-            f" | {num(cal.get('brier'))} | {num(sel.get('aurc'))}"
+            f" | {num(cal.get('brier'))} | {aurc_text(sel)}"
             f" | {cl_cs} |"
         )
     return lines + missing
@@ -290,7 +278,9 @@ chain_of_thought baseline in points, judged item by item on the same items (pair
 95% CI; items won/lost against the baseline; exact sign-test p-value); tokens/item is prompt +
 generated tokens; acc/1k tok is accuracy per 1,000 tokens; coverage is the share of items
 answered (recipes that abstain); ECE (10 right-closed bins) and Brier are on the recipe's
-`score` when it is a probability; AURC is on `score` (ties broken at random in expectation);
+`score` when it is a probability; AURC is on `score` (ties broken at random in expectation),
+with the AURC of a random order in brackets (the error rate: a score ranks right answers first
+only below it);
 CL / CS are the Confidence-vs-Critique rates of keeping a right first answer and fixing a
 wrong one (two-turn recipes); "–" where a figure does not apply. Definitions:
 [metrics.md](metrics.md). A row marked **partial** summarises only the items its run had

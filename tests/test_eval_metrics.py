@@ -244,9 +244,18 @@ def test_summarize_selective_calibration_two_turn() -> None:
     sel = s["selective"]
     assert sel["coverage"] == pytest.approx(3 / 5) and sel["selective_accuracy"] == pytest.approx(2 / 3)
     assert sel["aurc"] == pytest.approx((0 + 0.5 + 1 / 3 + 0.5) / 4)
+    assert sel["aurc_random"] == pytest.approx(2 / 4)  # the four scored answers, two wrong
     assert s["calibration"]["brier"] == pytest.approx((0.01 + 0.64 + 0.09 + 0.04) / 4)
     assert s["two_turn"]["table"] == {"right->right": 1, "right->wrong": 1, "wrong->right": 1, "wrong->wrong": 1}
     assert "selective" not in summarize([_rec(0, correct=True)], n_boot=10)
+
+
+def test_aurc_random_is_the_aurc_of_a_score_that_ranks_nothing() -> None:
+    right = [True, False, False, True, False, False, False]
+    flat = summarize([_rec(i, correct=ok, score=0.5) for i, ok in enumerate(right)], n_boot=10)["selective"]
+    assert flat["aurc"] == pytest.approx(flat["aurc_random"]) and flat["aurc_random"] == pytest.approx(5 / 7)
+    ranked = summarize([_rec(i, correct=ok, score=float(ok)) for i, ok in enumerate(right)], n_boot=10)["selective"]
+    assert ranked["aurc"] < ranked["aurc_random"] == pytest.approx(5 / 7)
 
 
 def test_calibration_skipped_for_non_probability_scores() -> None:

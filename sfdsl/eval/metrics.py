@@ -330,18 +330,19 @@ def summarize(records: Sequence[ItemRecord], *, seed: int = 0, n_boot: int = 200
 def _selective(ok: Sequence[ItemRecord], scored: Sequence[ItemRecord], n: int) -> dict[str, Any]:
     answered = [r for r in ok if not r.abstained]
     if scored:
+        ranked, basis = scored, "score"
         conf = [float(r.score) for r in scored]  # type: ignore[arg-type]
-        points, area = risk_coverage(conf, [r.answer_correct for r in scored])
-        basis = "score"
     else:
+        ranked, basis = ok, "abstention"
         conf = [0.0 if r.abstained else 1.0 for r in ok]
-        points, area = risk_coverage(conf, [r.answer_correct for r in ok])
-        basis = "abstention"
+    right = [r.answer_correct for r in ranked]
+    points, area = risk_coverage(conf, right)
     return {
         "coverage": len(answered) / n if n else math.nan,
         "selective_accuracy": sum(r.answer_correct for r in answered) / len(answered) if answered else None,
         "abstained": sum(r.abstained for r in ok),
         "aurc": area,
+        "aurc_random": 1.0 - sum(right) / len(right) if right else math.nan,
         "curve_basis": basis,
         "risk_coverage": [list(p) for p in points],
     }

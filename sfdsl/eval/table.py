@@ -104,6 +104,7 @@ def summary_sections(s: Mapping[str, Any]) -> dict[str, Rows]:
             ("selective accuracy", fmt(sel["selective_accuracy"], "pct")),
             ("abstained", fmt(sel["abstained"], "int")),
             (f"AURC (by {sel['curve_basis']})", fmt(sel["aurc"])),
+            ("AURC of a random order", fmt(sel.get("aurc_random"))),
         ]
     if "calibration" in s:
         cal = s["calibration"]
