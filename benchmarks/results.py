@@ -182,11 +182,6 @@ def pct(value: Any) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.0%}"
 
 
-def points(value: float) -> str:
-    """A rate difference in signed points to one decimal (never "-0.0")."""
-    return f"{round(value * 100, 1) + 0.0:+.1f}"
-
-
 def aurc_text(selective: dict[str, Any]) -> str:
     """``0.574 (0.675)``: the AURC, then the AURC of a score that ranks nothing (the error rate)."""
     if not selective:
@@ -195,12 +190,13 @@ def aurc_text(selective: dict[str, Any]) -> str:
 
 
 def paired_text(pair: dict[str, Any] | None) -> str:
-    """``+10.0 [+0.0, +22.5] (5/1, p=0.22)``: a paired gain in points over the shared items; "–" for the baseline."""
+    """``+10.0 [+0.0, +22.5], 5/1 (p=0.22)``: a paired gain in points over the shared items; "–" for the baseline."""
+    from sfdsl.eval.table import points, wins_text
+
     if pair is None:
         return "–"
     low, high = pair["gain_ci"]
-    counts = f"({pair['wins']}/{pair['losses']}, p={pair['p_value']:.2g})"
-    return f"{points(pair['gain'])} [{points(low)}, {points(high)}] {counts}"
+    return f"{points(pair['gain'])} [{points(low)}, {points(high)}], {wins_text(pair)}"
 
 
 def table(out: Path, ds: DataSet) -> list[str]:
@@ -226,7 +222,7 @@ def table(out: Path, ds: DataSet) -> list[str]:
         shown.append((label, summarize(stored, seed=SEED)))  # what sfrun eval --seed SEED reports
         records[label] = stored
     lines = [
-        "| recipe | accuracy [95% CI] | gain vs baseline, paired [95% CI] (won/lost, p) | tokens/item | acc/1k tok"
+        "| recipe | accuracy [95% CI] | gain vs baseline, paired [95% CI], won/lost (p) | tokens/item | acc/1k tok"
         " | coverage | ECE | Brier | AURC (random order) | CL / CS |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -49,11 +49,16 @@ def ci_text(ci: Sequence[float] | None) -> str:
     return f"[{ci[0]:.1%}, {ci[1]:.1%}]"
 
 
+def points(value: float) -> str:
+    """A rate difference in signed points to one decimal, never "-0.0": ``+2.5``."""
+    return f"{round(value * 100, 1) + 0.0:+.1f}"
+
+
 def gain_ci_text(ci: Sequence[float] | None) -> str:
     """A paired gain CI ``[lo, hi]`` in signed points."""
     if not ci or any(v is None or math.isnan(v) for v in ci):
         return "–"
-    return f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}] pts"
+    return f"[{points(ci[0])}, {points(ci[1])}] pts"
 
 
 def wins_text(row: Mapping[str, Any]) -> str:
