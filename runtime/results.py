@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sfdsl.agent_values import ToolCall
+
 
 class Cost(BaseModel):
     """What a run (or a step) spent."""
@@ -51,7 +53,11 @@ class RunResult(BaseModel):
 
     ``answer``, ``score``, ``abstained`` and ``reason`` are the recipe's
     structured return; ``outputs`` holds every returned field (``answer``
-    and ``score`` included) as plain JSON-able data.
+    and ``score`` included) as plain JSON-able data. ``answer`` is a JSON
+    object when the recipe returns a schema-constrained record.
+    ``tool_calls`` holds the tool calls the recipe returned (empty when it
+    returned none); ``truncated`` is true when a token limit or budget cut
+    short a generation that the answer was read from.
     """
 
     run_id: str
@@ -66,6 +72,8 @@ class RunResult(BaseModel):
     seed: int = 0
     bound: dict[str, int] | None = None
     error: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    truncated: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The user-facing part of the result, without step records."""
