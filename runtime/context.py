@@ -50,6 +50,8 @@ class Budget(BaseModel):
     max_calls: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: Bytes of values (generated text, search states, loop bodies) one run may create; see RunContext.hold.
+    max_memory_bytes: int | None = Field(default=None, ge=1)
 
     def __init__(self, **limits: Any) -> None:
         try:
@@ -98,6 +100,7 @@ class RunContext:
         self.started = time.perf_counter()
         self._calls_held = 0
         self._tokens_held = 0
+        self.held_bytes = 0
 
     def derive_seed(self, path: tuple[str, ...]) -> int:
         """A deterministic per-call seed from the run seed and the node's path."""
@@ -160,6 +163,21 @@ class RunContext:
                 partial=self.partial(),
             )
         return step
+
+    def hold(self, nbytes: int, what: str) -> None:
+        """Count ``nbytes`` of values the run creates; past ``budget.max_memory_bytes``, stop the run.
+
+        The count only grows (values a run creates, not what is still alive), so it is a ceiling that
+        turns runaway growth into an error at the step that crossed it, without tracemalloc.
+
+        Raises:
+            BudgetExceeded: when the run's values pass the memory ceiling.
+        """
+        self.held_bytes += nbytes
+        limit = self.budget.max_memory_bytes
+        if limit is not None and self.held_bytes > limit:
+            raise BudgetExceeded(f"memory ceiling of {limit} bytes passed at {what} "
+                                 f"({self.held_bytes} bytes of values created)", partial=self.partial("memory"))
 
     def partial(self, stopped: str = "budget") -> dict[str, Any]:
         """What has been computed so far, for errors that abort the run; ``stopped`` says why."""

@@ -14,7 +14,8 @@ from sfdsl.expressions import scalar
 from sfdsl.inputs import bind_inputs
 from sfdsl.runtime.executor import CONTROL, Frame, LoopState, StopLoop
 from sfdsl.runtime.failures import pick, reraise
-from sfdsl.runtime.search import beam_search, mcts_search
+from sfdsl.runtime.model_steps import BODY_BYTES
+from sfdsl.runtime.search import beam_search, checkpoint, mcts_search
 from sfdsl.runtime.voting import Tally
 from sfdsl.step_kind import with_defaults
 from sfdsl.steps import refine as refine_step
@@ -35,12 +36,14 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
                          bodies: Bodies) -> Any:
     count = int(scalar(eval_expr(node.count, frame.lookup)))
     opts = state.caller.args([a for a in node.args if a.name != "prompt"], frame.lookup)
-    tally, plan, results = Tally(expected=count), bodies["body"], [None] * count
+    tally, plan = Tally(expected=count), bodies["body"]
+    results: dict[int, Any] = {}  # filled as bodies finish: nothing is sized by the count up front
     tasks: list[asyncio.Task[None]] = []
     stopped = False
 
     async def one(i: int) -> None:
         nonlocal stopped
+        ex.ctx.hold(BODY_BYTES, "/".join(path))
         loop = LoopState()
         await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
         results[i] = loop.yielded
@@ -54,11 +57,15 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
 
     try:
         async with asyncio.TaskGroup() as group:
-            tasks.extend(group.create_task(one(i)) for i in range(count))
+            for i in range(count):
+                if stopped:
+                    break
+                tasks.append(group.create_task(one(i)))
+                await checkpoint(i)
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
     if node.mode == "llm":
-        return await state.caller.vote_llm(results, node, frame.lookup, path)
+        return await state.caller.vote_llm([results.get(i) for i in range(count)], node, frame.lookup, path)
     return tally.outcome(stopped_early=stopped and tally.seen < count)
 
 
@@ -103,12 +110,15 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     opts = state.caller.args(node.args, frame.lookup)
     if "limit" in opts:
         items = items[: int(opts["limit"])]
-    loops = [LoopState() for _ in items]
+    loops: list[LoopState] = []
     try:
         async with asyncio.TaskGroup() as group:
-            for i, (item, loop) in enumerate(zip(items, loops)):
-                inner = Frame(parent=frame, values={node.var: item}, loop=loop)
+            for i, item in enumerate(items):
+                ex.ctx.hold(BODY_BYTES, "/".join(path))
+                loops.append(LoopState())
+                inner = Frame(parent=frame, values={node.var: item}, loop=loops[-1])
                 group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
+                await checkpoint(i)
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
     return [loop.yielded for loop in loops]
@@ -144,6 +154,7 @@ async def run_search(ex: Executor, state: RecipeState, node: search_step.Search,
         return [str(scalar(s)) for s in (steps if isinstance(steps, list) else [steps])]
 
     async def value(text: str, depth: int) -> float:
+        ex.ctx.hold(len(text) + BODY_BYTES, "/".join(path))  # each new search state is valued once
         v = scalar(await run_part("value", text, depth))
         return 0.0 if isinstance(v, NoAnswer) or v is None else float(v)
 

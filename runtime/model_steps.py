@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
+#: Bytes counted against the run's memory ceiling for each sample or loop body, on top of its text.
+BODY_BYTES = 256
 USC_PROMPT = """I have generated the following responses to the question:
 
 {% for r in responses %}Response {{ loop.index0 }}: {{ r }}
@@ -137,6 +139,7 @@ class ModelCaller:
                     span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
+        self.ctx.hold(sum(len(c.text) for c in completions) + BODY_BYTES * len(completions), what)
         fresh = [c for c in completions if not c.cached]
         reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import structlog
 
 from sfdsl import ast
+from sfdsl.admission import Admitted, Caps, admit
 from sfdsl.compiler import CompiledProgram, compile_file, compile_text, recipe_key
 from sfdsl.cost import Bound, BoundError, recipe_bound
 from sfdsl.diagnostics import with_suggestion
@@ -172,10 +173,21 @@ class Recipe:
         except BoundError as exc:
             raise CompileError(diagnostics=[exc.diagnostic], sources=self.program.compiled.program.sources) from None
 
+    def admit(self, inputs: dict[str, Any] | None = None, caps: Caps | None = None, *,
+              pinned: dict[str, Any] | None = None, strict: bool = False) -> Admitted:
+        """Bind ``inputs`` and check the run against ``caps`` before it starts (see ``sfdsl.admission.admit``).
+
+        Raises:
+            InputError: for bad inputs, an override of a pinned input, or a step parameter out of range.
+            OverCapError: when the run's static bound with these inputs is over a cap.
+        """
+        return admit(self, inputs or {}, caps, pinned=pinned, strict=strict)
+
     async def arun(
         self,
         inputs: dict[str, Any] | None = None,
         *,
+        caps: Caps | None = None,
         backend: Backend | BackendPool | None = None,
         runtime: Runtime | None = None,
         seed: int = 0,
@@ -189,15 +201,18 @@ class Recipe:
         Models come from ``backend`` when given, else from ``runtime``, else from
         the program's default runtime. Every error is an SfdslError located at the
         failing step (``error.location``), the original exception as ``__cause__``.
+        With ``caps``, the run is first admitted by its static bound (``Recipe.admit``).
 
         Raises:
             InputError: for unknown, missing or mistyped inputs.
+            OverCapError: when ``caps`` are given and the run's bound is over one of them.
             BackendError: when a model backend fails.
             StepError: when a step fails (any foreign exception is wrapped in one).
             BudgetExceeded: when the run exceeds its budget; ``partial`` holds what was done.
         """
         given = {**(inputs or {}), **kw_inputs}
         bound_inputs = bind_inputs(self.ast, given, from_text=from_text)
+        admitted = admit(self, bound_inputs, caps) if caps is not None else None
         if isinstance(backend, BackendPool):
             pool = backend
         elif backend is not None:
@@ -207,7 +222,7 @@ class Recipe:
         run_id = uuid.uuid4().hex[:12]
         budget = budget or Budget()
         ctx = RunContext(run_id=run_id, seed=seed, budget=budget, trace=Trace(trace, run_id=run_id))
-        static = self.bound(bound_inputs)
+        static = admitted.bound if admitted is not None else self.bound(bound_inputs)
         where = str(self.ast.span)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             ctx.trace.emit("run_started", recipe=self.name, seed=seed, bound_calls=static.calls,

@@ -42,6 +42,7 @@ from sfdsl.serve.protocol import (
 )
 from sfdsl.serve.registry import RecipeRegistry
 from sfdsl.serve.runs import Runner
+from sfdsl.serve.strict import check_openai_fields
 from sfdsl.serve.streaming import ChunkMaker, Kind, RunStream
 
 PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
@@ -127,10 +128,13 @@ async def _complete(request: Request, kind: type[ChatRequest] | type[CompletionR
     runner = _runner(request)
     config = runner.config
     try:
-        body = await read_body(request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
-        parsed = parse_request(kind, parse_json_object(body, max_depth=config.max_json_depth))
+        body = await read_body(request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s,
+                               max_drain_bytes=config.max_drain_bytes)
+        data = parse_json_object(body, max_depth=config.max_json_depth)
         del body
-        prepared = runner.prepare(parsed)
+        check_openai_fields(data)
+        parsed = parse_request(kind, data)
+        prepared = await runner.prepare(parsed)
         ticket = runner.ticket()
     except HTTPError as exc:
         return exc.response()
@@ -168,7 +172,8 @@ class _Stream(Response):
 async def models(request: Request) -> Response:
     """Every served recipe, with its inputs."""
     data = [{"id": served.name, "object": "model", "created": 0, "owned_by": "sfdsl",
-             "sfdsl": {"file": served.recipe.file, "inputs": [{"name": n, "type": t} for n, t in served.params]}}
+             "sfdsl": {"file": served.recipe.file, "inputs": [{"name": n, "type": t} for n, t in served.params],
+                       **_runner(request).admission.models[served.name]}}
             for served in _runner(request).registry]
     return JSONResponse({"object": "list", "data": data})
 

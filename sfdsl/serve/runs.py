@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfdsl.chat_inputs import inputs_from_chat
-from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, InputError, SfdslError
-from sfdsl.inputs import bind_inputs
+from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, ContextOverflow, InputError, SfdslError
 from sfdsl.log import get_logger
-from sfdsl.runtime.context import Listener, observe
+from sfdsl.runtime.context import Budget, Listener, observe
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
 from sfdsl.runtime_session import Runtime
+from sfdsl.serve.admission import Admission
 from sfdsl.serve.config import ServeConfig
 from sfdsl.serve.limits import RunLimiter
 from sfdsl.serve.metrics import ServeMetrics
@@ -65,22 +65,23 @@ class Runner:
         self.limiter = RunLimiter(max_concurrency=config.max_concurrency, max_queue=config.max_queue)
         self.metrics = ServeMetrics(in_flight=lambda: self.limiter.in_flight, queued=lambda: self.limiter.waiting,
                                     backends=self.runtimes.backends)
-        self._fixed = fixed_inputs(registry, config.inputs)
+        self.admission = Admission(registry, config)
+        self.budget = Budget(max_memory_bytes=config.max_run_memory_bytes)
         self.runtimes.get(None)  # a bad --backend spec fails at start-up, not at the first request
 
-    def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
-        """Route the request and bind its inputs; a 4xx HTTPError otherwise."""
+    async def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
+        """Route the request, bind its inputs and admit it by its static bound (off the loop); a 4xx otherwise."""
         served, alias = self.registry.resolve(request.model)
         self._check_n(request.n, "n")
         extra = request.sfdsl.inputs if request.sfdsl else None
         try:
             given = inputs_from_chat(served.params, request.chat_messages(), request_fields=request.request_fields(),
                                      extra=extra, recipe=served.name)
-            inputs = bind_inputs(served.recipe.ast, {**self._fixed.get(served.name, {}), **given})
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_input") from None
-        if isinstance(inputs.get("n"), int):
-            self._check_n(inputs["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
+        if isinstance(given.get("n"), int) and not isinstance(given["n"], bool):
+            self._check_n(given["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
+        inputs = (await self.admission.acheck(served, given)).inputs
         return PreparedRun(served=served, inputs=inputs, seed=request.seed or 0,
                           runtime=self.runtimes.get(alias))
 
@@ -100,7 +101,7 @@ class Runner:
             async with asyncio.timeout(self.config.timeout_s):
                 async with ticket.slot():
                     with observe(listener) if listener is not None else nullcontext():
-                        result = await run.runtime.arun(recipe, run.inputs, seed=run.seed)
+                        result = await run.runtime.arun(recipe, run.inputs, seed=run.seed, budget=self.budget)
         except TimeoutError:
             self.metrics.run_failures.labels("timeout").inc()
             raise HTTPError(504, f"run of '{run.served.name}' did not finish within {self.config.timeout_s:g}s",
@@ -118,29 +119,13 @@ class Runner:
         return result
 
     async def aclose(self) -> None:
+        self.admission.close()
         await self.runtimes.aclose()
 
 
-def fixed_inputs(registry: RecipeRegistry, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The ``-i`` inputs each served recipe declares, converted from text.
-
-    Raises:
-        InputError: for an input no served recipe declares, or a value of the wrong type.
-    """
-    unused = set(given)
-    fixed: dict[str, dict[str, Any]] = {}
-    for served in registry:
-        names = {name for name, _ in served.params}
-        mine = {k: v for k, v in given.items() if k in names}
-        unused -= set(mine)
-        fixed[served.name] = {k: v for k, v in bind_inputs(served.recipe.ast, mine, from_text=True,
-                                                            require_all=False).items() if k in mine}
-    if unused:
-        raise InputError(f"no served recipe has input(s) {', '.join(sorted(unused))}")
-    return fixed
-
-
-_STATUS: list[tuple[type[BaseException], int]] = [(BackendTimeout, 504), (BackendError, 502), (SfdslError, 500)]
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (ContextOverflow, 400),  # the request's text does not fit the model: the client's to shorten
+    (BackendTimeout, 504), (BackendError, 502), (SfdslError, 500)]
 
 
 def run_error(exc: BaseException) -> HTTPError:
@@ -152,10 +137,13 @@ def run_error(exc: BaseException) -> HTTPError:
         message = str(leaf)
     else:
         code, message = "internal_error", f"internal error during the run: {type(leaf).__name__}: {leaf}"
+    if isinstance(leaf, ContextOverflow):
+        code = "context_length_exceeded"  # OpenAI's code for the same mistake
     extra = {"location": getattr(leaf, "location", None), "node_id": getattr(leaf, "node_id", None)}
     if isinstance(leaf, BudgetExceeded) and isinstance(leaf.partial, dict):
         extra["run_id"] = leaf.partial.get("run_id")
-    return HTTPError(status, message, type="server_error", code=code, extra=extra)
+    return HTTPError(status, message, type="server_error" if status >= 500 else "invalid_request_error", code=code,
+                     extra=extra)
 
 
 def _leaf(exc: BaseException) -> BaseException:
