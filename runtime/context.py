@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -18,6 +19,8 @@ from sfdsl.log import get_logger
 from sfdsl.runtime.results import Cost, StepRecord
 
 log = get_logger(__name__)
+#: Seconds of one event-loop iteration a run may use before its steps yield (see RunContext.checkpoint).
+SLICE_S = 0.04
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
 
 #: Called with (event, fields) for every trace event of runs started in the current context.
@@ -101,6 +104,7 @@ class RunContext:
         self._calls_held = 0
         self._tokens_held = 0
         self.held_bytes = 0
+        self._slice_started: float | None = None
 
     def derive_seed(self, path: tuple[str, ...]) -> int:
         """A deterministic per-call seed from the run seed and the node's path."""
@@ -163,6 +167,27 @@ class RunContext:
                 partial=self.partial(),
             )
         return step
+
+    async def checkpoint(self) -> None:
+        """Yield to the event loop once this run has used ``SLICE_S`` of the current loop iteration.
+
+        asyncio checks timers and sockets only between iterations, and one iteration runs every task
+        that is ready: many steps that never wait (a fast or cached backend) would hold the loop, and
+        with it ``/health`` and the run's own timeout. Steps call this before they start; past the
+        slice each yields, so the iteration ends within about ``SLICE_S`` and a timeout lands on time.
+        """
+        while True:
+            now = time.perf_counter()
+            if self._slice_started is None:
+                self._slice_started = now
+                asyncio.get_running_loop().call_soon(self._end_slice)  # runs at the start of the next iteration
+                return
+            if now - self._slice_started <= SLICE_S:
+                return
+            await asyncio.sleep(0)  # and check again: the next iteration may be full already
+
+    def _end_slice(self) -> None:
+        self._slice_started = None
 
     def hold(self, nbytes: int, what: str) -> None:
         """Count ``nbytes`` of values the run creates; past ``budget.max_memory_bytes``, stop the run.

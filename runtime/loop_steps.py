@@ -15,7 +15,7 @@ from sfdsl.inputs import bind_inputs
 from sfdsl.runtime.executor import CONTROL, Frame, LoopState, StopLoop
 from sfdsl.runtime.failures import pick, reraise
 from sfdsl.runtime.model_steps import BODY_BYTES
-from sfdsl.runtime.search import beam_search, checkpoint, mcts_search
+from sfdsl.runtime.search import beam_search, mcts_search
 from sfdsl.runtime.voting import Tally
 from sfdsl.step_kind import with_defaults
 from sfdsl.steps import refine as refine_step
@@ -61,7 +61,7 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
                 if stopped:
                     break
                 tasks.append(group.create_task(one(i)))
-                await checkpoint(i)
+                await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
     if node.mode == "llm":
@@ -118,7 +118,7 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
                 loops.append(LoopState())
                 inner = Frame(parent=frame, values={node.var: item}, loop=loops[-1])
                 group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
-                await checkpoint(i)
+                await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
     return [loop.yielded for loop in loops]

@@ -46,6 +46,8 @@ Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
 #: Bytes counted against the run's memory ceiling for each sample or loop body, on top of its text.
 BODY_BYTES = 256
+#: Bytes of text reserved against the ceiling for each token a sample may generate.
+BYTES_PER_TOKEN = 4
 USC_PROMPT = """I have generated the following responses to the question:
 
 {% for r in responses %}Response {{ loop.index0 }}: {{ r }}
@@ -129,6 +131,8 @@ class ModelCaller:
 
     async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
         ensure_fits(backend, request.prompt, what)
+        reserved = request.n * (BODY_BYTES + BYTES_PER_TOKEN * request.max_tokens)
+        self.ctx.hold(reserved, what)  # before the call: n samples cannot outgrow the ceiling
         with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
             if max_tokens != request.max_tokens:
                 request = request.model_copy(update={"max_tokens": max_tokens})
@@ -139,7 +143,7 @@ class ModelCaller:
                     span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
-        self.ctx.hold(sum(len(c.text) for c in completions) + BODY_BYTES * len(completions), what)
+        self.ctx.hold(max(0, sum(len(c.text) for c in completions) - reserved), what)
         fresh = [c for c in completions if not c.cached]
         reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
