@@ -159,7 +159,7 @@ def input_problems(recipe: ast.Recipe, inputs: Mapping[str, Any]) -> list[str]:
     """Each step parameter fed directly by an input whose value the backend would refuse, as a sentence."""
     ranges = _ranges()
     problems: list[str] = []
-    for arg in _args(recipe.body):
+    for arg in _args(recipe.body, inputs):
         rules = ranges.get(arg.name)
         if not rules or not isinstance(arg.value, ast.Name) or arg.value.id not in inputs:
             continue
@@ -189,15 +189,32 @@ def check_step_values(recipe: ast.Recipe, inputs: Mapping[str, Any]) -> None:
         raise InputError(problems[0])
 
 
-def _args(root: Any) -> Iterator[ast.Arg]:
-    """Every step or model argument in a block, without recursion."""
+def _args(root: Any, inputs: Mapping[str, Any]) -> Iterator[ast.Arg]:
+    """Every step or model argument of a block that may run, without recursion.
+
+    An ``if`` whose condition the inputs decide contributes only the branch taken; one they do not
+    decide contributes neither (a guarded step, ``if k > 0 { ... (n: k) }``, is not judged).
+    """
+    from sfdsl.expressions import ExprError, NotStatic, evaluate, truthy
+
+    def lookup(name: str) -> Any:
+        if name not in inputs:
+            raise NotStatic(name)
+        return inputs[name]
+
     stack: list[Any] = [root]
     while stack:
         node = stack.pop()
         if isinstance(node, ast.Arg):
             yield node
-            continue
-        if isinstance(node, BaseModel):
+        elif isinstance(node, ast.If):
+            try:
+                taken = node.then if truthy(evaluate(node.cond, lookup)) else node.orelse
+            except (NotStatic, ExprError, TypeError, ValueError):
+                continue
+            if taken is not None:
+                stack.append(taken)
+        elif isinstance(node, BaseModel):
             stack.extend(getattr(node, name) for name in type(node).model_fields if name != "span")
         elif isinstance(node, (list, tuple)):
             stack.extend(node)
