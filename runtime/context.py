@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,7 +21,9 @@ from sfdsl.runtime.results import Cost, StepRecord
 
 log = get_logger(__name__)
 #: Seconds of one event-loop iteration a run may use before its steps yield (see RunContext.checkpoint).
-SLICE_S = 0.04
+SLICE_S = 0.01
+#: Parked steps a run lets go on per event-loop iteration.
+WAKE = 16
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
 
 #: Called with (event, fields) for every trace event of runs started in the current context.
@@ -105,6 +108,8 @@ class RunContext:
         self._tokens_held = 0
         self.held_bytes = 0
         self._slice_started: float | None = None
+        self._tick_pending = False
+        self._parked: deque[asyncio.Future[None]] = deque()
 
     def derive_seed(self, path: tuple[str, ...]) -> int:
         """A deterministic per-call seed from the run seed and the node's path."""
@@ -169,25 +174,44 @@ class RunContext:
         return step
 
     async def checkpoint(self) -> None:
-        """Yield to the event loop once this run has used ``SLICE_S`` of the current loop iteration.
+        """Wait for the next event-loop iteration once this run has used ``SLICE_S`` of the current one.
 
         asyncio checks timers and sockets only between iterations, and one iteration runs every task
         that is ready: many steps that never wait (a fast or cached backend) would hold the loop, and
-        with it ``/health`` and the run's own timeout. Steps call this before they start; past the
-        slice each yields, so the iteration ends within about ``SLICE_S`` and a timeout lands on time.
+        with it ``/health`` and the run's own timeout. Steps call this before they start. Past the
+        slice a step parks on a future (costing nothing while it waits); each iteration wakes at most
+        ``WAKE`` parked steps, so an iteration ends within about ``SLICE_S`` and a timeout lands on time.
         """
         while True:
             now = time.perf_counter()
             if self._slice_started is None:
                 self._slice_started = now
-                asyncio.get_running_loop().call_soon(self._end_slice)  # runs at the start of the next iteration
+                self._arm()
                 return
             if now - self._slice_started <= SLICE_S:
                 return
-            await asyncio.sleep(0)  # and check again: the next iteration may be full already
+            parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._parked.append(parked)
+            self._arm()
+            await parked
 
-    def _end_slice(self) -> None:
+    def _arm(self) -> None:
+        if not self._tick_pending:
+            self._tick_pending = True
+            asyncio.get_running_loop().call_soon(self._tick)  # runs at the start of the next iteration
+
+    def _tick(self) -> None:
+        """A new loop iteration: a new slice, and the next parked steps may go on."""
+        self._tick_pending = False
         self._slice_started = None
+        woken = 0
+        while self._parked and woken < WAKE:
+            parked = self._parked.popleft()
+            if not parked.done():  # a cancelled step left its future behind
+                parked.set_result(None)
+                woken += 1
+        if self._parked:
+            self._arm()
 
     def hold(self, nbytes: int, what: str) -> None:
         """Count ``nbytes`` of values the run creates; past ``budget.max_memory_bytes``, stop the run.

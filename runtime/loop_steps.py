@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from sfdsl.runtime.executor import Executor, RecipeState
 
 Bodies = dict[str, "Plan"]
+#: Bodies of one `vote N times` or `map` started and not yet finished; the next starts as one ends, so a
+#: huge count never holds a task per iteration (the engine still batches every body that is running).
+LIVE_BODIES = 256
 
 
 async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, frame: Frame, path: tuple[str, ...],
@@ -38,14 +41,17 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
     opts = state.caller.args([a for a in node.args if a.name != "prompt"], frame.lookup)
     tally, plan = Tally(expected=count), bodies["body"]
     results: dict[int, Any] = {}  # filled as bodies finish: nothing is sized by the count up front
-    tasks: list[asyncio.Task[None]] = []
+    tasks: set[asyncio.Task[None]] = set()
+    live = asyncio.Semaphore(LIVE_BODIES)
     stopped = False
 
     async def one(i: int) -> None:
         nonlocal stopped
-        ex.ctx.hold(BODY_BYTES, "/".join(path))
         loop = LoopState()
-        await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
+        try:
+            await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
+        finally:
+            live.release()
         results[i] = loop.yielded
         weight = loop.score if node.mode == "weighted" and loop.score is not None else 1.0
         tally.add(loop.yielded, weight)
@@ -58,9 +64,13 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
     try:
         async with asyncio.TaskGroup() as group:
             for i in range(count):
+                await live.acquire()
                 if stopped:
                     break
-                tasks.append(group.create_task(one(i)))
+                ex.ctx.hold(BODY_BYTES, "/".join(path))
+                task = group.create_task(one(i))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
                 await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
@@ -111,13 +121,21 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     if "limit" in opts:
         items = items[: int(opts["limit"])]
     loops: list[LoopState] = []
+    live = asyncio.Semaphore(LIVE_BODIES)
+
+    async def one(inner: Frame, where: tuple[str, ...]) -> None:
+        try:
+            await ex.block(state, bodies["body"], inner, where)
+        finally:
+            live.release()
+
     try:
         async with asyncio.TaskGroup() as group:
             for i, item in enumerate(items):
+                await live.acquire()
                 ex.ctx.hold(BODY_BYTES, "/".join(path))
                 loops.append(LoopState())
-                inner = Frame(parent=frame, values={node.var: item}, loop=loops[-1])
-                group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
+                group.create_task(one(Frame(parent=frame, values={node.var: item}, loop=loops[-1]), path + (f"#{i}",)))
                 await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))

@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
-#: Bytes counted against the run's memory ceiling for each sample or loop body, on top of its text.
-BODY_BYTES = 256
+#: Bytes counted against the run's memory ceiling for each sample or loop body (its task, frames and
+#: records), on top of its text.
+BODY_BYTES = 2048
 #: Bytes of text reserved against the ceiling for each token a sample may generate.
 BYTES_PER_TOKEN = 4
 USC_PROMPT = """I have generated the following responses to the question:

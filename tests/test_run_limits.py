@@ -9,7 +9,6 @@ import pytest
 
 import sfdsl
 from sfdsl import Budget, BudgetExceeded, ScriptedBackend
-from sfdsl.runtime.context import SLICE_S
 
 WIDE = '''
 recipe wide(q: str, k: int = 4) -> answer {
@@ -86,4 +85,4 @@ def test_many_steps_that_never_wait_still_let_the_loop_run_and_the_timeout_land(
 
     elapsed, worst = asyncio.run(go())
     assert elapsed < 2.5  # 0.5 s budget; benchmarks/redteam_serve.py measures the real margin
-    assert worst < 20 * SLICE_S
+    assert worst < 1.0  # without the slices one iteration runs every body: seconds
