@@ -22,6 +22,8 @@ from sfdsl.runtime.results import Cost, StepRecord
 log = get_logger(__name__)
 #: Seconds of one event-loop iteration a run may use before its steps yield (see RunContext.checkpoint).
 SLICE_S = 0.01
+#: Step records a partial result keeps (the last ones): dumping more would hold the loop at the worst time.
+PARTIAL_STEPS = 1000
 #: Parked steps a run lets go on per event-loop iteration.
 WAKE = 16
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
@@ -235,7 +237,8 @@ class RunContext:
             "run_id": self.run_id,
             "stopped": stopped,
             "cost": cost.model_dump(),
-            "steps": [s.model_dump(mode="json") for s in self.steps],
+            "steps": [s.model_dump(mode="json") for s in self.steps[-PARTIAL_STEPS:]],
+            "steps_total": len(self.steps),
         }
 
     def elapsed(self) -> float:
