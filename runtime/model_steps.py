@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
 #: Bytes counted against the run's memory ceiling for each sample or loop body (its task, frames and
-#: records), on top of its text.
-BODY_BYTES = 2048
+#: step records: about 4 KB measured), on top of its text.
+BODY_BYTES = 4096
 #: Bytes of text reserved against the ceiling for each token a sample may generate.
 BYTES_PER_TOKEN = 4
 USC_PROMPT = """I have generated the following responses to the question:

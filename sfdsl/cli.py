@@ -358,8 +358,9 @@ def add_admission_options(parser: argparse.ArgumentParser) -> None:
                       help=f"generated tokens one request may need ({SERVE_DEFAULTS.max_tokens})")
     caps.add_argument("--max-request-parallel", type=_positive(int), default=SERVE_DEFAULTS.max_parallel, metavar="N",
                       help=f"sequences one request may decode at once ({SERVE_DEFAULTS.max_parallel})")
-    caps.add_argument("--max-run-memory-mb", type=_positive(float), default=256.0, metavar="MB",
-                      help="values one run may create (text, search states) before it stops with an error (256)")
+    caps.add_argument("--max-run-memory-mb", type=_positive(float), default=64.0, metavar="MB",
+                      help="values one run may create (text, search states, loop bodies) before it stops with a "
+                           "located error (64)")
 
 
 def admission_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -28,7 +28,8 @@ def recipe() -> sfdsl.Recipe:
 def test_admit_returns_bound_inputs_and_the_bound(recipe: sfdsl.Recipe) -> None:
     admitted = sfdsl.admit(recipe, {"q": "hi", "k": 3}, Caps(max_calls=4, max_tokens=100, max_parallel=3))
     assert admitted.inputs == {"q": "hi", "k": 3, "tokens": 8, "extra": 0}
-    assert (admitted.bound.calls, admitted.bound.tokens, admitted.bound.parallel) == (2, 24, 3)  # both branches of the `if` count
+    bound = admitted.bound
+    assert (bound.calls, bound.tokens, bound.parallel) == (2, 24, 3)  # both branches of the `if` count
 
 
 @pytest.mark.parametrize(("caps", "cap", "value"), [

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -42,8 +43,8 @@ from sfdsl.serve.protocol import (
 )
 from sfdsl.serve.registry import RecipeRegistry
 from sfdsl.serve.runs import Runner
-from sfdsl.serve.strict import check_openai_fields
 from sfdsl.serve.streaming import ChunkMaker, Kind, RunStream
+from sfdsl.serve.strict import check_openai_fields
 
 PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never seen by the client
@@ -91,6 +92,7 @@ def create_app(recipes: RecipeRegistry | str | Path, *, config: ServeConfig | No
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gc.freeze()  # recipes, modules and models loaded at start-up: no full collection scans them again
         try:
             yield
         finally:

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sfdsl.admission import SERVE_DEFAULTS
 
 
-
 class ServeConfig(BaseModel):
     """Limits of a served app. Every limit is per process.
 
@@ -47,5 +46,5 @@ class ServeConfig(BaseModel):
     max_request_tokens: int | None = Field(default=SERVE_DEFAULTS.max_tokens, ge=1)
     max_request_parallel: int | None = Field(default=SERVE_DEFAULTS.max_parallel, ge=1)
     max_input_chars: int = Field(default=500_000, ge=1)
-    max_run_memory_bytes: int | None = Field(default=256 << 20, ge=1)
+    max_run_memory_bytes: int | None = Field(default=64 << 20, ge=1)
     max_drain_bytes: int = Field(default=64 << 20, ge=0)
