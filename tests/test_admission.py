@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,16 @@ def test_arun_with_caps_refuses_before_any_model_call(recipe: sfdsl.Recipe) -> N
     assert backend.requests == []
     result = asyncio.run(recipe.arun({"q": "hi"}, backend=backend, caps=Caps(max_parallel=4)))
     assert result.answer == "ok" and result.bound["parallel"] == 2
+
+
+def test_mcp_tools_admit_calls_under_the_serve_caps() -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from sfdsl.integrations.mcp_server import recipe_tool
+
+    recipe = sfdsl.load(Path(__file__).resolve().parent.parent / "recipes" / "mcts.sf").recipe()
+    backend = ScriptedBackend(lambda prompt, i: "ok")
+    tool = recipe_tool(recipe, sfdsl.Runtime(backend=backend), "mcts")
+    with pytest.raises(ToolError, match="max_request_calls=256"):
+        asyncio.run(tool(question="q", simulations=10_000_000))
+    assert backend.requests == []

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, Field
 
 from sfdsl.errors import InputError, SfdslError
+from sfdsl.admission import SERVE_DEFAULTS
 from sfdsl.inputs import bind_inputs
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def recipe_tool(recipe: Recipe, runtime: Runtime, name: str) -> Any:
 
     async def run_recipe(**arguments: Any) -> Any:
         try:
-            result = await recipe.arun(arguments, runtime=runtime)
+            result = await recipe.arun(arguments, runtime=runtime, caps=SERVE_DEFAULTS)  # agents pick the inputs
         except SfdslError as exc:
             raise ToolError(str(exc)) from exc
         cost = result.cost
