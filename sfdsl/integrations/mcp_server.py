@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from sfdsl.errors import InputError, SfdslError
 from sfdsl.admission import SERVE_DEFAULTS
+from sfdsl.errors import InputError, SfdslError
 from sfdsl.inputs import bind_inputs
 
 if TYPE_CHECKING:
