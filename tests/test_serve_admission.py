@@ -6,7 +6,10 @@ Each test is named after a reproduction of issue 21 (items 1, 2, 8 and 9), on th
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -233,3 +236,50 @@ def test_the_server_keeps_serving_after_every_refusal() -> None:
             return codes
 
     assert run(go()) == [400, 400, 400, 400, 200]
+
+
+def test_max_tokens_over_the_output_limit_is_a_400_naming_it() -> None:
+    error = error_of(post(chat("chain_of_thought", max_tokens=10**9)), 400, "over_cap")
+    assert error["cap"] == "max_request_tokens" and "'max_tokens' (1000000000)" in error["message"]
+
+
+LONG = """
+recipe long(question: str, k: int = 3) -> answer {
+  prompt p = "{{ question }}"
+  v = vote k times by majority {
+    said = generate p (max_tokens: 4)
+    yield said
+  }
+  return v.answer
+}
+"""
+
+
+def test_a_timed_out_run_stops_on_time_and_frees_its_memory(tmp_path: Path) -> None:
+    (tmp_path / "long.sf").write_text(LONG)
+    app = make_app(PlainBackend(), path=tmp_path / "long.sf", timeout_s=1.0, max_run_memory_bytes=None, **NO_CAPS)
+
+    async def go() -> tuple[int, float, int, int]:
+        async with client(app) as http:
+            await http.post(CHAT, json=chat("long"))  # warm: imports and caches
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            started = time.perf_counter()
+            reply = await http.post(CHAT, json=inputs("long", k=10_000_000))
+            elapsed = time.perf_counter() - started
+            await asyncio.sleep(0.1)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            return reply.status_code, elapsed, before, after
+
+    status, elapsed, before, after = run(go())
+    assert status == 504 and elapsed < 3.0
+    assert after - before < 2_000_000, (before, after)  # the run's bodies, records and texts are gone
+
+
+def test_a_streaming_request_over_a_cap_is_refused_before_its_stream_starts() -> None:
+    reply = post({**inputs("mcts", simulations=10_000_000), "stream": True})
+    assert reply.headers["content-type"].startswith("application/json")
+    error_of(reply, 400, "over_cap")
