@@ -13,7 +13,7 @@ from sfdsl.compiler import CompiledProgram, recipe_key
 from sfdsl.errors import StepError
 from sfdsl.expressions import ExprError, scalar, truthy
 from sfdsl.expressions import evaluate as eval_expr
-from sfdsl.plan import Plan, collect_models, collect_prompts, reads, writes
+from sfdsl.plan import Plan, reads, writes
 from sfdsl.registry import runners
 from sfdsl.runtime import telemetry
 from sfdsl.runtime.context import RunContext
@@ -97,13 +97,12 @@ class Executor:
 
     async def run_recipe(self, file: str, recipe: ast.Recipe, inputs: dict[str, Any],
                          path: tuple[str, ...]) -> CallOutcome:
-        prompts, models = collect_prompts(recipe.body), collect_models(recipe.body)
-        caller = ModelCaller(self.ctx, self.pool, models, prompts, self._charge)
-        state = RecipeState(file, recipe, caller)
         key = recipe_key(self.compiled.program, file, recipe.name)
         plan = self.compiled.plans.get(key)
         if plan is None:
             raise StepError(f"recipe '{recipe.name}' has no compiled plan", location=str(recipe.span))
+        caller = ModelCaller(self.ctx, self.pool, plan.models, plan.prompts, self._charge)
+        state = RecipeState(file, recipe, caller)
         try:
             await self.block(state, plan, Frame(values=dict(inputs)), path)
         except Exit as done:

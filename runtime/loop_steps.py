@@ -101,8 +101,12 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     if not isinstance(items, list):
         raise StepError("map needs a list", location=str(node.source.span))
     opts = state.caller.args(node.args, frame.lookup)
-    if "limit" in opts:
-        items = items[: int(opts["limit"])]
+    if "limit" in opts and len(items) > int(opts["limit"]):
+        kept = max(0, int(opts["limit"]))
+        dropped = len(items) - kept
+        ex.ctx.trace.emit("map_truncated", node_id="/".join(path), location=str(node.span), kept=kept,
+                          dropped=dropped)
+        items = items[:kept]
     loops = [LoopState() for _ in items]
     try:
         async with asyncio.TaskGroup() as group:

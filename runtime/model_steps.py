@@ -10,7 +10,7 @@ import asyncio
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sfdsl import ast
 from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
@@ -37,10 +37,6 @@ from sfdsl.steps import generate as generate_step
 from sfdsl.steps import vote as vote_step
 from sfdsl.templates import TemplateError, render, variables
 from sfdsl.values import Score, Text, VoteOutcome
-
-if TYPE_CHECKING:
-    from sfdsl.plan import Plan
-    from sfdsl.runtime.executor import Executor, Frame, RecipeState
 
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
@@ -282,21 +278,3 @@ def _verdict(text: str, params: dict[str, Any]) -> Score:
     if _matches(params["pass"], text):
         return Score(score=1.0, label="pass", text=text)
     return Score(score=0.0 if fail is None else 0.5, label="fail" if fail is None else "unclear", text=text)
-
-
-# ---------------------------------------------------------------- run implementations named by the step kinds
-
-
-async def run_generate(ex: Executor, state: RecipeState, node: generate_step.Generate, frame: Frame,
-                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.generate(node, frame.lookup, path)
-
-
-async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen, frame: Frame,
-                     path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.deepen(node, frame.lookup, path)
-
-
-async def run_evaluate(ex: Executor, state: RecipeState, node: evaluate_step.Evaluate, frame: Frame,
-                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.evaluate(node, frame.lookup, path)

@@ -43,7 +43,7 @@ from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.context import Budget, RunContext, Trace
 from sfdsl.runtime.executor import Executor
 from sfdsl.runtime.failures import as_sfdsl_error, reraise
-from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.runtime.results import RunResult
 from sfdsl.runtime_session import Runtime, refuse_running_loop
 
@@ -176,7 +176,7 @@ class Recipe:
         self,
         inputs: dict[str, Any] | None = None,
         *,
-        backend: Backend | BackendPool | None = None,
+        backend: Backend | BackendPool | str | None = None,
         runtime: Runtime | None = None,
         seed: int = 0,
         budget: Budget | None = None,
@@ -186,7 +186,9 @@ class Recipe:
     ) -> RunResult:
         """Run the recipe in the current event loop.
 
-        Models come from ``backend`` when given, else from ``runtime``, else from
+        Models come from ``backend`` when given (a backend, a pool, or a ``--backend``
+        spec string such as ``"scripted:replies.json"`` or ``"openai:URL"``, whose
+        backends this run builds and closes), else from ``runtime``, else from
         the program's default runtime. Every error is an SfdslError located at the
         failing step (``error.location``), the original exception as ``__cause__``.
 
@@ -198,6 +200,13 @@ class Recipe:
         """
         given = {**(inputs or {}), **kw_inputs}
         bound_inputs = bind_inputs(self.ast, given, from_text=from_text)
+        if isinstance(backend, str):
+            pool = pool_from_spec(backend)
+            try:
+                return await self.arun(given, backend=pool, runtime=runtime, seed=seed, budget=budget, trace=trace,
+                                       from_text=from_text)
+            finally:
+                await pool.aclose()
         if isinstance(backend, BackendPool):
             pool = backend
         elif backend is not None:

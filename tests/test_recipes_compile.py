@@ -33,10 +33,14 @@ def test_the_library_has_every_recipe() -> None:
     assert sorted(EXPECTED) == NAMES
 
 
+#: Warnings a recipe keeps on purpose: self_familiarity caps the concepts it checks at `max_concepts` (SF910).
+INTENDED_WARNINGS = {"self_familiarity": ["SF910"]}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_recipe_compiles_without_warnings(name: str) -> None:
     program = sfdsl.load(RECIPES / f"{name}.sf")
-    assert program.warnings == []
+    assert [w.code for w in program.warnings] == INTENDED_WARNINGS.get(name, [])
     assert program.recipe().name == name  # the main (last) recipe is named after its file
 
 

@@ -362,7 +362,7 @@ async def _remote_executor(
     )
     worker_args = _absolute_paths(args)
     build = functools.partial(make_backend, worker_args) if make_backend else None
-    from sfdsl.cli import configure_logging
+    from sfdsl.log import configure_logging
 
     setup = functools.partial(configure_logging, -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     return await stack.enter_async_context(RayExecutor(build, settings, limits=_limits(args), worker_setup=setup))

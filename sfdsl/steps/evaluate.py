@@ -87,5 +87,5 @@ KIND = StepKind(
     check=check,
     bound=bound,
     label=lambda node: f"{node.mode} {node.prompt}",
-    runtime="sfdsl.runtime.model_steps:run_evaluate",
+    runtime="sfdsl.runtime.step_runs:run_evaluate",
 )
