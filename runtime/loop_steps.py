@@ -17,6 +17,7 @@ from sfdsl.runtime.failures import pick, reraise
 from sfdsl.runtime.search import beam_search, mcts_search
 from sfdsl.runtime.voting import Tally
 from sfdsl.step_kind import with_defaults
+from sfdsl.steps import map as map_step
 from sfdsl.steps import refine as refine_step
 from sfdsl.steps import search as search_step
 from sfdsl.steps.call import CallRecipe
@@ -100,9 +101,9 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     items = eval_expr(node.source, frame.lookup)
     if not isinstance(items, list):
         raise StepError("map needs a list", location=str(node.source.span))
-    opts = state.caller.args(node.args, frame.lookup)
+    opts = with_defaults(map_step.PARAMS, state.caller.args(node.args, frame.lookup))
     if "limit" in opts and len(items) > int(opts["limit"]):
-        kept = max(0, int(opts["limit"]))
+        kept = int(opts["limit"])
         dropped = len(items) - kept
         ex.ctx.trace.emit("map_truncated", node_id="/".join(path), location=str(node.span), kept=kept,
                           dropped=dropped)

@@ -13,6 +13,7 @@ from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.registry import kind_of
 from sfdsl.scope import Loop, Scope
 from sfdsl.step_kind import Spec, StepKind
+from sfdsl.template_types import field_reads, root_name
 from sfdsl.templates import TemplateError, variables
 from sfdsl.types import PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
 
@@ -127,6 +128,9 @@ class StepChecks:
                     self.error("SF205", msg, decl.body_span, f"it is used by the step at line {node.span.line}")
                 else:
                     sym.used = True
+            for expr in field_reads(text, decl.body_span):  # typed as the same .sf expression would be
+                if root_name(expr) not in extra and scope.lookup(root_name(expr)) is not None:
+                    self.infer(expr, scope)
 
     def use_model(self, name: str | None, node: Any) -> None:
         if name is None:

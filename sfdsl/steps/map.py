@@ -26,7 +26,7 @@ class MapStep(ast.StepNode):
     body: ast.Block
 
 
-PARAMS = {"limit": ParamSpec(INT, "at most this many items (required when the list length is unknown)")}
+PARAMS = {"limit": ParamSpec(INT, "at most this many items (required when the list length is unknown)", low=0)}
 
 
 def build(b: Any, c: list[Any], meta: Any) -> MapStep:

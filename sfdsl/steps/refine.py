@@ -1,4 +1,4 @@
-"""`refine EXPR as NAME (max: N) { ... stop when C  score S  next STEP }`: iterate an answer, keep last or best."""
+"""`refine EXPR as NAME (max: N) { ... score S  stop when C  next STEP }`: iterate an answer, keep last or best."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def bound(cm: CostModel, node: Refine, env: Env) -> tuple[Bound, Abstract]:
 KIND = StepKind(
     name="refine",
     doc="iterate an answer: each round may `stop`, must give the `next` iterate, and may `score` it",
-    syntax="refine EXPR as NAME (max: N, params) { ... stop when C  score S  next STEP }",
+    syntax="refine EXPR as NAME (max: N, params) { ... score S  stop when C  next STEP }",
     node=Refine,
     rule="refine",
     build=build,
