@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from sfdsl import ast
 from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
 from sfdsl.errors import ContextOverflow, StepError
@@ -118,8 +120,12 @@ class ModelCaller:
                 grammar=grammar,
                 logprobs=bool(params.get("logprobs", False)),
             )
+        except ValidationError as exc:  # one readable line, located at the step by the executor
+            problems = "; ".join(f"'{'.'.join(str(p) for p in e['loc'])}' is {e.get('input')!r}: {e['msg'].lower()}"
+                                 for e in exc.errors())
+            raise StepError(f"invalid generation parameters: {problems}") from None
         except (ValueError, TypeError) as exc:
-            raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
+            raise StepError(f"invalid generation parameters: {exc}") from None
 
     async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
         ensure_fits(backend, request.prompt, what)

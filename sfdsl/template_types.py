@@ -30,7 +30,7 @@ def field_reads(text: str, span: Span) -> list[ast.Expr]:
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or "template syntax error", line=exc.lineno) from None
     bound = {n.name for n in parsed.find_all(nodes.Name) if n.ctx in ("store", "param")} | JINJA_GLOBALS
-    chains = list(parsed.find_all(_CHAINS))
+    chains: list[Any] = list(parsed.find_all(_CHAINS))
     inner = {id(chain.node) for chain in chains}
     found = [_expr(chain, span, bound) for chain in chains if id(chain) not in inner]
     return [expr for expr in found if expr is not None]
