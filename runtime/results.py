@@ -88,4 +88,5 @@ class RunResult(BaseModel):
             "cost": self.cost.model_dump(),
             "seed": self.seed,
             "bound": self.bound,
+            "tool_calls": [call.model_dump() for call in self.tool_calls],
         }

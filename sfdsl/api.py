@@ -253,6 +253,7 @@ class Recipe:
                 outputs={"answer": outcome.answer, "score": outcome.score, **outcome.outputs},
                 steps=ctx.steps, cost=ctx.cost, seed=seed,
                 bound={"calls": static.calls, "tokens": static.tokens, "parallel": static.parallel},
+                tool_calls=list(outcome.tool_calls),
             )
             ctx.trace.emit("run_finished", recipe=self.name, calls=ctx.cost.calls,
                            completion_tokens=ctx.cost.completion_tokens, wall_s=ctx.cost.wall_s)
