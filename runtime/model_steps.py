@@ -30,6 +30,7 @@ from sfdsl.runtime.backends.base import (
 )
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.token_stream import TokenSink
 from sfdsl.step_kind import SAMPLING, Spec, with_defaults
 from sfdsl.steps import deepen as deepen_step
 from sfdsl.steps import evaluate as evaluate_step
@@ -125,7 +126,9 @@ class ModelCaller:
         except (ValueError, TypeError) as exc:
             raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
 
-    async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
+    async def complete(self, backend: Backend, request: GenerateRequest, what: str,
+                       sink: TokenSink | None = None) -> list[Completion]:
+        """One generate call within the budget; its text also goes to ``sink`` as it decodes, when given."""
         ensure_fits(backend, request.prompt, what)
         with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
             if max_tokens != request.max_tokens:
@@ -133,7 +136,8 @@ class ModelCaller:
             self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
             try:
                 with telemetry.model_call(backend, request) as span:
-                    completions = await backend.generate(request)
+                    completions = await (backend.generate(request) if sink is None
+                                         else backend.generate_stream(request, sink))
                     span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
@@ -145,6 +149,11 @@ class ModelCaller:
                      requests=sum(reported) if reported else int(bool(fresh)),
                      cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
         return completions
+
+    def _note_finish(self, path: tuple[str, ...], finishes: list[str]) -> None:
+        """Remember a step whose kept generation its token limit cut short (for ``RunResult.truncated``)."""
+        if "length" in finishes:
+            self.ctx.mark_truncated(path)
 
     async def choice_probs(self, backend: Backend, prompt: Prompt, options: list[str], what: str) -> list[float]:
         """One choice evaluation (one call): the probability of each option as the prompt's continuation."""
@@ -163,7 +172,9 @@ class ModelCaller:
         backend, defaults = await self.backend(node.using, lookup)
         params = {**defaults, **self.args(node.args, lookup)}
         request = self.request(self.prompt(node.prompt, lookup), params, path)
-        completions = await self.complete(backend, request, "/".join(path))
+        sink = self.ctx.token_sink if node is self.ctx.streamed and len(path) == 2 else None
+        completions = await self.complete(backend, request, "/".join(path), sink)
+        self._note_finish(path, [c.finish_reason for c in completions])
         texts = [_text(c) for c in completions]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
@@ -202,6 +213,7 @@ class ModelCaller:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(i, c)) for i, c in enumerate(firsts)]
         texts = [t.result() for t in tasks]
+        self._note_finish(path, [t.finish for t in texts])
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
     async def evaluate(self, node: evaluate_step.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
@@ -213,6 +225,7 @@ class ModelCaller:
             request = self.request(prompt, {**defaults, **{k: v for k, v in params.items() if k in SAMPLING_KEYS}},
                                    path, SAMPLING)
             [c] = await self.complete(backend, request, what)
+            self._note_finish(path, [c.finish_reason])
             return _verdict(c.text, params)
         if node.mode in ("choice", "rating"):
             options = [str(o) for o in params["options"]] if node.mode == "choice" else \
@@ -257,6 +270,7 @@ class ModelCaller:
             prompt = Prompt(messages=(Message(role="user", content=usc),))
         request = self.request(prompt, {**defaults, **params}, path, vote_step.MODES["llm"])
         [c] = await self.complete(backend, request, "/".join(path))
+        self._note_finish(path, [c.finish_reason])
         match = re.search(r"Response\s*#?\s*(\d+)", c.text)
         index = int(match.group(1)) if match and int(match.group(1)) < len(responses) else 0
         return VoteOutcome(answer=scalar(responses[index]) if responses else None, share=1.0 / max(1, len(responses)),

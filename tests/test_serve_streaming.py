@@ -26,22 +26,32 @@ def stream(path: str, payload: dict[str, Any], backend: Any = None) -> tuple[int
     return asyncio.run(go())
 
 
-def test_chat_stream_orders_progress_answer_usage_done() -> None:
-    status, content_type, text = stream(CHAT, chat(stream=True))
+def test_chat_stream_orders_role_progress_answer_finish_usage_done() -> None:
+    status, content_type, text = stream(CHAT, chat(stream=True, stream_options={"include_usage": True}))
     assert status == 200 and content_type.startswith("text/event-stream")
     chunks = events(text)
     assert chunks[-1] == "[DONE]"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     progress = [c for c in chunks[:-1] if c["choices"] and "sfdsl" in c["choices"][0]["delta"]]
-    answer, final = chunks[-3], chunks[-2]
-    assert chunks[: len(progress)] == progress and len(progress) == 4  # generate, extract, vote, return
+    answer, finish, final = chunks[-4], chunks[-3], chunks[-2]
+    assert chunks[1: len(progress) + 1] == progress and len(progress) == 4  # generate, extract, vote, return
     assert [p["choices"][0]["delta"]["sfdsl"]["node_id"].split("/")[-1] for p in progress][:3] == \
         ["samples", "answers", "v"]
     assert all(p["choices"][0]["delta"]["sfdsl"]["location"].endswith(tuple("0123456789")) for p in progress)
-    assert answer["choices"][0]["delta"] == {"role": "assistant", "content": "12"}
-    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert answer["choices"][0]["delta"] == {"content": "12"} and answer["choices"][0]["finish_reason"] is None
+    assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] == "stop"
+    assert finish["sfdsl"]["score"] == 1.0
     assert final["choices"] == [] and final["usage"]["completion_tokens"] > 0
-    assert final["sfdsl"]["score"] == 1.0 and final["object"] == "chat.completion.chunk"
+    assert final["object"] == "chat.completion.chunk"
+    assert all(c["usage"] is None for c in chunks[:-2])
     assert len({c["id"] for c in chunks[:-1]}) == 1
+
+
+def test_usage_chunk_only_when_asked_so_every_chunk_has_choices() -> None:
+    _, _, text = stream(CHAT, chat(stream=True))
+    chunks = events(text)[:-1]
+    assert all(c["choices"] and "usage" not in c for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "12"
 
 
 def test_completion_stream_puts_progress_in_the_choice() -> None:
@@ -49,7 +59,7 @@ def test_completion_stream_puts_progress_in_the_choice() -> None:
     chunks = events(text)
     assert status == 200 and chunks[-1] == "[DONE]"
     assert chunks[0]["object"] == "text_completion" and chunks[0]["choices"][0]["sfdsl"]["kind"] == "generate"
-    assert chunks[-3]["choices"][0]["text"] == "12" and "usage" in chunks[-2]
+    assert chunks[-3]["choices"][0]["text"] == "12" and chunks[-2]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_failed_run_streams_one_error_chunk_then_done() -> None:
