@@ -21,7 +21,7 @@ from sfdsl.runtime.failures import as_sfdsl_error, pick, reraise
 from sfdsl.runtime.model_steps import ModelCaller
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import Cost, StepRecord
-from sfdsl.values import CallOutcome, NoAnswer, Record, plain
+from sfdsl.values import CallOutcome, NoAnswer, Record, plain, split_actions
 
 Bodies = dict[str, Plan]
 _node_cost: contextvars.ContextVar[Cost | None] = contextvars.ContextVar("sfdsl_node_cost", default=None)
@@ -252,7 +252,9 @@ class Executor:
 
 
 def _outcome(fields: dict[str, Any], *, abstained: bool = False, reason: str | None = None) -> CallOutcome:
-    answer = fields.pop("answer", None)
+    answer, calls = split_actions(fields.pop("answer", None), fields.pop("tool_calls", None))
+    if calls:
+        fields["tool_calls"] = [call.model_dump() for call in calls]
     score = fields.pop("score", None)
     score = scalar(score)
     return CallOutcome(
@@ -261,6 +263,7 @@ def _outcome(fields: dict[str, Any], *, abstained: bool = False, reason: str | N
         abstained=abstained,
         reason=reason,
         outputs={k: plain(v) for k, v in fields.items()},
+        tool_calls=tuple(calls),
     )
 
 

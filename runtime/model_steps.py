@@ -29,6 +29,7 @@ from sfdsl.runtime.backends.base import (
     ensure_fits,
 )
 from sfdsl.runtime.context import RunContext
+from sfdsl.runtime.conversation import ConversationError, turns_of
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.token_stream import TokenSink
 from sfdsl.step_kind import SAMPLING, Spec, with_defaults
@@ -90,8 +91,16 @@ class ModelCaller:
             raise StepError(f"prompt '{name}': {exc}", location=str(decl.body_span)) from None
         if decl.text is not None:
             return Prompt(text=rendered[0])
-        turns = decl.turns or []
-        return Prompt(messages=tuple(Message(role=t.role, content=r) for t, r in zip(turns, rendered)))  # type: ignore[arg-type]
+        messages: list[Message] = []
+        for turn, text in zip(decl.turns or [], rendered):
+            if turn.splice is None:
+                messages.append(Message(role=turn.role, content=text))  # type: ignore[arg-type]
+                continue
+            try:
+                messages.extend(turns_of(eval_expr(turn.splice, lookup)))
+            except ConversationError as exc:
+                raise StepError(f"prompt '{name}': {exc}", location=str(turn.span)) from None
+        return Prompt(messages=tuple(messages))
 
     def request(self, prompt: Prompt, given: dict[str, Any], path: tuple[str, ...],
                 spec: Spec = generate_step.PARAMS) -> GenerateRequest:
@@ -171,6 +180,12 @@ class ModelCaller:
     async def generate(self, node: generate_step.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
         params = {**defaults, **self.args(node.args, lookup)}
+        if params.get("schema") is not None:  # JSON values, read and asked again by the structured-reply loop
+            from sfdsl.runtime.agent_steps import generate_json
+
+            values = await generate_json(self, backend, self.prompt(node.prompt, lookup), params, path,
+                                         str(node.span))
+            return values if any(a.name == "n" for a in node.args) else values[0]
         request = self.request(self.prompt(node.prompt, lookup), params, path)
         sink = self.ctx.token_sink if node is self.ctx.streamed and len(path) == 2 else None
         completions = await self.complete(backend, request, "/".join(path), sink)

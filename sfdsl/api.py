@@ -253,6 +253,7 @@ class Recipe:
                 steps=ctx.steps, cost=ctx.cost, seed=seed,
                 bound={"calls": static.calls, "tokens": static.tokens, "parallel": static.parallel},
                 truncated=outcome.truncated,
+                tool_calls=list(outcome.tool_calls),
             )
             ctx.trace.emit("run_finished", recipe=self.name, calls=ctx.cost.calls,
                            completion_tokens=ctx.cost.completion_tokens, wall_s=ctx.cost.wall_s)

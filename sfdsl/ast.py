@@ -126,8 +126,11 @@ def is_step(node: Any) -> bool:
 
 
 class Turn(Node):
+    """One turn of a chat prompt: ``role: "template"``, or ``conversation: NAME`` splicing a conversation."""
+
     role: str
-    text: str
+    text: str = ""
+    splice: Expr | None = None
 
 
 class ModelDecl(Node):

@@ -42,6 +42,8 @@ DEFAULT_BACKEND = "llama"
 
 #: Roles of `chat { role: "..." }` turns.
 ROLES = ("system", "user", "assistant")
+#: The chat-prompt line that splices a conversation among a prompt's own turns: ``conversation: NAME``.
+SPLICE_ROLE = "conversation"
 
 
 def resolve_reference(reference: str) -> Any:

@@ -191,6 +191,13 @@ class _Builder(Transformer[Token, Any]):
     def turn(self, meta: Any, c: list[Any]) -> ast.Turn:
         return ast.Turn(span=_span_of(self.file, c[0]), role=str(c[0]), text=decode_string(c[1]))
 
+    def splice(self, meta: Any, c: list[Any]) -> ast.Turn:
+        names = c[1]
+        expr: Any = ast.Name(span=self._s(meta), id=names[0])
+        for attr in names[1:]:
+            expr = ast.Attr(span=self._s(meta), value=expr, attr=attr)
+        return ast.Turn(span=_span_of(self.file, c[0]), role=str(c[0]), splice=expr)
+
     # statements
     def assign(self, meta: Any, c: list[Any]) -> ast.Assign:
         return ast.Assign(span=_span_of(self.file, c[0]), target=str(c[0]), value=c[1])

@@ -21,7 +21,7 @@ from sfdsl.template_guard import (
     RenderLimitExceeded,
     TemplateLimits,
 )
-from sfdsl.values import RECORD_TYPES, NoAnswer, primary
+from sfdsl.values import RECORD_TYPES, NoAnswer, primary, wire_fields
 
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 
@@ -130,4 +130,8 @@ def to_template(value: Any) -> Any:
         return {str(k): to_template(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    fields = wire_fields(value) if hasattr(value, "model_dump") else None
+    if fields is not None:  # a message, tool spec or tool call: the fields expressions read
+        shown = fields.get("text", fields.get("name", ""))
+        return _Record({k: to_template(v) for k, v in fields.items()}, str(shown))
     return str(value)

@@ -24,26 +24,53 @@ Backends translate their own low-level failures into ``sfdsl.errors``
 
 from __future__ import annotations
 
+import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sfdsl.agent_values import MessageToolCall, ToolCall, ToolSpec
 from sfdsl.errors import ContextOverflow
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "eos"]
 
 
 class Message(BaseModel):
-    """One chat turn."""
+    """One chat turn: an assistant turn may carry tool calls; a ``tool`` turn answers the call ``tool_call_id``."""
 
     model_config = ConfigDict(frozen=True)
 
     role: Role
     content: str
+    name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    def header(self) -> str:
+        """The role, with the tool turn's name and call id when it has them (``tool name=add id=call_1``)."""
+        extra = "".join(f" {k}={v}" for k, v in (("name", self.name), ("id", self.tool_call_id)) if v)
+        return self.role + extra
+
+    def text_with_calls(self) -> str:
+        """The content followed by one JSON line per tool call: how a template without tool support shows them."""
+        calls = [json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False) for c in self.tool_calls]
+        return "\n".join([self.content, *calls] if self.content else calls)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The turn as an OpenAI chat message."""
+        wire: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            wire["tool_calls"] = [c.to_wire().model_dump() for c in self.tool_calls]
+            wire["content"] = self.content or None
+        if self.tool_call_id is not None:
+            wire["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            wire["name"] = self.name
+        return wire
 
 
 class Prompt(BaseModel):
@@ -70,7 +97,8 @@ class Prompt(BaseModel):
         """A stable plain-text form, used by the scripted backend and cache keys."""
         if self.messages is None:
             return self.text or ""
-        return "\n".join(f"<{m.role}>{m.content}" for m in self.messages)
+        return "\n".join(f"<{m.header()}>{m.content}" + "".join(f"\n<call id={c.id}>{c.key}" for c in m.tool_calls)
+                         for m in self.messages)
 
     def extended(self, suffix: str) -> Prompt:
         """This prompt with ``suffix`` appended to the text or to the last turn.
@@ -82,7 +110,7 @@ class Prompt(BaseModel):
             return Prompt(text=(self.text or "") + suffix)
         msgs = list(self.messages)
         if msgs and msgs[-1].role == "assistant":
-            msgs[-1] = Message(role="assistant", content=msgs[-1].content + suffix)
+            msgs[-1] = msgs[-1].model_copy(update={"content": msgs[-1].content + suffix})
         else:
             msgs.append(Message(role="assistant", content=suffix))
         return Prompt(messages=tuple(msgs))
@@ -103,6 +131,9 @@ class GenerateRequest(BaseModel):
     seed: int | None = None
     grammar: str | None = None  # GBNF; choices and regex are compiled to GBNF
     logprobs: bool = False
+    tools: tuple[ToolSpec, ...] = ()  # sent to backends with native tool calling (``native_tools``)
+    tool_choice: str | None = None  # "auto", "required", "none" or a tool's name
+    json_schema: dict[str, Any] | None = None  # sent to backends with native structured output
 
 
 class Completion(BaseModel):
@@ -117,6 +148,7 @@ class Completion(BaseModel):
     cached: bool = False
     cached_prompt_tokens: int = 0  # prompt tokens whose KV the backend reused instead of decoding
     requests: int | None = None  # requests sent for this sample, when the backend counts them (else one per call)
+    tool_calls: tuple[MessageToolCall, ...] = ()  # calls a native-tools backend returned, arguments as JSON text
 
     @property
     def logprob(self) -> float | None:
@@ -169,6 +201,12 @@ class Backend(ABC):
     model_id: str = "unknown"
     #: The most tokens one sequence (prompt and generation) may hold; None when unknown.
     context_tokens: int | None = None
+    #: Whether the backend sends ``tools``/``tool_choice`` and returns ``tool_calls`` itself; otherwise the
+    #: runtime describes the tools in the prompt and constrains the reply with a grammar.
+    native_tools: bool = False
+    #: Whether the backend sends ``json_schema`` as a structured-output format itself; otherwise the runtime
+    #: constrains the reply with a grammar built from the schema.
+    native_json_schema: bool = False
 
     @abstractmethod
     async def generate(self, request: GenerateRequest) -> list[Completion]:
