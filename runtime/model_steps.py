@@ -136,8 +136,12 @@ class ModelCaller:
             raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
 
     async def complete(self, backend: Backend, request: GenerateRequest, what: str,
-                       sink: TokenSink | None = None) -> list[Completion]:
-        """One generate call within the budget; its text also goes to ``sink`` as it decodes, when given."""
+                       sink: TokenSink | None = None, *, continued: bool = False) -> list[Completion]:
+        """One generate call within the budget; its text also goes to ``sink`` as it decodes, when given.
+
+        A completion cut at its token limit marks the step truncated (``RunContext.mark_truncated``),
+        unless the caller goes on with it (``continued``: a round of ``deepen``).
+        """
         ensure_fits(backend, request.prompt, what)
         with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
             if max_tokens != request.max_tokens:
@@ -157,6 +161,8 @@ class ModelCaller:
                      cached=bool(completions) and not fresh,
                      requests=sum(reported) if reported else int(bool(fresh)),
                      cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
+        if not continued:
+            self._note_finish(tuple(what.split("/")), [c.finish_reason for c in completions])
         return completions
 
     def _note_finish(self, path: tuple[str, ...], finishes: list[str]) -> None:
@@ -189,7 +195,6 @@ class ModelCaller:
         request = self.request(self.prompt(node.prompt, lookup), params, path)
         sink = self.ctx.token_sink if node is self.ctx.streamed and len(path) == 2 else None
         completions = await self.complete(backend, request, "/".join(path), sink)
-        self._note_finish(path, [c.finish_reason for c in completions])
         texts = [_text(c) for c in completions]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
@@ -207,7 +212,7 @@ class ModelCaller:
         if params.get("temperature") is None:
             params["temperature"] = 0.7 if n > 1 else 0.0
         first = self.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path, deepen_step.PARAMS)
-        firsts = await self.complete(backend, first, "/".join(path))
+        firsts = await self.complete(backend, first, "/".join(path), continued=True)
 
         async def one(i: int, c: Completion) -> Text:
             text, tokens, prompt_tokens = c.text, c.completion_tokens, c.prompt_tokens
@@ -218,7 +223,7 @@ class ModelCaller:
                 text += f" {trigger} "
                 request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",),
                                        deepen_step.PARAMS)
-                [c] = await self.complete(backend, request, "/".join(path))
+                [c] = await self.complete(backend, request, "/".join(path), continued=True)
                 text += c.text
                 tokens += c.completion_tokens
                 prompt_tokens = prompt_tokens or c.prompt_tokens
@@ -240,7 +245,6 @@ class ModelCaller:
             request = self.request(prompt, {**defaults, **{k: v for k, v in params.items() if k in SAMPLING_KEYS}},
                                    path, SAMPLING)
             [c] = await self.complete(backend, request, what)
-            self._note_finish(path, [c.finish_reason])
             return _verdict(c.text, params)
         if node.mode in ("choice", "rating"):
             options = [str(o) for o in params["options"]] if node.mode == "choice" else \
@@ -285,7 +289,6 @@ class ModelCaller:
             prompt = Prompt(messages=(Message(role="user", content=usc),))
         request = self.request(prompt, {**defaults, **params}, path, vote_step.MODES["llm"])
         [c] = await self.complete(backend, request, "/".join(path))
-        self._note_finish(path, [c.finish_reason])
         match = re.search(r"Response\s*#?\s*(\d+)", c.text)
         index = int(match.group(1)) if match and int(match.group(1)) < len(responses) else 0
         return VoteOutcome(answer=scalar(responses[index]) if responses else None, share=1.0 / max(1, len(responses)),
