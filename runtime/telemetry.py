@@ -106,11 +106,12 @@ def _tracer() -> Any:
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
-    return provider.get_tracer("sfdsl", _own_version())
+    return provider.get_tracer("sfdsl", own_version())
 
 
 @functools.cache
-def _own_version() -> str | None:
+def own_version() -> str | None:
+    """sfdsl's installed version, or None when it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
