@@ -266,8 +266,9 @@ class ModelCaller:
         with self.ctx.call_slot(what):
             self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
             score_request = ScoreRequest(prompt=prompt, continuations=continuations)
-            with telemetry.scoring(backend, score_request):
+            with telemetry.scoring(backend, score_request) as span:
                 scores = await backend.score(score_request)
+                span.scores(scores)
             self._charge()
         normalize = bool(params["normalize"])
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,

@@ -148,6 +148,8 @@ class Completion(BaseModel):
     cached: bool = False
     cached_prompt_tokens: int = 0  # prompt tokens whose KV the backend reused instead of decoding
     requests: int | None = None  # requests sent for this sample, when the backend counts them (else one per call)
+    response_model: str | None = None  # the model a remote server says answered (OpenAI's `model`)
+    response_id: str | None = None  # the remote server's id of the response (OpenAI's `id`)
     tool_calls: tuple[MessageToolCall, ...] = ()  # calls a native-tools backend returned, arguments as JSON text
 
     @property
