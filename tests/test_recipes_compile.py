@@ -25,6 +25,7 @@ EXPECTED = [
     "self_check", "self_consistency", "semantic_entropy", "self_familiarity", "self_judge", "self_refine",
     "step_correction",
     "tree_of_thoughts", "universal_self_consistency", "untargeted_refine",
+    "agent_step", "json_vote", "tool_vote", "verify_then_act",
 ]
 NAMES = sorted(p.stem for p in RECIPES.glob("*.sf"))
 
