@@ -33,6 +33,7 @@ from sfdsl.runtime.backends.base import (
 from sfdsl.runtime.context import RunContext
 from sfdsl.runtime.conversation import ConversationError, turns_of
 from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.token_stream import TokenSink
 from sfdsl.step_kind import SAMPLING, Spec, with_defaults
 from sfdsl.steps import deepen as deepen_step
 from sfdsl.steps import evaluate as evaluate_step
@@ -136,7 +137,13 @@ class ModelCaller:
         except (ValueError, TypeError) as exc:
             raise StepError(f"invalid generation parameters: {exc}") from None
 
-    async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
+    async def complete(self, backend: Backend, request: GenerateRequest, what: str,
+                       sink: TokenSink | None = None, *, continued: bool = False) -> list[Completion]:
+        """One generate call within the budget; its text also goes to ``sink`` as it decodes, when given.
+
+        A completion cut at its token limit marks the step truncated (``RunContext.mark_truncated``),
+        unless the caller goes on with it (``continued``: a round of ``deepen``).
+        """
         ensure_fits(backend, request.prompt, what)
         with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
             if max_tokens != request.max_tokens:
@@ -144,7 +151,8 @@ class ModelCaller:
             self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
             try:
                 with telemetry.model_call(backend, request) as span:
-                    completions = await backend.generate(request)
+                    completions = await (backend.generate(request) if sink is None
+                                         else backend.generate_stream(request, sink))
                     span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
@@ -155,7 +163,14 @@ class ModelCaller:
                      cached=bool(completions) and not fresh,
                      requests=sum(reported) if reported else int(bool(fresh)),
                      cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
+        if not continued:
+            self._note_finish(tuple(what.split("/")), [c.finish_reason for c in completions])
         return completions
+
+    def _note_finish(self, path: tuple[str, ...], finishes: list[str]) -> None:
+        """Remember a step whose kept generation its token limit cut short (for ``RunResult.truncated``)."""
+        if "length" in finishes:
+            self.ctx.mark_truncated(path)
 
     async def choice_probs(self, backend: Backend, prompt: Prompt, options: list[str], what: str) -> list[float]:
         """One choice evaluation (one call): the probability of each option as the prompt's continuation."""
@@ -180,7 +195,8 @@ class ModelCaller:
                                          str(node.span))
             return values if any(a.name == "n" for a in node.args) else values[0]
         request = self.request(self.prompt(node.prompt, lookup), params, path)
-        completions = await self.complete(backend, request, "/".join(path))
+        sink = self.ctx.token_sink if node is self.ctx.streamed and len(path) == 2 else None
+        completions = await self.complete(backend, request, "/".join(path), sink)
         texts = [_text(c) for c in completions]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
@@ -198,7 +214,7 @@ class ModelCaller:
         if params.get("temperature") is None:
             params["temperature"] = 0.7 if n > 1 else 0.0
         first = self.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path, deepen_step.PARAMS)
-        firsts = await self.complete(backend, first, "/".join(path))
+        firsts = await self.complete(backend, first, "/".join(path), continued=True)
 
         async def one(i: int, c: Completion) -> Text:
             text, tokens, prompt_tokens = c.text, c.completion_tokens, c.prompt_tokens
@@ -209,7 +225,7 @@ class ModelCaller:
                 text += f" {trigger} "
                 request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",),
                                        deepen_step.PARAMS)
-                [c] = await self.complete(backend, request, "/".join(path))
+                [c] = await self.complete(backend, request, "/".join(path), continued=True)
                 text += c.text
                 tokens += c.completion_tokens
                 prompt_tokens = prompt_tokens or c.prompt_tokens
@@ -219,6 +235,7 @@ class ModelCaller:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(i, c)) for i, c in enumerate(firsts)]
         texts = [t.result() for t in tasks]
+        self._note_finish(path, [t.finish for t in texts])
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
     async def evaluate(self, node: evaluate_step.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
@@ -251,8 +268,9 @@ class ModelCaller:
         with self.ctx.call_slot(what):
             self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
             score_request = ScoreRequest(prompt=prompt, continuations=continuations)
-            with telemetry.scoring(backend, score_request):
+            with telemetry.scoring(backend, score_request) as span:
                 scores = await backend.score(score_request)
+                span.scores(scores)
             self._charge()
         normalize = bool(params["normalize"])
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,

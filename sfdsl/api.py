@@ -45,6 +45,7 @@ from sfdsl.runtime.executor import Executor
 from sfdsl.runtime.failures import as_sfdsl_error, reraise
 from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime.token_stream import TokenSink, streamed_generate
 from sfdsl.runtime_session import Runtime, refuse_running_loop
 
 T = TypeVar("T")
@@ -182,6 +183,7 @@ class Recipe:
         budget: Budget | None = None,
         trace: str | Path | None = None,
         from_text: bool = False,
+        on_token: TokenSink | None = None,
         **kw_inputs: Any,
     ) -> RunResult:
         """Run the recipe in the current event loop.
@@ -189,8 +191,11 @@ class Recipe:
         Models come from ``backend`` when given (a backend, a pool, or a ``--backend``
         spec string such as ``"scripted:replies.json"`` or ``"openai:URL"``, whose
         backends this run builds and closes), else from ``runtime``, else from
-        the program's default runtime. Every error is an SfdslError located at the
-        failing step (``error.location``), the original exception as ``__cause__``.
+        the program's default runtime. ``on_token`` receives the answer's text
+        piece by piece as it decodes, when the answer is a single sample of one
+        ``generate`` (``sfdsl.runtime.token_stream``); otherwise it is not called.
+        Every error is an SfdslError located at the failing step
+        (``error.location``), the original exception as ``__cause__``.
 
         Raises:
             InputError: for unknown, missing or mistyped inputs.
@@ -215,7 +220,8 @@ class Recipe:
             pool = (runtime or self.program.runtime()).pool
         run_id = uuid.uuid4().hex[:12]
         budget = budget or Budget()
-        ctx = RunContext(run_id=run_id, seed=seed, budget=budget, trace=Trace(trace, run_id=run_id))
+        ctx = RunContext(run_id=run_id, seed=seed, budget=budget, trace=Trace(trace, run_id=run_id),
+                         token_sink=on_token, streamed=streamed_generate(self.ast) if on_token else None)
         static = self.bound(bound_inputs)
         where = str(self.ast.span)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
@@ -241,8 +247,10 @@ class Recipe:
                                location=error.location)
                 ctx.trace.close()
                 reraise(error)
-            except BaseException as exc:
-                ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc))
+            except BaseException as exc:  # cancelled: say what the run had spent
+                ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc), calls=ctx.cost.calls,
+                               prompt_tokens=ctx.cost.prompt_tokens, completion_tokens=ctx.cost.completion_tokens,
+                               wall_s=ctx.elapsed())
                 ctx.trace.close()
                 raise
             finally:
@@ -253,6 +261,7 @@ class Recipe:
                 outputs={"answer": outcome.answer, "score": outcome.score, **outcome.outputs},
                 steps=ctx.steps, cost=ctx.cost, seed=seed,
                 bound={"calls": static.calls, "tokens": static.tokens, "parallel": static.parallel},
+                truncated=outcome.truncated,
                 tool_calls=list(outcome.tool_calls),
             )
             ctx.trace.emit("run_finished", recipe=self.name, calls=ctx.cost.calls,

@@ -197,6 +197,7 @@ class CallOutcome(Record):
     abstained: bool
     reason: str | None
     outputs: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False  # the answer came from a generation its token limit cut short
     tool_calls: tuple[ToolCall, ...] = ()
     FIELDS: ClassVar[tuple[str, ...]] = ("answer", "score", "abstained", "reason")
 
