@@ -1,0 +1,103 @@
+"""A synthetic task with a known answer, for the ``sfrun tune`` tests.
+
+Item i is a question whose samples are right with probability p_i, independently (a seeded hash of the
+question, the request's seed, its temperature and the sample index decides). A right sample ends "The answer
+is {gold}."; a wrong one names a number no other sample names (wrong answers scatter). Every reply is exactly
+``WORDS`` words. P(True) scoring reveals p_i (the difficulty is visible to the model's self-evaluation).
+
+With wrong answers all distinct, a majority vote of n samples is right when at least two samples are right,
+or exactly one is and it came first (ties go to the answer that reached the tied count first; all answers
+then have one vote). So its accuracy is, per item, the binomial tail
+``P(K >= 2) + P(K = 1) / n`` with K ~ Binomial(n, p_i), averaged over the items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+from sfdsl.runtime.backends.base import Backend, Completion, GenerateRequest, ScoreRequest, SequenceScore
+
+WORDS = 20
+_FILLER = ("so we add the parts and check the sum again carefully before we state the result " * 3).split()
+
+
+def vote_accuracy(n: int, p: float) -> float:
+    """Exact accuracy of a majority vote of n samples on an item with per-sample accuracy p (see above)."""
+    none = (1 - p) ** n
+    one = n * p * (1 - p) ** (n - 1)
+    return 1 - none - one + one / n
+
+
+def analytic_curve(ps: list[float], n: int) -> float:
+    """Expected vote accuracy over items with these p_i."""
+    return sum(vote_accuracy(n, p) for p in ps) / len(ps)
+
+
+def make_items(count: int, *, seed: int, mixture: bool = False) -> list[dict[str, Any]]:
+    """Rows ``{id, question, answer, p}``; p ~ U(0.05, 0.75), or a mixture of easy and hard items."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        if mixture:
+            p = rng.uniform(0.9, 1.0) if i % 2 == 0 else rng.uniform(0.15, 0.45)
+        else:
+            p = rng.uniform(0.05, 0.75)
+        rows.append({"id": f"s{i:04d}", "question": f"synthetic question number {i:04d} p={p:.6f}",
+                     "answer": 100 + i, "p": p})
+    return rows
+
+
+def write_items(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _uniform(*parts: Any) -> float:
+    digest = hashlib.sha256(json.dumps(parts, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class SyntheticBackend(Backend):
+    """Answers every generation as the synthetic task says; counts the requests and samples it serves."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._by_question = {r["question"]: r for r in rows}
+        self.model_id = "synthetic"
+        self.context_tokens = None
+        self.generate_calls = 0
+        self.samples = 0
+        self.score_calls = 0
+
+    def _row(self, text: str) -> dict[str, Any]:
+        for question, row in self._by_question.items():
+            if question in text:
+                return row
+        raise KeyError(f"no synthetic question in prompt {text[:80]!r}")
+
+    async def generate(self, request: GenerateRequest) -> list[Completion]:
+        text = request.prompt.canonical()
+        row = self._row(text)
+        self.generate_calls += 1
+        self.samples += request.n
+        out = []
+        for i in range(request.n):
+            u = _uniform(row["question"], request.seed, request.temperature, text[-40:], i)
+            right = u < row["p"]
+            answer = row["answer"] if right else 1_000_000 + int(_uniform("wrong", u) * 10**9)
+            words = [*_FILLER[: WORDS - 4], "The", "answer", "is", f"{answer}."]
+            reply = " ".join(words[: request.max_tokens])
+            out.append(Completion(text=reply, completion_tokens=min(WORDS, request.max_tokens),
+                                  prompt_tokens=len(text.split()), finish_reason="stop", index=i))
+        return out
+
+    async def score(self, request: ScoreRequest) -> list[SequenceScore]:
+        row = self._row(request.prompt.canonical())
+        self.score_calls += 1
+        p = min(max(row["p"], 1e-6), 1 - 1e-6)
+        return [SequenceScore(token_logprobs=[math.log(p) if c == " (A)" else math.log(1 - p)])
+                for c in request.continuations]
