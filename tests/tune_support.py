@@ -101,3 +101,25 @@ class SyntheticBackend(Backend):
         p = min(max(row["p"], 1e-6), 1 - 1e-6)
         return [SequenceScore(token_logprobs=[math.log(p) if c == " (A)" else math.log(1 - p)])
                 for c in request.continuations]
+
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def tune_parser(backend: Any = None) -> Any:
+    """An ``sfrun``-like parser with only ``tune``, whose runs use ``backend`` for every model."""
+    import argparse
+
+    from sfdsl.tune.cli import add_tune_parser
+
+    parser = argparse.ArgumentParser(prog="sfrun")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = add_tune_parser(sub, make_backend=(lambda args: backend) if backend is not None else None)
+    p.add_argument("--import-path", action="append", default=[])
+    return parser
+
+
+def run_tune(argv: list[str], backend: Any) -> int:
+    """Run ``sfrun tune ARGV`` in this process on ``backend``; returns the exit code."""
+    args = tune_parser(backend).parse_args(["tune", *argv])
+    return int(args.func(args))

@@ -45,8 +45,10 @@ def add_tune_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
                    help="a searched input: NAME=LOW..HIGH[:log] or NAME=[A,B,...] (repeatable)")
     p.add_argument("--objective", default="accuracy,tokens", metavar="accuracy,tokens|calls|latency",
                    help="accuracy against which cost (default: accuracy,tokens)")
-    p.add_argument("--constraint", metavar="NAME<=X|accuracy>=X",
-                   help="e.g. tokens_per_item<=600, calls_per_item<=4, wall_s_per_item<=2, accuracy>=0.8")
+    p.add_argument("--constraint", action="append", default=[], metavar="NAME<=X|accuracy>=X",
+                   help="a limit the choice must meet (repeatable): a mean per item (tokens_per_item<=600, "
+                   "calls_per_item<=4, wall_s_per_item<=2), accuracy>=0.8, or a static worst case per item "
+                   "(bound_tokens<=1024, bound_calls<=8: configurations beyond it are skipped unrun)")
     p.add_argument("--trials", type=_positive_int, default=20, metavar="N",
                    help="configurations to run (skipped and repeated ones do not count; default: 20)")
     p.add_argument("--split", default=None, metavar="A:B",
@@ -128,14 +130,14 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     from sfdsl.eval.runner import stderr_logger
     from sfdsl.eval.store import ResultStore
     from sfdsl.tune.front import choose, measure
-    from sfdsl.tune.goals import parse_constraint, parse_objective
+    from sfdsl.tune.goals import parse_constraints, parse_objective
     from sfdsl.tune.racing import default_first_rung
     from sfdsl.tune.search import Search, signature
     from sfdsl.tune.space import parse_space
     from sfdsl.tune.trials import Evaluator, Judging, fixed_for
 
     objective = parse_objective(args.objective)
-    constraint = parse_constraint(args.constraint) if args.constraint else None
+    constraints = parse_constraints(args.constraint)
     rows = load_rows(args.data)
     rows = rows[: args.limit] if args.limit else rows
     dev, test = split_rows(rows, args.split)
@@ -177,7 +179,7 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
 
         space = parse_space(args.space, tuned, fixed=fixed, columns=sorted(columns), check=refuse)
         sig = signature(recipes={k: targets[k].fingerprint for k in tuned}, space=[d.describe() for d in space.dims],
-                        objective=objective.cost, constraint=str(constraint), dev=[r.values for r in dev],
+                        objective=objective.cost, constraints=[str(c) for c in constraints], dev=[r.values for r in dev],
                         metric=args.metric, gold=args.gold, fields=field_map, fixed=fixed, seed=args.seed,
                         limits=_limits(args), first_rung=args.first_rung, backend=_identity(args))
         async with contextlib.AsyncExitStack() as stack:
@@ -185,19 +187,20 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
             store = stack.enter_context(ResultStore.in_dir(out))
             evaluator = Evaluator(targets, judging, store, backend=backend, state_dir=out, identity=_identity(args),
                                   concurrency=args.concurrency, remote=remote, logger=logger)
-            search = Search(space, evaluator, dev, objective, constraint, args.trials, args.seed, out,
+            search = Search(space, evaluator, dev, objective, constraints, args.trials, args.seed, out,
                             args.first_rung or default_first_rung(len(dev)), sig)
             outcome = await search.run()
             configs = outcome.complete()
+            bounds = {c.key: _bound_dict(evaluator.bound(c)) for c in configs}
             points = measure(configs, outcome.records, {c.key: evaluator.inputs(c) for c in configs}, objective,
-                             seed=args.seed)
-            chosen = choose(points, objective, constraint)
+                             seed=args.seed, bounds=bounds)
+            chosen = choose(points, objective, constraints)
             tested = await _test(evaluator, chosen, baseline, test, seed=args.seed) if chosen and test else None
     finally:
         await backend.aclose()
         if made is not None and made is not backend and hasattr(made, "aclose"):
             await made.aclose()
-    doc = _write_outputs(args, out, outcome, points, chosen, tested, specs, objective, constraint, test,
+    doc = _write_outputs(args, out, outcome, points, chosen, tested, specs, objective, constraints, test,
                          fresh=evaluator.fresh)
     _print(console, doc, points, objective)
     if args.report:
@@ -206,6 +209,10 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
         write_output(out / REPORT, lambda: render_report(doc))
         console.print(f"report: {out / REPORT}")
     return 0
+
+
+def _bound_dict(bound: Any) -> dict[str, int] | None:
+    return None if bound is None else {"calls": bound.calls, "tokens": bound.tokens}
 
 
 def _tuned_labels(args: argparse.Namespace, targets: dict[str, Target]) -> list[str]:
@@ -281,14 +288,14 @@ def reproduce_command(args: argparse.Namespace, spec: str, out: Path) -> str:
 
 def _write_outputs(args: argparse.Namespace, out: Path, outcome: SearchOutcome, points: list[Point],
                    chosen: Point | None, tested: dict[str, Any] | None, specs: dict[str, str], objective: Any,
-                   constraint: Any, test: list[Row], *, fresh: int) -> dict[str, Any]:
+                   constraints: Any, test: list[Row], *, fresh: int) -> dict[str, Any]:
     from sfdsl.eval.cli import _json_safe
 
     front = [p.to_json(objective, chosen=p is chosen) for p in points]
     write_output(out / FRONT, lambda: json.dumps(_json_safe(front), indent=2))
     doc: dict[str, Any] = {
         "meta": {"data": str(args.data), "metric": args.metric, "objective": f"accuracy,{objective.cost}",
-                 "constraint": None if constraint is None else str(constraint), "seed": args.seed,
+                 "constraints": [str(c) for c in constraints], "seed": args.seed,
                  "split": args.split, "trials": args.trials, "recipes": list(args.recipes)},
         "objective_field": objective.field,
         "trials": [vars(t) | {"config": str(t.config), "recipe": t.config.recipe, "inputs": dict(t.config.inputs)}
@@ -330,7 +337,7 @@ def _print(console: Console, doc: dict[str, Any], points: list[Point], objective
                   f"{doc['skipped']} skipped on their static bound, {states.count('repeat')} repeated; "
                   f"{doc['fresh_results']} item results computed now (the rest came from the store)")
     if not chosen:
-        console.print(f"no configuration meets {doc['meta']['constraint']}")
+        console.print(f"no configuration meets {', '.join(doc['meta']['constraints'])}")
         return
     console.print(f"chosen: {chosen['config']}  (dev accuracy {chosen['dev']['accuracy']:.3f})")
     tested = chosen.get("test")

@@ -21,12 +21,14 @@ class Point:
         config: The configuration.
         inputs: Every input it fixes (``-i`` ones included): what ``best.json`` holds when it is chosen.
         summary: ``sfdsl.eval.metrics.summarize`` of its dev records.
+        bound: Its static worst case per item (``calls``, ``tokens``), when known.
         on_front: Not dominated by another point (no costlier and at least as accurate).
     """
 
     config: Config
     inputs: dict[str, Any]
     summary: dict[str, Any]
+    bound: dict[str, int] | None = None
     on_front: bool = False
 
     @property
@@ -53,13 +55,15 @@ class Point:
                 "wall_s": cost["wall_s_per_item"],
             },
             "objective_cost": self.cost(objective.field),
+            "bound": self.bound,
             "on_front": self.on_front,
             "chosen": chosen,
         }
 
 
 def measure(configs: Sequence[Config], records: Mapping[str, Sequence[ItemRecord]],
-            inputs: Mapping[str, Mapping[str, Any]], objective: Objective, *, seed: int = 0) -> list[Point]:
+            inputs: Mapping[str, Mapping[str, Any]], objective: Objective, *, seed: int = 0,
+            bounds: Mapping[str, dict[str, int] | None] | None = None) -> list[Point]:
     """Points for the configurations, the front marked, cheapest first.
 
     Args:
@@ -68,27 +72,28 @@ def measure(configs: Sequence[Config], records: Mapping[str, Sequence[ItemRecord
         inputs: Their full inputs by ``config.key``.
         objective: The cost axis of the front.
         seed: Bootstrap seed.
+        bounds: Their static worst cases by ``config.key``.
     """
-    points = [Point(c, dict(inputs[c.key]), summarize(records[c.key], seed=seed)) for c in configs]
+    points = [Point(c, dict(inputs[c.key]), summarize(records[c.key], seed=seed), (bounds or {}).get(c.key))
+              for c in configs]
     flags = pareto_front([(p.cost(objective.field), p.accuracy) for p in points])
     for point, flag in zip(points, flags, strict=True):
         point.on_front = flag
     return sorted(points, key=lambda p: (p.cost(objective.field), -p.accuracy))
 
 
-def choose(points: Sequence[Point], objective: Objective, constraint: Constraint | None) -> Point | None:
-    """The configuration to use.
+def choose(points: Sequence[Point], objective: Objective, constraints: Sequence[Constraint] = ()) -> Point | None:
+    """The configuration to use, among the points that meet every constraint.
 
-    * a cost constraint: the most accurate point whose mean cost meets it (ties: the cheaper);
-    * an accuracy constraint: the cheapest point whose accuracy meets it (ties: the more accurate);
-    * none: the most accurate point (ties: the cheaper).
+    * with an accuracy constraint: the cheapest such point (ties: the more accurate);
+    * otherwise: the most accurate one (ties: the cheaper).
 
-    Returns None when no point meets the constraint.
+    Returns None when no point meets the constraints.
     """
     field = objective.field
-    feasible = [p for p in points if constraint is None or constraint.holds(p.accuracy, p.summary["cost"])]
+    feasible = [p for p in points if all(c.holds(p.accuracy, p.summary["cost"], p.bound) for c in constraints)]
     if not feasible:
         return None
-    if constraint is not None and not constraint.on_cost:
+    if any(c.field == "accuracy" for c in constraints):
         return min(feasible, key=lambda p: (p.cost(field), -p.accuracy))
     return min(feasible, key=lambda p: (-p.accuracy, p.cost(field)))

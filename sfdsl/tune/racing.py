@@ -8,8 +8,10 @@ The rule (also in the README):
 
   1. an earlier configuration that ran on the same items costs no more per item and wins more items than it
      loses against it, with a one-sided exact sign test at 5% (it is dominated: it cannot be on the front); or
-  2. a cost constraint is given and the 95% bootstrap CI of its mean cost per item lies wholly above the
-     limit, or an accuracy constraint is given and its accuracy CI lies wholly below it (it cannot be chosen).
+  2. the 95% bootstrap CI of its mean cost per item lies wholly above a ``--constraint`` on that mean, or its
+     accuracy CI lies wholly below an ``accuracy>=X`` constraint (it cannot be chosen).
+
+(A configuration whose static worst case breaks a ``bound_*`` constraint never starts: it is skipped.)
 
 A stopped configuration keeps its stored results but is left off the front.
 """
@@ -69,14 +71,14 @@ def item_costs(records: Sequence[ItemRecord], field: str) -> list[float]:
 
 
 def stop_reason(records: Sequence[ItemRecord], rivals: Sequence[Rival], *, cost_field: str,
-                constraint: Constraint | None = None, seed: int = 0) -> str | None:
+                constraints: Sequence[Constraint] = (), seed: int = 0) -> str | None:
     """Why a configuration with these records (on the first m dev items) stops now, or None to go on.
 
     Args:
         records: The configuration's records on the rung's items.
         rivals: Earlier configurations, each with its records on (at least) the same items.
         cost_field: The cost objective's per-item field.
-        constraint: The ``--constraint``, if any.
+        constraints: The ``--constraint``s (those on static bounds are not looked at here).
         seed: Bootstrap seed.
     """
     if not records:
@@ -94,13 +96,15 @@ def stop_reason(records: Sequence[ItemRecord], rivals: Sequence[Rival], *, cost_
         losses = sum(theirs[i] < mine[i] for i in mine)
         if wins > losses and sign_test(wins, losses) / 2 < ALPHA:
             return f"dominated by {rival.name} ({wins} items won, {losses} lost, at no more cost)"
-    if constraint is not None:
-        return _infeasible(records, constraint, cost_field, seed)
+    for constraint in constraints:
+        reason = None if constraint.on_bound else _infeasible(records, constraint, seed)
+        if reason:
+            return reason
     return None
 
 
-def _infeasible(records: Sequence[ItemRecord], constraint: Constraint, cost_field: str, seed: int) -> str | None:
-    if constraint.on_cost:
+def _infeasible(records: Sequence[ItemRecord], constraint: Constraint, seed: int) -> str | None:
+    if constraint.on_mean_cost:
         values = item_costs(records, constraint.field)
         low, _ = bootstrap_ci([[v] for v in values], alpha=2 * ALPHA, seed=seed)
         if low > constraint.limit:

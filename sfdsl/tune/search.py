@@ -93,7 +93,7 @@ class Search:
     evaluator: Evaluator
     dev: Sequence[Row]
     objective: Objective
-    constraint: Constraint | None
+    constraints: Sequence[Constraint]
     trials: int
     seed: int
     out: Path
@@ -227,9 +227,9 @@ class Search:
             earlier = next(t for t in self.outcome.trials if t.config.key == config.key)
             return TrialOutcome(number, config, "repeat", earlier.items, earlier.accuracy, earlier.cost,
                                 f"same as trial {earlier.number}", shown)
-        if bound is not None and self.constraint is not None and self.constraint.bound_exceeds(
-                bound.calls, bound.tokens):
-            return TrialOutcome(number, config, "skipped", reason=f"static bound {bound} breaks {self.constraint}",
+        broken = [c for c in self.constraints if bound is not None and c.bound_exceeds(bound.calls, bound.tokens)]
+        if broken and bound is not None:
+            return TrialOutcome(number, config, "skipped", reason=f"static bound {bound} breaks {broken[0]}",
                                 bound=shown)
         schedule = rungs(len(self.dev), self.first_rung)
         records: list[ItemRecord] = []
@@ -240,7 +240,7 @@ class Search:
                 break
             ids = {r.item_id for r in records}
             reason = stop_reason(records, rival_records(self._named_records(), ids),
-                                 cost_field=self.objective.field, constraint=self.constraint, seed=self.seed)
+                                 cost_field=self.objective.field, constraints=self.constraints, seed=self.seed)
             if reason:
                 break
         self._remember(config, records)
