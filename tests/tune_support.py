@@ -13,6 +13,7 @@ then have one vote). So its accuracy is, per item, the binomial tail
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -65,8 +66,9 @@ def _uniform(*parts: Any) -> float:
 class SyntheticBackend(Backend):
     """Answers every generation as the synthetic task says; counts the requests and samples it serves."""
 
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, rows: list[dict[str, Any]], *, latency: float = 0.0, log: Path | None = None) -> None:
         self._by_question = {r["question"]: r for r in rows}
+        self._latency, self._log = latency, log
         self.model_id = "synthetic"
         self.context_tokens = None
         self.generate_calls = 0
@@ -84,6 +86,11 @@ class SyntheticBackend(Backend):
         row = self._row(text)
         self.generate_calls += 1
         self.samples += request.n
+        if self._log is not None:
+            with self._log.open("a") as f:
+                f.write(f"{row['id']} n={request.n}\n")
+        if self._latency:
+            await asyncio.sleep(self._latency)
         out = []
         for i in range(request.n):
             u = _uniform(row["question"], request.seed, request.temperature, text[-40:], i)

@@ -13,15 +13,17 @@ static bound first; otherwise Optuna's multi-objective TPE sampler proposes them
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
 import random
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sfdsl.eval.data import Row
 from sfdsl.eval.paired import item_accuracy
@@ -35,6 +37,8 @@ from sfdsl.tune.trials import Evaluator
 log = get_logger("sfdsl.tune")
 
 STUDY_FILE = "study.sqlite"
+
+T = TypeVar("T")
 
 #: Proposals per counted trial before the search gives up finding new configurations.
 MAX_ASKS_PER_TRIAL = 10
@@ -100,11 +104,21 @@ class Search:
     first_rung: int
     signature: str
     outcome: SearchOutcome = field(default_factory=SearchOutcome)
+    _thread: Any = None
 
     async def run(self) -> SearchOutcome:
         """Run (or resume) the search until ``trials`` configurations ran or the space is used up."""
-        study = await asyncio.to_thread(self._study)
-        finished, running = await asyncio.to_thread(_split_trials, study)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfdsl-tune-study") as thread:
+            self._thread = thread
+            return await self._run()
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run an Optuna call off the event loop, always on the same thread (Optuna caches trials per thread)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(fn, *args, **kwargs))
+
+    async def _run(self) -> SearchOutcome:
+        study = await self._call(self._study)
+        finished, running = await self._call(_split_trials, study)
         for frozen in finished:
             await self._replay(frozen)
         for frozen in running:
@@ -115,7 +129,7 @@ class Search:
             if grid is not None and all(c.key in self.outcome.configs or self._was_skipped(c) for c in grid):
                 break
             asks += 1
-            trial = await asyncio.to_thread(self._ask, study)
+            trial = await self._call(self._ask, study)
             config = self.space.suggest(trial)
             await self._finish(study, trial.number, trial._trial_id, config)
         return self.outcome
@@ -160,10 +174,15 @@ class Search:
                                               n_startup_trials=max(2, min(10, self.trials // 3)))
 
     def _ask(self, study: Any) -> Any:
-        study.sampler = self._sampler(len(study.trials))
+        """A new trial, proposed from the stored history only: a fresh view of the study (Optuna's study object
+        caches trials), with the sampler reseeded from the seed and the trial count."""
+        import optuna
+
+        fresh = optuna.load_study(study_name=study.study_name, storage=study._storage,
+                                  sampler=self._sampler(len(study.get_trials(deepcopy=False))))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return study.ask()
+            return fresh.ask()
 
     # ------------------------------------------------------------ trials
 
@@ -195,7 +214,7 @@ class Search:
         if not complete:  # killed between the proposal and its parameters: nothing ran
             import optuna
 
-            await asyncio.to_thread(study.tell, frozen.number, state=optuna.trial.TrialState.FAIL)
+            await self._call(study.tell, frozen.number, state=optuna.trial.TrialState.FAIL)
             return
         await self._finish(study, frozen.number, frozen._trial_id, config)
 
@@ -215,7 +234,7 @@ class Search:
             else:
                 study.tell(number, [outcome.accuracy or 0.0, outcome.cost or 0.0])
 
-        await asyncio.to_thread(tell)
+        await self._call(tell)
         log.info("tune_trial_finished", trial=number, config=str(config), state=outcome.state,
                  items=outcome.items, accuracy=outcome.accuracy, cost=outcome.cost, reason=outcome.reason)
 
