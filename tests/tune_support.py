@@ -40,12 +40,13 @@ def analytic_curve(ps: list[float], n: int) -> float:
 
 
 def make_items(count: int, *, seed: int, mixture: bool = False) -> list[dict[str, Any]]:
-    """Rows ``{id, question, answer, p}``; p ~ U(0.05, 0.75), or a mixture of easy and hard items."""
+    """Rows ``{id, question, answer, p}``: p ~ U(0.05, 0.75), or (``mixture``) alternately an easy item,
+    p ~ U(0.95, 1), and a hard one, p ~ U(0.2, 0.5)."""
     rng = random.Random(seed)
     rows = []
     for i in range(count):
         if mixture:
-            p = rng.uniform(0.9, 1.0) if i % 2 == 0 else rng.uniform(0.15, 0.45)
+            p = rng.uniform(0.95, 1.0) if i % 2 == 0 else rng.uniform(0.2, 0.5)
         else:
             p = rng.uniform(0.05, 0.75)
         rows.append({"id": f"s{i:04d}", "question": f"synthetic question number {i:04d} p={p:.6f}",
@@ -66,8 +67,10 @@ def _uniform(*parts: Any) -> float:
 class SyntheticBackend(Backend):
     """Answers every generation as the synthetic task says; counts the requests and samples it serves."""
 
-    def __init__(self, rows: list[dict[str, Any]], *, latency: float = 0.0, log: Path | None = None) -> None:
+    def __init__(self, rows: list[dict[str, Any]], *, words: int = WORDS, latency: float = 0.0,
+                 log: Path | None = None) -> None:
         self._by_question = {r["question"]: r for r in rows}
+        self.words = words
         self._latency, self._log = latency, log
         self.model_id = "synthetic"
         self.context_tokens = None
@@ -96,9 +99,9 @@ class SyntheticBackend(Backend):
             u = _uniform(row["question"], request.seed, request.temperature, text[-40:], i)
             right = u < row["p"]
             answer = row["answer"] if right else 1_000_000 + int(_uniform("wrong", u) * 10**9)
-            words = [*_FILLER[: WORDS - 4], "The", "answer", "is", f"{answer}."]
+            words = [*(_FILLER * 8)[: self.words - 4], "The", "answer", "is", f"{answer}."]
             reply = " ".join(words[: request.max_tokens])
-            out.append(Completion(text=reply, completion_tokens=min(WORDS, request.max_tokens),
+            out.append(Completion(text=reply, completion_tokens=min(self.words, request.max_tokens),
                                   prompt_tokens=len(text.split()), finish_reason="stop", index=i))
         return out
 
@@ -106,8 +109,10 @@ class SyntheticBackend(Backend):
         row = self._row(request.prompt.canonical())
         self.score_calls += 1
         p = min(max(row["p"], 1e-6), 1 - 1e-6)
-        return [SequenceScore(token_logprobs=[math.log(p) if c == " (A)" else math.log(1 - p)])
-                for c in request.continuations]
+        prompt = len(request.prompt.canonical().split())  # the prompt is read once for all continuations
+        return [SequenceScore(token_logprobs=[math.log(p) if c == " (A)" else math.log(1 - p)],
+                              prompt_tokens=prompt if i == 0 else 0)
+                for i, c in enumerate(request.continuations)]
 
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
