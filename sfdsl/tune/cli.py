@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sfdsl.errors import InputError, SfdslError
+from sfdsl.errors import InputError, ModelNotFoundError, RecipeNotFoundError, SfdslError, SourceNotFoundError
 from sfdsl.eval.cli import METRIC_NAMES, STORE_VERSION, MakeBackend, check_writable, fixed_inputs, write_output
 from sfdsl.eval.data import Row, build_items, load_rows, parse_assignments
 from sfdsl.eval.glue import Target, load_target, shared_pool, split_recipe_spec
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
     from sfdsl.tune.front import Point
     from sfdsl.tune.search import SearchOutcome
+
+#: Errors in what the user gave (exit 2), found before a model runs.
+USAGE_ERRORS = (InputError, SourceNotFoundError, RecipeNotFoundError, ModelNotFoundError)
 
 #: Output files of a tune directory.
 FRONT, BEST, SUMMARY, TEST_DATA, REPORT = "front.json", "best.json", "tune.json", "test.jsonl", "report.html"
@@ -84,13 +87,14 @@ def add_tune_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
 
 
 def run_tune_command(args: argparse.Namespace, *, make_backend: MakeBackend | None = None) -> int:
-    """Body of ``sfrun tune``: 0 done, 2 bad usage or input (before anything runs), 1 another failure, 130 Ctrl-C."""
+    """Body of ``sfrun tune``: 0 done, 2 bad usage or input (found before a model runs), 1 compile errors or a
+    failure, 130 Ctrl-C (rerun the same command to resume)."""
     from rich.console import Console
 
     try:
         console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160, highlight=False)
         return asyncio.run(_tune(args, make_backend, console))
-    except InputError as exc:
+    except USAGE_ERRORS as exc:
         sys.stderr.write(f"sfrun tune: error: {exc}\n")
         return 2
     except SfdslError as exc:
@@ -133,7 +137,8 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     from sfdsl.tune.goals import parse_constraints, parse_objective
     from sfdsl.tune.racing import default_first_rung
     from sfdsl.tune.search import Search, signature
-    from sfdsl.tune.space import parse_space
+    from sfdsl.tune.probe import dry_run
+    from sfdsl.tune.space import parse_space, probe_space
     from sfdsl.tune.trials import Evaluator, Judging, fixed_for
 
     objective = parse_objective(args.objective)
@@ -165,19 +170,19 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
             targets[baseline[0]] = baseline[1]
             specs[baseline[0]] = baseline[2]
         columns = set(field_map) | {k for r in dev for k in r.values}
+        first: dict[str, dict[str, Any]] = {}
         for label, target in targets.items():  # data problems surface now, before a model runs
-            build_items(dev[:1] + test[:1], input_types=target.input_types, required=target.required,
-                        field_map=field_map, gold=args.gold, fixed={k: v for k, v in fixed.items()
-                                                                    if k in target.input_types},
-                        source=str(args.data))
-        tuned = {label: targets[label].input_types for label in specs if label in _tuned_labels(args, targets)}
+            items = build_items(dev[:1] + test[:1], input_types=target.input_types, required=target.required,
+                                field_map=field_map, gold=args.gold, fixed=fixed_for(target, fixed),
+                                source=str(args.data))
+            first[label] = dict(items[0].inputs)
+        tuned = {label: targets[label].input_types for label in list(targets)[: len(args.recipes)]}
+        space = parse_space(args.space, tuned, fixed=fixed, columns=sorted(columns))
 
-        def refuse(label: str, inputs: dict[str, Any]) -> None:
-            recipe = targets[label].recipe
-            if recipe is not None:
-                recipe.bound({**fixed_for(targets[label], fixed), **inputs})
+        async def probe(label: str, inputs: dict[str, Any]) -> None:
+            await dry_run(targets[label].recipe, {**first[label], **inputs})
 
-        space = parse_space(args.space, tuned, fixed=fixed, columns=sorted(columns), check=refuse)
+        await probe_space(space, probe)
         sig = signature(recipes={k: targets[k].fingerprint for k in tuned}, space=[d.describe() for d in space.dims],
                         objective=objective.cost, constraints=[str(c) for c in constraints], dev=[r.values for r in dev],
                         metric=args.metric, gold=args.gold, fields=field_map, fixed=fixed, seed=args.seed,
@@ -213,10 +218,6 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
 
 def _bound_dict(bound: Any) -> dict[str, int] | None:
     return None if bound is None else {"calls": bound.calls, "tokens": bound.tokens}
-
-
-def _tuned_labels(args: argparse.Namespace, targets: dict[str, Target]) -> list[str]:
-    return list(targets)[: len(args.recipes)]
 
 
 def _check_fixed(fixed: dict[str, Any], targets: dict[str, Target]) -> None:

@@ -17,7 +17,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,8 @@ RECIPE = "recipe"
 _RANGE = re.compile(r"^\s*([-+]?[\d.eE+-]+)\s*\.\.\s*([-+]?[\d.eE+-]+)\s*(?::\s*(log))?\s*$")
 _INT = re.compile(r"^[-+]?\d+$")
 
-#: ``check(label, inputs)`` raises an SfdslError when the recipe ``label`` refuses these inputs.
-Check = Callable[[str, dict[str, Any]], None]
+#: ``await probe(label, inputs)`` raises an SfdslError when the recipe ``label`` refuses these inputs.
+Probe = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class SpaceError(InputError):
@@ -166,7 +166,6 @@ def parse_space(
     *,
     fixed: Mapping[str, Any] | None = None,
     columns: Sequence[str] = (),
-    check: Check | None = None,
 ) -> Space:
     """Parse ``--space`` specs against the recipes' inputs.
 
@@ -175,8 +174,6 @@ def parse_space(
         input_types: Per recipe label, its inputs and their type names.
         fixed: Inputs fixed with ``-i`` (they cannot also be searched).
         columns: Inputs fed from the data (they cannot be searched).
-        check: Called with each range end and each choice, per recipe, so a value the recipe refuses
-            (its input types, its static cost bound) is an error now.
 
     Raises:
         SpaceError: naming the spec and what is wrong with it.
@@ -202,10 +199,7 @@ def parse_space(
         if name in columns:
             raise SpaceError(f"--space {name}: the input is fed from the data; it cannot be searched")
         types = {input_types[label][name] for label in owners}
-        dim = _parse_body(name, body.strip(), types, tuple(owners))
-        if check is not None:
-            _check_values(dim, check)
-        dims.append(dim)
+        dims.append(_parse_body(name, body.strip(), types, tuple(owners)))
     return Space(recipes=tuple(input_types), dims=tuple(dims))
 
 
@@ -269,17 +263,26 @@ def _coerce(value: Any, types: set[str | None], where: str) -> Any:
     return out
 
 
-def _check_values(dim: Dimension, check: Check) -> None:
-    """Ask every recipe that declares the input about each range end and each choice."""
-    if dim.kind == "choice":
-        values: list[Any] = list(dim.choices)
-    elif dim.kind == "int":
-        values = [int(dim.low), int(dim.high)]
-    else:
-        values = [dim.low, dim.high]
-    for label in dim.recipes:
-        for value in values:
-            try:
-                check(label, {dim.name: value})
-            except SfdslError as exc:
-                raise SpaceError(f"--space {dim.name}: {label} refuses {dim.name}={value!r}: {exc}") from None
+async def probe_space(space: Space, probe: Probe) -> None:
+    """Ask every recipe that declares a searched input about each range end and each choice.
+
+    Raises:
+        SpaceError: naming the input, the value and the recipe's own complaint.
+    """
+    for dim in space.dims:
+        if dim.kind == "choice":
+            values: list[Any] = list(dim.choices)
+        elif dim.kind == "int":
+            values = [int(dim.low), int(dim.high)]
+        else:
+            values = [dim.low, dim.high]
+        for label in dim.recipes:
+            for value in values:
+                try:
+                    await probe(label, {dim.name: value})
+                except SfdslError as exc:
+                    lines = [ln.strip() for ln in str(exc).splitlines() if not ln.strip().startswith("For further")]
+                    reason = " ".join(" ".join(lines).split())
+                    if exc.location and not reason.startswith(exc.location):
+                        reason = f"{exc.location}: {reason}"
+                    raise SpaceError(f"--space {dim.name}: {label} refuses {dim.name}={value!r}: {reason}") from None
