@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tune_support import RECIPES, WORDS, SyntheticBackend, make_items, run_tune, write_items
 
 from sfdsl.eval.cli import add_eval_parser
-from tune_support import RECIPES, WORDS, SyntheticBackend, make_items, run_tune, write_items
+
+pytest.importorskip("optuna", reason="sfrun tune needs the tune extra: pip install 'sfdsl[tune]'")
 
 SC = f"{RECIPES / 'self_consistency.sf'}:self_consistency"
 COT = str(RECIPES / "chain_of_thought.sf")

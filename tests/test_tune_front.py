@@ -20,7 +20,8 @@ CONFIGS = {  # n -> (right of 10, tokens per item)
 }
 
 
-def _points(objective: Objective = Objective()) -> list:
+def _points() -> list:
+    objective = Objective()
     configs = [Config("sc", {"n": n}) for n in CONFIGS]
     records = {c.key: _records(*CONFIGS[c.inputs["n"]]) for c in configs}
     bounds = {c.key: {"calls": 1, "tokens": 20 * c.inputs["n"]} for c in configs}

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from test_eval_report import CHROMIUM, PROBE, _Collect
 from tune_support import RECIPES, WORDS, SyntheticBackend, make_items, run_tune, write_items
+
+pytest.importorskip("optuna", reason="sfrun tune needs the tune extra: pip install 'sfdsl[tune]'")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tune_support import RECIPES, WORDS, SyntheticBackend, make_items, run_tune, write_items
+
+pytest.importorskip("optuna", reason="sfrun tune needs the tune extra: pip install 'sfdsl[tune]'")
 
 TESTS = Path(__file__).resolve().parent
 

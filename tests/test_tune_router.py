@@ -7,11 +7,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tune_support import RECIPES, SyntheticBackend, make_items, run_tune, write_items
 
 import sfdsl
 from sfdsl.eval.paired import paired_gain
 from sfdsl.eval.store import ItemRecord, ResultStore
-from tune_support import RECIPES, SyntheticBackend, make_items, run_tune, write_items
+
+pytest.importorskip("optuna", reason="sfrun tune needs the tune extra: pip install 'sfdsl[tune]'")
 
 ROUTER = RECIPES / "adaptive_router.sf"
 WORDS = 60  # a chain of thought much longer than the prompt, as with a real model

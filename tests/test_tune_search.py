@@ -7,8 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from tune_support import RECIPES, WORDS, SyntheticBackend, analytic_curve, make_items, run_tune, write_items
+
+pytest.importorskip("optuna", reason="sfrun tune needs the tune extra: pip install 'sfdsl[tune]'")
 
 DEV, TEST = 80, 40
 PROMPT = 27  # words of self_consistency's prompt around a synthetic question (the scripted token count)

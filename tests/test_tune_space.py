@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import optuna
 import pytest
+from tune_support import RECIPES
 
 import sfdsl
 from sfdsl.tune.probe import dry_run
 from sfdsl.tune.space import Config, SpaceError, parse_space, probe_space
-from tune_support import RECIPES
+
+optuna = pytest.importorskip("optuna", reason="sfrun tune needs the tune extra: pip install 'sfdsl[tune]'")
 
 TYPES = {
     "self_consistency": {"question": "str", "n": "int", "temperature": "float", "max_tokens": "int"},

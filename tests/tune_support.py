@@ -45,10 +45,8 @@ def make_items(count: int, *, seed: int, mixture: bool = False) -> list[dict[str
     rng = random.Random(seed)
     rows = []
     for i in range(count):
-        if mixture:
-            p = rng.uniform(0.95, 1.0) if i % 2 == 0 else rng.uniform(0.2, 0.5)
-        else:
-            p = rng.uniform(0.05, 0.75)
+        easy = i % 2 == 0
+        p = (rng.uniform(0.95, 1.0) if easy else rng.uniform(0.2, 0.5)) if mixture else rng.uniform(0.05, 0.75)
         rows.append({"id": f"s{i:04d}", "question": f"synthetic question number {i:04d} p={p:.6f}",
                      "answer": 100 + i, "p": p})
     return rows

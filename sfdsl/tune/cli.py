@@ -135,12 +135,13 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     from sfdsl.eval.store import ResultStore
     from sfdsl.tune.front import choose, measure
     from sfdsl.tune.goals import parse_constraints, parse_objective
-    from sfdsl.tune.racing import default_first_rung
-    from sfdsl.tune.search import Search, signature
     from sfdsl.tune.probe import dry_run
+    from sfdsl.tune.racing import default_first_rung
+    from sfdsl.tune.search import Search, import_optuna, signature
     from sfdsl.tune.space import parse_space, probe_space
     from sfdsl.tune.trials import Evaluator, Judging, fixed_for
 
+    import_optuna()
     objective = parse_objective(args.objective)
     constraints = parse_constraints(args.constraint)
     rows = load_rows(args.data)
@@ -184,7 +185,8 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
 
         await probe_space(space, probe)
         sig = signature(recipes={k: targets[k].fingerprint for k in tuned}, space=[d.describe() for d in space.dims],
-                        objective=objective.cost, constraints=[str(c) for c in constraints], dev=[r.values for r in dev],
+                        objective=objective.cost, constraints=[str(c) for c in constraints],
+                        dev=[r.values for r in dev],
                         metric=args.metric, gold=args.gold, fields=field_map, fixed=fixed, seed=args.seed,
                         limits=_limits(args), first_rung=args.first_rung, backend=_identity(args))
         async with contextlib.AsyncExitStack() as stack:
@@ -237,7 +239,7 @@ def _baseline(name: str, specs: dict[str, str], backend: Any, limits: dict[str, 
         return None
     if name in specs:
         return name, None, specs[name]  # type: ignore[return-value]
-    path, recipe = split_recipe_spec(name)
+    path, _ = split_recipe_spec(name)
     if path.endswith(".sf"):
         spec = name
     else:
@@ -353,7 +355,7 @@ def _print(console: Console, doc: dict[str, Any], points: list[Point], objective
             console.print(f"vs {base['recipe']} (accuracy {base['summary']['accuracy']:.3f}): gain "
                           f"{pair['gain']:+.3f} {_ci(glo, ghi, signed=True)}, {pair['wins']} items won, "
                           f"{pair['losses']} lost (sign test p={pair['p_value']:.3g})")
-        console.print(f"reproduce: {chosen['reproduce']}")
+        console.print(f"reproduce: {chosen['reproduce']}", soft_wrap=True, markup=False)
 
 
 def _ci(lo: float | None, hi: float | None, *, signed: bool = False) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sfdsl.errors import SfdslError
 from sfdsl.eval.data import Row
 from sfdsl.eval.paired import item_accuracy
 from sfdsl.eval.store import ItemRecord
@@ -39,6 +40,19 @@ log = get_logger("sfdsl.tune")
 STUDY_FILE = "study.sqlite"
 
 T = TypeVar("T")
+
+class TuneError(SfdslError):
+    """Raised when a search cannot run (the ``tune`` extra, Optuna, is not installed)."""
+
+
+def import_optuna() -> Any:
+    """The ``optuna`` module, or a :class:`TuneError` naming the extra to install."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise TuneError("sfrun tune needs the tune extra: pip install 'sfdsl[tune]'") from exc
+    return optuna
+
 
 #: Proposals per counted trial before the search gives up finding new configurations.
 MAX_ASKS_PER_TRIAL = 10
