@@ -40,7 +40,7 @@ def _tune(task: dict[str, Any], *extra: str, backend: Any = None) -> tuple[int, 
     ([SC, "--space", "n=1..4", "--split", "20:20"], "asks for 40 rows but the data has 24"),
     ([SC, "--space", "n=1..4", "--objective", "accuracy,money"], "--objective expects"),
     ([SC, "--space", "n=1..4", "-i", "colour=red"], "no recipe has an input 'colour'"),
-    ([SC, "--space", "n=1..4", "--baseline", "no_such_recipe"], "no no_such_recipe.sf next to the recipes"),
+    ([SC, "--space", "n=1..4", "--baseline", "no_such_recipe"], "no no_such_recipe.sf next to the recipes or in"),
     ([str(RECIPES / "missing.sf"), "--space", "n=1..4"], "missing.sf"),
 ])
 def test_bad_input_is_an_error_before_any_model_call(task: dict[str, Any], extra: list[str], message: str,

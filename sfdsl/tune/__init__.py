@@ -4,6 +4,7 @@ Modules, one concept each:
 
 * ``space``: the search space (``--space``) and the configurations it yields;
 * ``goals``: the objectives (``--objective``) and the constraint (``--constraint``);
+* ``probe``: dry runs on a stand-in model that check searched values before a model runs;
 * ``trials``: running one configuration on items through the eval store;
 * ``racing``: when a configuration is stopped before it has seen every dev item;
 * ``search``: the Optuna study (SQLite, resumable) that proposes configurations;

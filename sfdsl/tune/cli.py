@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 #: Errors in what the user gave (exit 2), found before a model runs.
 USAGE_ERRORS = (InputError, SourceNotFoundError, RecipeNotFoundError, ModelNotFoundError)
 
+#: The recipe library of a source checkout, where a ``--baseline`` name is also looked up.
+LIBRARY = Path(__file__).resolve().parent.parent.parent / "recipes"
+
 #: Output files of a tune directory.
 FRONT, BEST, SUMMARY, TEST_DATA, REPORT = "front.json", "best.json", "tune.json", "test.jsonl", "report.html"
 
@@ -193,9 +196,9 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
             remote = await _remote_executor(args, make_backend, stack)
             store = stack.enter_context(ResultStore.in_dir(out))
             evaluator = Evaluator(targets, judging, store, backend=backend, state_dir=out, identity=_identity(args),
-                                  concurrency=args.concurrency, remote=remote, logger=logger)
+                                  concurrency=args.concurrency, remote=remote)
             search = Search(space, evaluator, dev, objective, constraints, args.trials, args.seed, out,
-                            args.first_rung or default_first_rung(len(dev)), sig)
+                            args.first_rung or default_first_rung(len(dev)), sig, logger=logger)
             outcome = await search.run()
             configs = outcome.complete()
             bounds = {c.key: _bound_dict(evaluator.bound(c)) for c in configs}
@@ -243,10 +246,11 @@ def _baseline(name: str, specs: dict[str, str], backend: Any, limits: dict[str, 
     if path.endswith(".sf"):
         spec = name
     else:
-        found = [Path(split_recipe_spec(s)[0]).parent / f"{name}.sf" for s in specs.values()]
-        hit = next((p for p in found if p.is_file()), None)
+        places = [Path(split_recipe_spec(s)[0]).parent for s in specs.values()] + [LIBRARY]
+        hit = next((d / f"{name}.sf" for d in places if (d / f"{name}.sf").is_file()), None)
         if hit is None:
-            raise InputError(f"--baseline {name}: no {name}.sf next to the recipes; pass FILE.sf[:NAME] or none")
+            raise InputError(f"--baseline {name}: no {name}.sf next to the recipes or in the recipe library; "
+                             "pass FILE.sf[:NAME] or none")
         spec = f"{hit}:{name}"
     target = load_target(spec, backend, limits, import_path=import_path)
     target.label = f"baseline:{target.label}" if target.label in specs else target.label

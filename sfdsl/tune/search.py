@@ -105,6 +105,7 @@ class Search:
         trials: Configurations to run (skipped and repeated proposals do not count).
         first_rung: Dev items of the first racing rung.
         signature: Identity of the search (space, recipes, data, goals); a study per signature.
+        logger: Receives one ``tune_trial_finished`` event per trial (default: the ``sfdsl.tune`` logger).
     """
 
     space: Space
@@ -117,6 +118,7 @@ class Search:
     out: Path
     first_rung: int
     signature: str
+    logger: Any = None
     outcome: SearchOutcome = field(default_factory=SearchOutcome)
     _thread: Any = None
 
@@ -249,8 +251,9 @@ class Search:
                 study.tell(number, [outcome.accuracy or 0.0, outcome.cost or 0.0])
 
         await self._call(tell)
-        log.info("tune_trial_finished", trial=number, config=str(config), state=outcome.state,
-                 items=outcome.items, accuracy=outcome.accuracy, cost=outcome.cost, reason=outcome.reason)
+        (self.logger or log).info("tune_trial_finished", trial=number, config=str(config), state=outcome.state,
+                                  items=outcome.items, accuracy=outcome.accuracy, cost=outcome.cost,
+                                  reason=outcome.reason)
 
     async def _trial(self, number: int, config: Config) -> TrialOutcome:
         """Race one configuration: skip it on its bound, else grow its items rung by rung."""
