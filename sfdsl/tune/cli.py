@@ -321,6 +321,8 @@ def _write_outputs(args: argparse.Namespace, out: Path, outcome: SearchOutcome, 
         if test:
             write_output(out / TEST_DATA, lambda: "".join(json.dumps(r.values, ensure_ascii=False) + "\n"
                                                           for r in test))
+    else:
+        (out / BEST).unlink(missing_ok=True)  # a best.json of an earlier run would mislead
     write_output(out / SUMMARY, lambda: json.dumps(_json_safe(doc), indent=2, default=str))
     return _json_safe(doc)  # type: ignore[no-any-return]
 
@@ -344,7 +346,9 @@ def _print(console: Console, doc: dict[str, Any], points: list[Point], objective
                   f"{doc['skipped']} skipped on their static bound, {states.count('repeat')} repeated; "
                   f"{doc['fresh_results']} item results computed now (the rest came from the store)")
     if not chosen:
-        console.print(f"no configuration meets {', '.join(doc['meta']['constraints'])}")
+        why = (f"meets {', '.join(doc['meta']['constraints'])}" if points and doc["meta"]["constraints"]
+               else "ran on every dev item")
+        console.print(f"no configuration {why}; nothing was chosen", markup=False)
         return
     console.print(f"chosen: {chosen['config']}  (dev accuracy {chosen['dev']['accuracy']:.3f})")
     tested = chosen.get("test")
