@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("path", help="a .sf file or a directory of them")
     serve.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
                        help="fix an input of every run of the recipes that declare it")
+    serve.add_argument("--inputs-json", metavar="FILE", help="a JSON object of fixed inputs (-i values win)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     add_backend_options(serve)
@@ -145,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_backend_options(evaluate)
         add_import_path_option(evaluate)
         add_data_parser(commands)
+        from sfdsl.tune.cli import add_tune_parser
+
+        tune = add_tune_parser(commands, make_backend=make_pool)
+        add_backend_options(tune)
+        add_import_path_option(tune)
     return parser
 
 
@@ -340,8 +346,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sfdsl.serve.server import bind_socket, uvicorn_config
 
     cache = None if args.no_cache else int(args.cache_max_mb * (1 << 20))
+    fixed = parse_inputs(args.input, args.inputs_json)
     config = ServeConfig(max_concurrency=args.max_concurrency, max_queue=args.max_queue, timeout_s=args.timeout,
-                         max_body_bytes=args.max_body_bytes, max_n=args.max_n, inputs=parse_inputs(args.input, None),
+                         max_body_bytes=args.max_body_bytes, max_n=args.max_n, inputs=fixed,
                          cache_max_bytes=cache)
     registry = RecipeRegistry.from_path(args.path, import_path=args.import_path)
     app = create_app(registry, config=config,
