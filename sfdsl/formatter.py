@@ -151,7 +151,7 @@ def _value(token: Token) -> str:
     return "" if token.type in ("NAME", "NUMBER", "STRING", "REGEX") else str(token)
 
 
-def _wants_blank(previous: _Line | None, line: _Line, stack: list[int]) -> bool:
+def _wants_blank(previous: _Line | None, line: _Line, stack: list[tuple[int, str]]) -> bool:
     """A blank line before ``line``: kept where the source had one, forced between top-level items."""
     if previous is None:
         return False
