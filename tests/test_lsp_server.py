@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sys
 from pathlib import Path
 
@@ -185,3 +187,41 @@ async def test_formatting_equals_sfrun_fmt(client: LanguageClient) -> None:
     edits = await client.text_document_formatting_async(types.DocumentFormattingParams(
         text_document=doc(), options=types.FormattingOptions(tab_size=2, insert_spaces=True)))
     assert edits and edits[0].new_text == format_source(messy) == GOOD
+
+
+EDITS = ["", "(", ")", "{", "}", ".", ",", ":", '"', '"""', "{{", "generate ", "v.", "call ", "# c", "\n", "="]
+
+
+def position_of(text: str, offset: int) -> types.Position:
+    line = text.count("\n", 0, offset)
+    return types.Position(line=line, character=offset - (text.rfind("\n", 0, offset) + 1))
+
+
+async def test_server_answers_every_request_after_random_edits(client: LanguageClient) -> None:
+    rng = random.Random(23)
+    text = (Path(__file__).resolve().parent.parent / "recipes" / "self_consistency.sf").read_text()
+    open_doc(client, text)
+    for version in range(2, 27):
+        cut = rng.randrange(len(text) + 1)
+        text = text[:cut] + rng.choice(EDITS) + text[cut + rng.randrange(12):]
+        change(client, text, version)
+        where = position_of(text, rng.randrange(len(text) + 1))
+        whole = types.Range(start=types.Position(line=0, character=0), end=position_of(text, len(text)))
+        await client.text_document_hover_async(types.HoverParams(text_document=doc(), position=where))
+        await client.text_document_completion_async(types.CompletionParams(text_document=doc(), position=where))
+        await client.text_document_definition_async(types.DefinitionParams(text_document=doc(), position=where))
+        await client.text_document_references_async(types.ReferenceParams(
+            text_document=doc(), position=where, context=types.ReferenceContext(include_declaration=True)))
+        await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=doc()))
+        await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=doc(), range=whole, context=types.CodeActionContext(diagnostics=[])))
+        await client.text_document_formatting_async(types.DocumentFormattingParams(
+            text_document=doc(), options=types.FormattingOptions(tab_size=2, insert_spaces=True)))
+        await client.text_document_inlay_hint_async(types.InlayHintParams(text_document=doc(), range=whole))
+    final = GOOD.replace("lib.sf", str(HERE / "lib.sf"))
+    change(client, final, 99)
+    for _ in range(3):  # an earlier version's check may still be publishing
+        await asyncio.wait_for(client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS), 30)
+        if not client.diagnostics[URI]:
+            break
+    assert list(client.diagnostics[URI]) == []

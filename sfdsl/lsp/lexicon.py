@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from sfdsl.grammar.loader import KEYWORDS
 from sfdsl.registry import KINDS
 
 _TOKEN = re.compile(r'''
@@ -66,7 +67,8 @@ def scan(text: str) -> list[Tok]:
         if kind == "slash":
             previous = next((t for t in reversed(tokens) if t.kind != "comment"), None)
             regex = _REGEX.match(text, match.start())
-            divides = previous is not None and (previous.kind in _OPERAND_ENDS or previous.text in (")", "]"))
+            divides = previous is not None and (previous.kind in _OPERAND_ENDS and previous.text not in KEYWORDS
+                                                or previous.text in (")", "]"))
             if regex is not None and not divides:
                 tokens.append(Tok("regex", regex.group(), regex.start(), regex.end()))
                 pos = regex.end()
