@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     from sfdsl.integrations import mcp_server
 
     add_import_path_option(mcp_server.add_parser(commands, add_backend_options, make_pool))
+    from sfdsl import format_command
+    from sfdsl.lsp import command as lsp_command
+
+    format_command.add_parser(commands)
+    add_import_path_option(lsp_command.add_parser(commands))
     try:
         from sfdsl.eval.cli import add_data_parser, add_eval_parser
     except ImportError:  # pragma: no cover - eval ships with the package
