@@ -18,7 +18,9 @@ class BackendDecl:
             imported only when a model is created (the front end never imports the runtime).
         doc: one line, for the docs.
         defaults: parameters a declaration gets unless it gives them.
-        model_files: whether `sfrun --model` overrides the declaration's `model:` parameter.
+        model_files: whether `sfrun --model` overrides the declaration's `model:` parameter (its paths are GGUF
+            models, which may also live in the models directory or be aliases).
+        paths: parameters that name a file; confined like imports (see ``sfdsl.recipe_paths``).
     """
 
     name: str
@@ -26,15 +28,17 @@ class BackendDecl:
     doc: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     model_files: bool = False
+    paths: tuple[str, ...] = ()
 
 
 BACKENDS: Mapping[str, BackendDecl] = {decl.name: decl for decl in (
     BackendDecl("llama", "sfdsl.runtime.backends.llama:LlamaBackend.from_params",
-                "a GGUF model run in-process by llama.cpp", defaults={"model": "default"}, model_files=True),
+                "a GGUF model run in-process by llama.cpp", defaults={"model": "default"}, model_files=True,
+                paths=("model", "path")),
     BackendDecl("openai", "sfdsl.runtime.backends.openai_http:OpenAIBackend.from_params",
                 "an OpenAI-compatible HTTP server"),
     BackendDecl("scripted", "sfdsl.runtime.pool:scripted_from_params",
-                "replies read from a JSON script file (deterministic tests)"),
+                "replies read from a JSON script file (deterministic tests)", paths=("file", "script")),
 )}
 
 #: The backend of a recipe that declares no model.

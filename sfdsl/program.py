@@ -12,6 +12,7 @@ from sfdsl import ast
 from sfdsl.diagnostics import Diagnostic, Span, with_suggestion
 from sfdsl.errors import CompileError, SourceNotFoundError
 from sfdsl.parser import parse
+from sfdsl.recipe_paths import confine_paths
 from sfdsl.source_limits import MAX_SOURCE_BYTES, normalize_newlines, too_large
 
 
@@ -70,7 +71,8 @@ def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) ->
     """Parse a .sf file and, recursively, the files it imports.
 
     Imports are confined: they must resolve inside the main file's directory
-    tree or a directory of ``import_path`` or ``$SFDSL_PATH`` (see ``ImportRoots``).
+    tree or a directory of ``import_path`` or ``$SFDSL_PATH`` (see ``ImportRoots``);
+    so are the files model declarations name (see ``sfdsl.recipe_paths``).
 
     Raises:
         SourceNotFoundError: when the main file does not exist.
@@ -173,6 +175,7 @@ def _load(main: str, text: str, roots: ImportRoots) -> Program:
         aliases: dict[str, str] = {}
         plain: list[str] = []
         importer_dir = Path(file).parent if not file.startswith("<") else Path.cwd()
+        diagnostics += confine_paths(module, roots, importer_dir)
         for imp in module.imports:
             target = _resolve_import(roots, importer_dir, imp)
             if isinstance(target, Diagnostic):
