@@ -128,6 +128,7 @@ class Executor:
     # ------------------------------------------------------------ blocks and nodes
 
     async def block(self, state: RecipeState, plan: Plan, frame: Frame, path: tuple[str, ...]) -> None:
+        await self.ctx.checkpoint()
         done = {node_id: asyncio.Event() for node_id in plan.order}
         try:
             async with asyncio.TaskGroup() as group:
@@ -140,6 +141,7 @@ class Executor:
                    done: dict[str, asyncio.Event]) -> None:
         for pred in plan.graph.predecessors(node_id):
             await done[pred].wait()
+        await self.ctx.checkpoint()
         data = plan.graph.nodes[node_id]
         stmt = data["stmt"]
         node_path = path + (node_id,)

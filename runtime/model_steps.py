@@ -44,6 +44,11 @@ from sfdsl.values import Score, Text, VoteOutcome
 
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
+#: Bytes counted against the run's memory ceiling for each sample or loop body (its task, frames and
+#: step records: about 4 KB measured), on top of its text.
+BODY_BYTES = 4096
+#: Bytes of text reserved against the ceiling for each token a sample may generate.
+BYTES_PER_TOKEN = 4
 USC_PROMPT = """I have generated the following responses to the question:
 
 {% for r in responses %}Response {{ loop.index0 }}: {{ r }}
@@ -145,6 +150,8 @@ class ModelCaller:
         unless the caller goes on with it (``continued``: a round of ``deepen``).
         """
         ensure_fits(backend, request.prompt, what)
+        reserved = request.n * (BODY_BYTES + BYTES_PER_TOKEN * request.max_tokens)
+        self.ctx.hold(reserved, what)  # before the call: n samples cannot outgrow the ceiling
         with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
             if max_tokens != request.max_tokens:
                 request = request.model_copy(update={"max_tokens": max_tokens})
@@ -156,6 +163,7 @@ class ModelCaller:
                     span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
+        self.ctx.hold(max(0, sum(len(c.text) for c in completions) - reserved), what)
         fresh = [c for c in completions if not c.cached]
         reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
