@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sfdsl.errors import BudgetExceeded, InputError
 from sfdsl.log import get_logger
 from sfdsl.runtime.results import Cost, StepRecord
+from sfdsl.runtime.token_stream import TokenSink
 
 log = get_logger(__name__)
 #: Seconds of one event-loop iteration a run may use before its steps yield (see RunContext.checkpoint).
@@ -98,7 +99,8 @@ class Trace:
 class RunContext:
     """What every node of one run shares."""
 
-    def __init__(self, *, run_id: str, seed: int, budget: Budget, trace: Trace) -> None:
+    def __init__(self, *, run_id: str, seed: int, budget: Budget, trace: Trace,
+                 token_sink: TokenSink | None = None, streamed: Any = None) -> None:
         self.run_id = run_id
         self.seed = seed
         self.budget = budget
@@ -108,6 +110,17 @@ class RunContext:
         self.started = time.perf_counter()
         self._calls_held = 0
         self._tokens_held = 0
+        self.token_sink = token_sink  # receives the text of the `streamed` generate node, as it decodes
+        self.streamed = streamed
+        self._truncated: set[tuple[str, ...]] = set()
+
+    def mark_truncated(self, path: tuple[str, ...]) -> None:
+        """Record that the step at ``path`` kept a generation that its token limit cut short."""
+        self._truncated.add(path)
+
+    def truncated_under(self, path: tuple[str, ...]) -> bool:
+        """Whether a generation cut short by its token limit ran at ``path`` or inside it (a loop, a call)."""
+        return any(p[: len(path)] == path for p in self._truncated)
         self.held_bytes = 0
         self._slice_started: float | None = None
         self._tick_pending = False

@@ -18,6 +18,7 @@ from sfdsl.runtime.model_steps import BODY_BYTES
 from sfdsl.runtime.search import beam_search, mcts_search
 from sfdsl.runtime.voting import Tally
 from sfdsl.step_kind import with_defaults
+from sfdsl.steps import map as map_step
 from sfdsl.steps import refine as refine_step
 from sfdsl.steps import search as search_step
 from sfdsl.steps.call import CallRecipe
@@ -115,9 +116,13 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     items = eval_expr(node.source, frame.lookup)
     if not isinstance(items, list):
         raise StepError("map needs a list", location=str(node.source.span))
-    opts = state.caller.args(node.args, frame.lookup)
-    if "limit" in opts:
-        items = items[: int(opts["limit"])]
+    opts = with_defaults(map_step.PARAMS, state.caller.args(node.args, frame.lookup))
+    if "limit" in opts and len(items) > int(opts["limit"]):
+        kept = int(opts["limit"])
+        dropped = len(items) - kept
+        ex.ctx.trace.emit("map_truncated", node_id="/".join(path), location=str(node.span), kept=kept,
+                          dropped=dropped)
+        items = items[:kept]
     loops: list[LoopState] = []
     live = asyncio.Semaphore(LIVE_BODIES)
 
