@@ -293,7 +293,7 @@ def test_a_streaming_request_over_a_cap_is_refused_before_its_stream_starts() ->
 def test_on_the_real_model_a_timed_out_run_ends_on_time_and_the_engine_serves_the_next() -> None:
     from sfdsl.serve import RecipeRegistry, ServeConfig, create_app, default_pool_factory
 
-    app = create_app(RecipeRegistry.from_path(RECIPES / "self_consistency.sf"), config=ServeConfig(timeout_s=2.0),
+    app = create_app(RecipeRegistry.from_path(RECIPES / "self_consistency.sf"), config=ServeConfig(timeout_s=3.0),
                      make_pool=default_pool_factory(cache_max_bytes=None))
 
     async def go() -> tuple[httpx.Response, float, float, httpx.Response, httpx.Response]:
@@ -302,12 +302,13 @@ def test_on_the_real_model_a_timed_out_run_ends_on_time_and_the_engine_serves_th
             slow, elapsed, worst = await _probe_while(http, chat("self_consistency", "Tell a long story.", n=16,
                                                                   max_tokens=512))
             refused = await http.post(CHAT, json=chat("self_consistency", "2+2?", max_tokens=-1))
+            await asyncio.sleep(1.0)  # the engine drops the cancelled sequences at its next step
             after = await http.post(CHAT, json=chat("self_consistency", "2+2?", n=2, max_tokens=4))
             return slow, elapsed, worst, refused, after
 
     slow, elapsed, worst, refused, after = run(go())
     error_of(slow, 504, "timeout")
-    assert elapsed < 4.0 and worst < 1.0
+    assert elapsed < 5.0 and worst < 1.0, (elapsed, worst)
     error_of(refused, 400, "invalid_field")
     assert after.status_code == 200, after.text
 
