@@ -296,21 +296,24 @@ def test_on_the_real_model_a_timed_out_run_ends_on_time_and_the_engine_serves_th
     app = create_app(RecipeRegistry.from_path(RECIPES / "self_consistency.sf"), config=ServeConfig(timeout_s=3.0),
                      make_pool=default_pool_factory(cache_max_bytes=None))
 
-    async def go() -> tuple[httpx.Response, float, float, httpx.Response, httpx.Response]:
+    async def go() -> tuple[httpx.Response, float, float, httpx.Response, bool]:
         async with client(app) as http:
             await http.post(CHAT, json=chat("self_consistency", "1+1?", n=1, max_tokens=2))  # loads the model
             slow, elapsed, worst = await _probe_while(http, chat("self_consistency", "Tell a long story.", n=16,
                                                                   max_tokens=512))
             refused = await http.post(CHAT, json=chat("self_consistency", "2+2?", max_tokens=-1))
-            await asyncio.sleep(1.0)  # the engine drops the cancelled sequences at its next step
-            after = await http.post(CHAT, json=chat("self_consistency", "2+2?", n=2, max_tokens=4))
-            return slow, elapsed, worst, refused, after
+            engines = [b.engine for b in app.state.runner.runtimes.backends() if hasattr(b, "engine")]
+            for _ in range(100):  # the engine drops a cancelled run's sequences at its next decode step
+                if not any(e.has_work for e in engines):
+                    break
+                await asyncio.sleep(0.05)
+            return slow, elapsed, worst, refused, bool(engines) and not any(e.has_work for e in engines)
 
-    slow, elapsed, worst, refused, after = run(go())
+    slow, elapsed, worst, refused, idle = run(go())
     error_of(slow, 504, "timeout")
-    assert elapsed < 5.0 and worst < 1.0, (elapsed, worst)
+    assert elapsed < 5.0 and worst < 1.0, (elapsed, worst)  # a 3 s timeout
     error_of(refused, 400, "invalid_field")
-    assert after.status_code == 200, after.text
+    assert idle  # the timed-out run's 16 sequences are gone from the engine
 
 
 async def _probe_while(http: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[httpx.Response, float, float]:
