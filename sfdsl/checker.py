@@ -11,10 +11,12 @@ import networkx as nx
 
 from sfdsl import ast
 from sfdsl.check_steps import StepChecks
+from sfdsl.constant_checks import range_problems
 from sfdsl.declarations import BACKENDS, ROLES
 from sfdsl.diagnostics import Diagnostic, Span, with_suggestion
 from sfdsl.program import ParsedProgram
 from sfdsl.scope import Loop, Scope, Symbol
+from sfdsl.step_kind import SAMPLING
 from sfdsl.templates import TemplateError, variables
 from sfdsl.types import ANY, FLOAT, PARAM_TYPES, ExprTyper, Type, assignable, join, parse_type
 
@@ -146,6 +148,9 @@ class RecipeChecker(StepChecks):
             self.error("SF207", msg, decl, "backends: " + ", ".join(BACKENDS))
         for arg in decl.args:
             self.infer(arg.value, Scope())
+            if arg.name in SAMPLING:  # a model's sampling defaults are held to the steps' ranges
+                for problem in range_problems(arg.name, SAMPLING[arg.name], arg.value, f"model '{decl.name}'"):
+                    self.error(*problem)
 
     def check_prompt(self, decl: ast.PromptDecl) -> None:
         for turn in decl.turns or []:
