@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from sfdsl import ast
 from sfdsl.constant_checks import constant_problems, range_problems
+from sfdsl.declarations import SPLICE_ROLE
 from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.registry import kind_of
 from sfdsl.scope import Loop, Scope
 from sfdsl.step_kind import Spec, StepKind
 from sfdsl.template_types import field_reads, root_name
 from sfdsl.templates import TemplateError, variables
-from sfdsl.types import PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
+from sfdsl.types import CONVERSATION, PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -115,6 +116,12 @@ class StepChecks:
                        f"declare it: prompt {name} = \"...\"")
             return
         self.used_prompts.add(name)
+        for turn in decl.turns or []:
+            if turn.splice is not None and turn.role == SPLICE_ROLE:
+                got = self.infer(turn.splice, scope)
+                if not assignable(got, CONVERSATION):
+                    self.error("SF316", f"`{SPLICE_ROLE}:` of prompt '{name}' needs a conversation, got {got}",
+                               turn.splice, f"it is used by the step at line {node.span.line}")
         for text in self.prompt_texts(decl):
             try:
                 names = variables(text)

@@ -88,6 +88,35 @@ def gbnf_grammar(name: str, value: Any, where: str) -> list[Problem]:
     return []
 
 
+def json_schema_literal(name: str, value: Any, where: str) -> list[Problem]:
+    """A literal `schema:` must be a JSON Schema that llama.cpp's grammar converter can express."""
+    schema = literal_schema(value)
+    if schema is None:
+        return []
+    from sfdsl.json_schema import schema_problem
+
+    problem = schema_problem(schema)
+    if problem is None:
+        return []
+    return [Problem("SF315", f"the schema of {where} cannot constrain generation: {problem}", value,
+                    "use a JSON Schema object, e.g. {\"type\": \"object\", \"properties\": {...}}")]
+
+
+def literal_schema(value: Any) -> Any:
+    """The value of a literal schema (a `{...}` with no names in it), or None when it is not one."""
+    if not isinstance(value, ast.DictExpr):
+        return None
+    from sfdsl.expressions import NotStatic, evaluate
+
+    def no_names(name: str) -> Any:
+        raise NotStatic(name)
+
+    try:
+        return evaluate(value, no_names)
+    except (NotStatic, ValueError, TypeError, ArithmeticError):
+        return None
+
+
 def literal_type(value: Any) -> Type | None:
     """The sfdsl type of a Python literal value, or None when it is not a scalar literal."""
     if isinstance(value, bool):

@@ -102,7 +102,7 @@ def test_500_nested_parens_compile() -> None:
 
 
 def test_deep_nesting_stops_the_parser_early() -> None:
-    too_deep(recipe("  x = " + "[" * 100_000, "x"))
+    too_deep(recipe("  x = " + "[" * 90_000, "x"))
 
 
 def at_stack_depth(frames: int, call: Callable[[], Any]) -> Any:
