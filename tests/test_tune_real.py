@@ -53,3 +53,5 @@ def test_tune_smoke_on_the_real_model(tmp_path: Path) -> None:
     metrics = json.loads((out / "reproduce" / "metrics.json").read_text())
     (run,) = metrics["recipes"].values()
     assert run["summary"]["accuracy"] == test["accuracy"] and run["summary"]["items"] == 10
+    # the same configuration, not just the same score: its cost per item is the tuned figure's too
+    assert run["summary"]["cost"]["tokens_per_item"] == test["cost"]["tokens_per_item"]
