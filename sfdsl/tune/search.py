@@ -191,11 +191,13 @@ class Search:
 
     def _ask(self, study: Any) -> Any:
         """A new trial, proposed from the stored history only: a fresh view of the study (Optuna's study object
-        caches trials), with the sampler reseeded from the seed and the trial count."""
+        caches trials), with the sampler reseeded from the seed and the count of finished trials."""
         import optuna
 
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        finished = len(study.get_trials(deepcopy=False, states=states))  # a trial failed by a kill does not count
         fresh = optuna.load_study(study_name=study.study_name, storage=study._storage,
-                                  sampler=self._sampler(len(study.get_trials(deepcopy=False))))
+                                  sampler=self._sampler(finished))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fresh.ask()
@@ -231,6 +233,9 @@ class Search:
             import optuna
 
             await self._call(study.tell, frozen.number, state=optuna.trial.TrialState.FAIL)
+            fixed = frozen.system_attrs.get("fixed_params")
+            if fixed:  # an enqueued configuration goes back in the queue
+                await self._call(study.enqueue_trial, fixed)
             return
         await self._finish(study, frozen.number, frozen._trial_id, config)
 
