@@ -155,7 +155,6 @@ class Search:
     def _study(self) -> Any:
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = optuna.storages.RDBStorage(
             f"sqlite:///{(self.out / STUDY_FILE).resolve()}", engine_kwargs={"connect_args": {"timeout": 30}}
         )
