@@ -121,6 +121,7 @@ class Search:
     logger: Any = None
     outcome: SearchOutcome = field(default_factory=SearchOutcome)
     _thread: Any = None
+    _storage: Any = None
 
     async def run(self) -> SearchOutcome:
         """Run (or resume) the search until ``trials`` configurations ran or the space is used up."""
@@ -155,7 +156,7 @@ class Search:
     def _study(self) -> Any:
         import optuna
 
-        storage = optuna.storages.RDBStorage(
+        storage = self._storage = optuna.storages.RDBStorage(
             f"sqlite:///{(self.out / STUDY_FILE).resolve()}", engine_kwargs={"connect_args": {"timeout": 30}}
         )
         study = optuna.create_study(study_name=f"tune-{self.signature}", storage=storage, load_if_exists=True,
@@ -195,7 +196,7 @@ class Search:
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         finished = len(study.get_trials(deepcopy=False, states=states))  # a trial failed by a kill does not count
-        fresh = optuna.load_study(study_name=study.study_name, storage=study._storage,
+        fresh = optuna.load_study(study_name=study.study_name, storage=self._storage,
                                   sampler=self._sampler(finished))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -248,7 +249,7 @@ class Search:
 
         def tell() -> None:
             for key, value in attrs.items():
-                study._storage.set_trial_user_attr(trial_id, key, value)
+                self._storage.set_trial_user_attr(trial_id, key, value)
             if outcome.state == "skipped":
                 study.tell(number, state=optuna.trial.TrialState.PRUNED)
             else:
