@@ -118,6 +118,7 @@ def answer_everything(text: str, offset: int) -> None:
     references(analysis, lex, offset, include_declaration=True)
     if analysis.module is not None:
         outline(analysis.module)
+    if analysis.complete:
         format_source(text)
     for d in analysis.diagnostics:
         fixes(d, text)

@@ -67,7 +67,7 @@ def scan(text: str) -> list[Tok]:
         if kind == "slash":
             previous = next((t for t in reversed(tokens) if t.kind != "comment"), None)
             regex = _REGEX.match(text, match.start())
-            divides = previous is not None and (previous.kind in _OPERAND_ENDS and previous.text not in KEYWORDS
+            divides = previous is not None and ((previous.kind in _OPERAND_ENDS and previous.text not in KEYWORDS)
                                                 or previous.text in (")", "]"))
             if regex is not None and not divides:
                 tokens.append(Tok("regex", regex.group(), regex.start(), regex.end()))
@@ -84,8 +84,8 @@ class Lexicon:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = [t for t in scan(text) if t.kind != "comment"]
         self.all_tokens = scan(text)
+        self.tokens = [t for t in self.all_tokens if t.kind != "comment"]
         self._line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
 
     # ------------------------------------------------------------ positions

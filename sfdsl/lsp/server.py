@@ -16,6 +16,7 @@ from sfdsl.log import get_logger
 from sfdsl.lsp import convert
 from sfdsl.lsp.actions import fixes
 from sfdsl.lsp.analysis import Analysis, analyze
+from sfdsl.lsp.chunks import PieceCache
 from sfdsl.lsp.completion import complete
 from sfdsl.lsp.hover import hover
 from sfdsl.lsp.lexicon import Lexicon
@@ -46,6 +47,7 @@ class State:
     settings_path: list[str] = field(default_factory=list)
     checked: dict[str, Checked] = field(default_factory=dict)
     pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    pieces: dict[str, PieceCache] = field(default_factory=dict)
     root: Path | None = None
 
     def search_path(self) -> list[str]:
@@ -67,21 +69,25 @@ class SfLanguageServer(LanguageServer):
         cached = self.state.checked.get(uri)
         if cached is not None and cached.version == doc.version and cached.analysis.text == doc.source:
             return cached
-        fresh = Checked(doc.version, analyze(doc.source, _file(doc.path, uri), self.state.search_path()),
-                        Lexicon(doc.source))
+        analysis = analyze(doc.source, _file(doc.path, uri), self.state.search_path(), self.cache(uri))
+        fresh = Checked(doc.version, analysis, analysis.lexicon)
         self.state.checked[uri] = fresh
         return fresh
+
+    def cache(self, uri: str) -> PieceCache:
+        """The parsed pieces of this document's recent texts."""
+        return self.state.pieces.setdefault(uri, PieceCache())
 
     def with_facts(self, uri: str, line: int) -> Checked:
         """Like ``checked``, but when the text does not parse, the analysis of it without the cursor's line
         (what the author is typing), so names and types are still known."""
         checked = self.checked(uri)
-        if checked.analysis.module is not None:
+        if checked.analysis.complete:
             return checked
         lines = checked.analysis.text.split("\n")
         if 0 <= line < len(lines):
             lines[line] = " " * len(lines[line])
-        repaired = analyze("\n".join(lines), checked.analysis.file, self.state.search_path())
+        repaired = analyze("\n".join(lines), checked.analysis.file, self.state.search_path(), self.cache(uri))
         return Checked(checked.version, repaired, checked.lexicon)
 
     def publish(self, uri: str) -> None:
@@ -150,6 +156,7 @@ def build_server(import_path: list[str] | None = None) -> SfLanguageServer:
         if task is not None:
             task.cancel()
         ls.state.checked.pop(uri, None)
+        ls.state.pieces.pop(uri, None)
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
