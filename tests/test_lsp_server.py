@@ -225,3 +225,42 @@ async def test_server_answers_every_request_after_random_edits(client: LanguageC
         if not client.diagnostics[URI]:
             break
     assert list(client.diagnostics[URI]) == []
+
+
+OUTSIDE = HERE.parent / "lsp_outside"
+IMPORTS_OUTSIDE = '''import "../lsp_outside/shared.sf" as shared
+
+recipe r(question: str) -> (answer) {
+  got = call shared.shared(question: question)
+  return answer: got
+}
+'''
+
+
+async def test_imports_stay_confined_until_a_setting_adds_the_directory(client: LanguageClient) -> None:
+    open_doc(client, IMPORTS_OUTSIDE)
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert [d.code for d in client.diagnostics[URI]] == ["SF506"]
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"sfdsl": {"importPath": [str(OUTSIDE)]}}))
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert list(client.diagnostics[URI]) == []
+    found = await client.text_document_definition_async(types.DefinitionParams(
+        text_document=doc(), position=at(IMPORTS_OUTSIDE, "shared.shared(", len("shared.sh"))))
+    assert [loc.uri for loc in found] == [(OUTSIDE / "shared.sf").as_uri()]  # type: ignore[union-attr]
+
+
+WITH_IMPORT_PATH = f"from sfdsl.cli import main; raise SystemExit(main(['lsp', '--import-path', {str(OUTSIDE)!r}]))"
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-c", WITH_IMPORT_PATH]))
+async def client_with_import_path(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=client_capabilities("visual-studio-code")))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_import_path_option_reaches_the_server(client_with_import_path: LanguageClient) -> None:
+    open_doc(client_with_import_path, IMPORTS_OUTSIDE)
+    await client_with_import_path.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert list(client_with_import_path.diagnostics[URI]) == []

@@ -23,6 +23,8 @@ from sfdsl.program import Program, program_from_text
 from sfdsl.scope import Symbol
 
 log = get_logger(__name__)
+#: The code of a call of an unknown recipe (sfdsl/steps/call.py).
+UNKNOWN_RECIPE = "SF502"
 
 
 @dataclass
@@ -74,7 +76,9 @@ def analyze(text: str, file: str, import_path: Sequence[str | Path] = (), cache:
     lexicon = Lexicon(text)
     module, diagnostics, broken = parse_pieces(lexicon, file, cache if cache is not None else PieceCache())
     result = Analysis(file=file, text=text, lexicon=lexicon, module=module, complete=not diagnostics)
+    before = len(diagnostics)
     program = _program(text, file, module, import_path, diagnostics)
+    imports_failed = len(diagnostics) > before
     result.program = program
     try:
         compiled = compile_program(program)
@@ -84,7 +88,8 @@ def analyze(text: str, file: str, import_path: Sequence[str | Path] = (), cache:
         found = list(compiled.warnings)
         result.bounds = {name: bound for name, bound in compiled.bounds.items() if "::" not in name}
     mentions = tuple(f"'{name}'" for name in broken)
-    diagnostics += [d for d in found if not any(m in d.message for m in mentions)]
+    follow_on = {UNKNOWN_RECIPE} if imports_failed else set()  # calls into a file that did not load
+    diagnostics += [d for d in found if not any(m in d.message for m in mentions) and d.code not in follow_on]
     result.diagnostics = diagnostics
     return result
 
