@@ -8,6 +8,7 @@ the other recipes are still checked.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -36,17 +37,20 @@ class PieceCache:
     """Parsed pieces by (file, start line, start column, text)."""
 
     pieces: OrderedDict[tuple[str, int, int, str], Piece] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # checks run in a thread beside requests
 
     def get(self, key: tuple[str, int, int, str]) -> Piece | None:
-        piece = self.pieces.get(key)
-        if piece is not None:
-            self.pieces.move_to_end(key)
-        return piece
+        with self.lock:
+            piece = self.pieces.get(key)
+            if piece is not None:
+                self.pieces.move_to_end(key)
+            return piece
 
     def put(self, key: tuple[str, int, int, str], piece: Piece) -> None:
-        self.pieces[key] = piece
-        while len(self.pieces) > CACHE_SIZE:
-            self.pieces.popitem(last=False)
+        with self.lock:
+            self.pieces[key] = piece
+            while len(self.pieces) > CACHE_SIZE:
+                self.pieces.popitem(last=False)
 
 
 def parse_pieces(lex: Lexicon, file: str, cache: PieceCache) -> tuple[ast.Module, list[Diagnostic], list[str]]:

@@ -90,8 +90,8 @@ class SfLanguageServer(LanguageServer):
         repaired = analyze("\n".join(lines), checked.analysis.file, self.state.search_path(), self.cache(uri))
         return Checked(checked.version, repaired, checked.lexicon)
 
-    def publish(self, uri: str) -> None:
-        checked = self.checked(uri)
+    def publish(self, uri: str, checked: Checked | None = None) -> None:
+        checked = checked or self.checked(uri)
         shown = convert.diagnostics(checked.analysis, uri, self.state.search_path())
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=shown, version=checked.version))
@@ -106,7 +106,8 @@ class SfLanguageServer(LanguageServer):
     async def _check_later(self, uri: str, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
-            self.publish(uri)
+            checked = await asyncio.to_thread(self.checked, uri)  # the loop keeps answering requests meanwhile
+            self.publish(uri, checked)
         except Exception as exc:  # a bug must not take the editor's server down
             log.error("lsp_check_failed", uri=uri, error=repr(exc))
         finally:
