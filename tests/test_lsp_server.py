@@ -264,3 +264,22 @@ async def test_import_path_option_reaches_the_server(client_with_import_path: La
     open_doc(client_with_import_path, IMPORTS_OUTSIDE)
     await client_with_import_path.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     assert list(client_with_import_path.diagnostics[URI]) == []
+
+
+async def test_positions_are_utf16_code_units(client: LanguageClient) -> None:
+    vote = "  v = vote samples by majority"
+    text = GOOD.replace(vote, vote + '\n  _g = "\U0001f600" + question')
+    open_doc(client, text)
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    line = text.splitlines()[6]
+    utf16 = len(line[:line.index("question")].encode("utf-16-le")) // 2  # one more than the code points
+    found = await client.text_document_hover_async(types.HoverParams(
+        text_document=doc(), position=types.Position(line=6, character=utf16 + 1)))
+    assert found is not None and found.range is not None
+    assert (found.range.start.character, found.range.end.character) == (utf16, utf16 + len("question"))
+    assert "question: str" in found.contents.value  # type: ignore[union-attr]
+    broken = text.replace('+ question', '+ qestion')
+    change(client, broken, 2)
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    typo = next(d for d in client.diagnostics[URI] if d.code == "SF201")
+    assert (typo.range.start.line, typo.range.start.character) == (6, utf16)
