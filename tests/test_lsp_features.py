@@ -133,3 +133,10 @@ def test_every_feature_answers_after_random_edits(path: Path, data: st.DataObjec
         cut = data.draw(st.integers(0, 20))
         text = text[:at] + data.draw(st.sampled_from(TOKENS)) + text[at + cut:]
     answer_everything(text, data.draw(st.integers(0, len(text))))
+
+
+def test_references_of_an_imported_recipe_include_its_declaration_there() -> None:
+    text = 'import "lib.sf" as lib\nrecipe r(q: str) {\n  a = call lib.helper(question: q)\n  return a\n}\n'
+    analysis, lex = analyze(text, FILE), Lexicon(text)
+    refs = references(analysis, lex, text.index("helper") + 1, include_declaration=True)
+    assert [(Path(r.file).name, r.line) for r in refs] == [("main.sf", 2), ("lib.sf", 1)]
