@@ -140,3 +140,11 @@ def test_references_of_an_imported_recipe_include_its_declaration_there() -> Non
     analysis, lex = analyze(text, FILE), Lexicon(text)
     refs = references(analysis, lex, text.index("helper") + 1, include_declaration=True)
     assert [(Path(r.file).name, r.line) for r in refs] == [("main.sf", 2), ("lib.sf", 1)]
+
+
+def test_hover_on_a_mode_and_on_a_parameter() -> None:
+    analysis, lex = analyze(TEXT, FILE), Lexicon(TEXT)
+    mode = hover(analysis, lex, TEXT.index("by exact") + 4)
+    assert mode is not None and "`mode` **exact**" in mode.markdown and "**similarity**" not in mode.markdown
+    param = hover(analysis, lex, TEXT.index("(options") + 2)
+    assert param is not None and param.markdown.startswith("**options**: `list[str]`")
