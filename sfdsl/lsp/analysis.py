@@ -19,7 +19,7 @@ from sfdsl.errors import CompileError
 from sfdsl.log import get_logger
 from sfdsl.lsp.chunks import PieceCache, parse_pieces
 from sfdsl.lsp.lexicon import Lexicon
-from sfdsl.program import Program, program_from_text
+from sfdsl.program import ParsedProgram, program_from_text
 from sfdsl.scope import Symbol
 
 log = get_logger(__name__)
@@ -53,7 +53,7 @@ class Analysis:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     module: ast.Module | None = None
     complete: bool = False
-    program: Program | None = None
+    program: ParsedProgram | None = None
     bounds: dict[str, Bound] = field(default_factory=dict)
 
     def recipe(self, name: str | None) -> ast.Recipe | None:
@@ -95,7 +95,7 @@ def analyze(text: str, file: str, import_path: Sequence[str | Path] = (), cache:
 
 
 def _program(text: str, file: str, module: ast.Module, import_path: Sequence[str | Path],
-             diagnostics: list[Diagnostic]) -> Program:
+             diagnostics: list[Diagnostic]) -> ParsedProgram:
     """The program of ``module``: its imports loaded from disk (import problems join ``diagnostics``)."""
     rows = [""] * max([i.span.line for i in module.imports] or [0])
     for imp in module.imports:
@@ -111,13 +111,13 @@ def _program(text: str, file: str, module: ast.Module, import_path: Sequence[str
     return program
 
 
-def _alone(file: str, text: str, module: ast.Module) -> Program:
+def _alone(file: str, text: str, module: ast.Module) -> ParsedProgram:
     """A program of the one module (its imports failed), so its recipes can still be checked."""
-    return Program(main=file, modules={file: module}, sources={file: text}, aliases={file: {}},
+    return ParsedProgram(main=file, modules={file: module}, sources={file: text}, aliases={file: {}},
                    plain_imports={file: []})
 
 
-def _facts(program: Program, file: str, module: ast.Module) -> dict[str, RecipeFacts]:
+def _facts(program: ParsedProgram, file: str, module: ast.Module) -> dict[str, RecipeFacts]:
     facts: dict[str, RecipeFacts] = {}
     for recipe in module.recipes:
         checker = RecipeChecker(program, file, recipe, nx.DiGraph())
