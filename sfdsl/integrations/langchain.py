@@ -77,6 +77,7 @@ try:
     from pydantic import BaseModel
 
     from sfdsl.integrations.langchain_messages import (
+        last_chunk,
         openai_tools,
         reply_message,
         to_messages,
@@ -181,8 +182,9 @@ class SfdslChatModel(BaseChatModel):
         json_schema = convert_to_json_schema(schema)
         llm = self.bind(response_format=json_schema, ls_structured_output_format={
             "kwargs": {"method": "json_schema"}, "schema": json_schema})
-        parser: Runnable[Any, Any] = PydanticOutputParser(pydantic_object=schema) if is_model \
-            else JsonOutputParser()
+        parser: Runnable[Any, Any] = JsonOutputParser()
+        if is_model:
+            parser = PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
         if not include_raw:
             return llm | parser
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
@@ -216,7 +218,7 @@ class SfdslChatModel(BaseChatModel):
             while (piece := pieces.get()) is not _DONE:
                 streamed.append(piece)
                 yield _piece(piece, run_manager)
-            yield ChatGenerationChunk(message=reply_message(future.result(), streamed="".join(streamed), chunk=True))
+            yield ChatGenerationChunk(message=last_chunk(future.result(), streamed="".join(streamed)))
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
@@ -232,7 +234,7 @@ class SfdslChatModel(BaseChatModel):
                 if run_manager is not None:
                     await run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
-            yield ChatGenerationChunk(message=reply_message(await task, streamed="".join(streamed), chunk=True))
+            yield ChatGenerationChunk(message=last_chunk(await task, streamed="".join(streamed)))
         finally:
             task.cancel()
 
