@@ -13,7 +13,7 @@ from sfdsl.compiler import CompiledProgram, recipe_key
 from sfdsl.errors import StepError
 from sfdsl.expressions import ExprError, scalar, truthy
 from sfdsl.expressions import evaluate as eval_expr
-from sfdsl.plan import Plan, collect_models, collect_prompts, reads, writes
+from sfdsl.plan import Plan, reads, writes
 from sfdsl.registry import runners
 from sfdsl.runtime import telemetry
 from sfdsl.runtime.context import RunContext
@@ -107,13 +107,12 @@ class Executor:
 
     async def run_recipe(self, file: str, recipe: ast.Recipe, inputs: dict[str, Any],
                          path: tuple[str, ...]) -> CallOutcome:
-        prompts, models = collect_prompts(recipe.body), collect_models(recipe.body)
-        caller = ModelCaller(self.ctx, self.pool, models, prompts, self._charge)
-        state = RecipeState(file, recipe, caller)
         key = recipe_key(self.compiled.program, file, recipe.name)
         plan = self.compiled.plans.get(key)
         if plan is None:
             raise StepError(f"recipe '{recipe.name}' has no compiled plan", location=str(recipe.span))
+        caller = ModelCaller(self.ctx, self.pool, plan.models, plan.prompts, self._charge)
+        state = RecipeState(file, recipe, caller)
         try:
             await self.block(state, plan, Frame(values=dict(inputs)), path)
         except Exit as done:
@@ -129,6 +128,7 @@ class Executor:
     # ------------------------------------------------------------ blocks and nodes
 
     async def block(self, state: RecipeState, plan: Plan, frame: Frame, path: tuple[str, ...]) -> None:
+        await self.ctx.checkpoint()
         done = {node_id: asyncio.Event() for node_id in plan.order}
         try:
             async with asyncio.TaskGroup() as group:
@@ -141,6 +141,7 @@ class Executor:
                    done: dict[str, asyncio.Event]) -> None:
         for pred in plan.graph.predecessors(node_id):
             await done[pred].wait()
+        await self.ctx.checkpoint()
         data = plan.graph.nodes[node_id]
         stmt = data["stmt"]
         node_path = path + (node_id,)

@@ -10,7 +10,9 @@ import asyncio
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import ValidationError
 
 from sfdsl import ast
 from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
@@ -40,12 +42,13 @@ from sfdsl.steps import vote as vote_step
 from sfdsl.templates import TemplateError, render, variables
 from sfdsl.values import Score, Text, VoteOutcome
 
-if TYPE_CHECKING:
-    from sfdsl.plan import Plan
-    from sfdsl.runtime.executor import Executor, Frame, RecipeState
-
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
+#: Bytes counted against the run's memory ceiling for each sample or loop body (its task, frames and
+#: step records: about 4 KB measured), on top of its text.
+BODY_BYTES = 4096
+#: Bytes of text reserved against the ceiling for each token a sample may generate.
+BYTES_PER_TOKEN = 4
 USC_PROMPT = """I have generated the following responses to the question:
 
 {% for r in responses %}Response {{ loop.index0 }}: {{ r }}
@@ -132,8 +135,12 @@ class ModelCaller:
                 grammar=grammar,
                 logprobs=bool(params.get("logprobs", False)),
             )
+        except ValidationError as exc:  # one readable line, located at the step by the executor
+            problems = "; ".join(f"'{'.'.join(str(p) for p in e['loc'])}' is {e.get('input')!r}: {e['msg'].lower()}"
+                                 for e in exc.errors())
+            raise StepError(f"invalid generation parameters: {problems}") from None
         except (ValueError, TypeError) as exc:
-            raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
+            raise StepError(f"invalid generation parameters: {exc}") from None
 
     async def complete(self, backend: Backend, request: GenerateRequest, what: str,
                        sink: TokenSink | None = None, *, continued: bool = False) -> list[Completion]:
@@ -143,6 +150,8 @@ class ModelCaller:
         unless the caller goes on with it (``continued``: a round of ``deepen``).
         """
         ensure_fits(backend, request.prompt, what)
+        reserved = request.n * (BODY_BYTES + BYTES_PER_TOKEN * request.max_tokens)
+        self.ctx.hold(reserved, what)  # before the call: n samples cannot outgrow the ceiling
         with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
             if max_tokens != request.max_tokens:
                 request = request.model_copy(update={"max_tokens": max_tokens})
@@ -154,6 +163,7 @@ class ModelCaller:
                     span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
+        self.ctx.hold(max(0, sum(len(c.text) for c in completions) - reserved), what)
         fresh = [c for c in completions if not c.cached]
         reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
@@ -315,21 +325,3 @@ def _verdict(text: str, params: dict[str, Any]) -> Score:
     if _matches(params["pass"], text):
         return Score(score=1.0, label="pass", text=text)
     return Score(score=0.0 if fail is None else 0.5, label="fail" if fail is None else "unclear", text=text)
-
-
-# ---------------------------------------------------------------- run implementations named by the step kinds
-
-
-async def run_generate(ex: Executor, state: RecipeState, node: generate_step.Generate, frame: Frame,
-                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.generate(node, frame.lookup, path)
-
-
-async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen, frame: Frame,
-                     path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.deepen(node, frame.lookup, path)
-
-
-async def run_evaluate(ex: Executor, state: RecipeState, node: evaluate_step.Evaluate, frame: Frame,
-                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.evaluate(node, frame.lookup, path)

@@ -20,7 +20,7 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from jsonschema.validators import Draft202012Validator
 
-from sfdsl.types import ANY, BOOL, DICT, FLOAT, INT, STR, Type, list_of, record
+from sfdsl.types import ANY, BOOL, DICT, FLOAT, INT, STR, Type, list_of
 
 __all__ = ["gbnf_for_schema", "schema_problem", "schema_type", "validation_problem"]
 
@@ -95,7 +95,7 @@ def schema_type(schema: Any) -> Type:
         props = schema.get("properties")
         if not isinstance(props, dict) or not props:
             return DICT
-        return record(RECORD_NAME, **{str(k): schema_type(v) for k, v in props.items()})
+        return Type(RECORD_NAME, fields=tuple((str(k), schema_type(v)) for k, v in props.items()))
     if kind == "array":
         return list_of(schema_type(schema.get("items")))
     if isinstance(kind, str):

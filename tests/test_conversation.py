@@ -85,3 +85,23 @@ def test_tool_call_arguments_that_are_not_json_fail_the_step_with_its_location()
 def test_developer_turns_are_system_turns() -> None:
     [turn] = turns_of([{"role": "developer", "content": "Be terse."}])
     assert turn.role == "system" and turn.content == "Be terse."
+
+
+#: SmolLM2-135M-Instruct's chat template, as its GGUF stores it (it knows no tool calls).
+SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+           "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+           "<|im_end|>\n' }}{% endif %}"
+           "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def test_the_default_models_template_renders_tool_turns_as_text() -> None:
+    from sfdsl.runtime.chat_template import ChatTemplate
+
+    text = ChatTemplate(SMOLLM2).render(turns_of(CONVERSATION))
+    golden = GOLDEN.with_name("conversation_smollm2.txt")
+    if os.environ.get("SFDSL_UPDATE_GOLDEN") == "1":
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+    assert '<|im_start|>assistant\n{"name": "add", "arguments": {"a": 2, "b": 3}}<|im_end|>' in text
+    assert "<|im_start|>user\nTool result (add, call_1): 5<|im_end|>" in text

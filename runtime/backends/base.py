@@ -17,6 +17,14 @@ concurrently from many tasks:
   The default implementation derives it from ``score``; backends may answer
   single-token choices from one next-token distribution instead.
 
+Tools and schemas: a request may carry ``tools``/``tool_choice`` (an ``act``
+step) or ``json_schema`` (``generate (schema:)``). A backend that declares
+``native_tools`` / ``native_json_schema`` sends them to its model and returns
+the calls in ``Completion.tool_calls``; for any other backend the runtime has
+already described the tools in the prompt and put a grammar in ``grammar``,
+so it may ignore them. Chat turns may be ``tool`` turns and assistant turns
+with ``tool_calls`` (a spliced conversation).
+
 Backends translate their own low-level failures into ``sfdsl.errors``
 (``BackendError``, ``BackendTimeout``, ``ContextOverflow``) with
 ``raise ... from exc``. Nothing else crosses this boundary.

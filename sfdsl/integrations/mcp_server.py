@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sfdsl.admission import SERVE_DEFAULTS
 from sfdsl.chat_replies import chat_reply
 from sfdsl.errors import InputError, SfdslError
 from sfdsl.integrations.mcp_schema import (
@@ -126,7 +127,7 @@ def recipe_tool(recipe: Recipe, runtime: Runtime, name: str) -> Any:
 async def _run_reporting(recipe: Recipe, runtime: Runtime, inputs: dict[str, Any], ctx: Context | None) -> Any:
     """Run the recipe, reporting model calls made out of the static bound (sent only to clients that asked)."""
     if ctx is None:
-        return await runtime.arun(recipe, inputs)
+        return await runtime.arun(recipe, inputs, caps=SERVE_DEFAULTS)  # agents pick the inputs: cap their cost
     total = recipe.bound(inputs).calls
     events: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
     done = 0
@@ -144,7 +145,7 @@ async def _run_reporting(recipe: Recipe, runtime: Runtime, inputs: dict[str, Any
     async def run() -> Any:
         try:
             with observe(listen):
-                return await runtime.arun(recipe, inputs)
+                return await runtime.arun(recipe, inputs, caps=SERVE_DEFAULTS)
         finally:
             events.put_nowait(None)
 

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -44,6 +45,7 @@ from sfdsl.serve.protocol import (
 from sfdsl.serve.registry import RecipeRegistry, ServedRecipe
 from sfdsl.serve.runs import Runner
 from sfdsl.serve.streaming import ChunkMaker, Kind, RunStream
+from sfdsl.serve.strict import check_openai_fields
 
 PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}", "/health", "/metrics")
 
@@ -90,6 +92,7 @@ def create_app(recipes: RecipeRegistry | str | Path, *, config: ServeConfig | No
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gc.freeze()  # recipes, modules and models loaded at start-up: no full collection scans them again
         try:
             yield
         finally:
@@ -128,10 +131,13 @@ async def _complete(request: Request, kind: type[ChatRequest] | type[CompletionR
     runner = _runner(request)
     config = runner.config
     try:
-        body = await read_body(request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
-        parsed = parse_request(kind, parse_json_object(body, max_depth=config.max_json_depth))
+        body = await read_body(request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s,
+                               max_drain_bytes=config.max_drain_bytes)
+        data = parse_json_object(body, max_depth=config.max_json_depth)
         del body
-        prepared = runner.prepare(parsed)
+        check_openai_fields(data)
+        parsed = parse_request(kind, data)
+        prepared = await runner.prepare(parsed)
         ticket = runner.ticket()
     except HTTPError as exc:
         return exc.response()
@@ -168,16 +174,17 @@ class _Stream(Response):
         await self._stream(scope, receive, send)
 
 
-def model_card(served: ServedRecipe) -> dict[str, Any]:
-    """One served recipe as an OpenAI model object, its inputs and streaming in the ``sfdsl`` field."""
+def model_card(served: ServedRecipe, runner: Runner) -> dict[str, Any]:
+    """One served recipe as an OpenAI model object; its inputs, streaming and bound under the caps in ``sfdsl``."""
     return {"id": served.name, "object": "model", "created": 0, "owned_by": "sfdsl",
             "sfdsl": {"file": served.recipe.file, "inputs": [{"name": n, "type": t} for n, t in served.params],
-                      "streams_tokens": streamed_generate(served.recipe.ast) is not None}}
+                      "streams_tokens": streamed_generate(served.recipe.ast) is not None,
+                      **runner.admission.models[served.name]}}
 
 
 async def models(request: Request) -> Response:
     """Every served recipe, with its inputs."""
-    return JSONResponse({"object": "list", "data": [model_card(served) for served in _runner(request).registry]})
+    return JSONResponse({"object": "list", "data": [model_card(served, _runner(request)) for served in _runner(request).registry]})
 
 
 async def model(request: Request) -> Response:
@@ -186,7 +193,7 @@ async def model(request: Request) -> Response:
         served, _ = _runner(request).registry.resolve(request.path_params["model_id"])
     except HTTPError as exc:
         return exc.response()
-    return JSONResponse({**model_card(served), "id": request.path_params["model_id"]})
+    return JSONResponse({**model_card(served, _runner(request)), "id": request.path_params["model_id"]})
 
 
 async def health(request: Request) -> Response:

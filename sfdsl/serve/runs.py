@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfdsl.chat_inputs import UnsupportedParameter, inputs_from_chat, unplaced_fields
-from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, InputError, SfdslError
-from sfdsl.inputs import bind_inputs
+from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, ContextOverflow, InputError, SfdslError
 from sfdsl.log import get_logger
 from sfdsl.runtime.context import Budget, Listener, observe
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
 from sfdsl.runtime.token_stream import TokenSink, streamed_generate
 from sfdsl.runtime_session import Runtime
+from sfdsl.serve.admission import Admission
 from sfdsl.serve.config import ServeConfig
 from sfdsl.serve.limits import RunLimiter
 from sfdsl.serve.metrics import RunSpend, ServeMetrics
@@ -72,11 +72,11 @@ class Runner:
         self.limiter = RunLimiter(max_concurrency=config.max_concurrency, max_queue=config.max_queue)
         self.metrics = ServeMetrics(in_flight=lambda: self.limiter.in_flight, queued=lambda: self.limiter.waiting,
                                     backends=self.runtimes.backends)
-        self._fixed = fixed_inputs(registry, config.inputs)
+        self.admission = Admission(registry, config)
         self.runtimes.get(None)  # a bad --backend spec fails at start-up, not at the first request
 
-    def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
-        """Route the request and bind its inputs; a 4xx HTTPError otherwise."""
+    async def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
+        """Route the request, bind its inputs and admit it by its static bound (off the loop); a 4xx otherwise."""
         served, alias = self.registry.resolve(request.model)
         self._check_n(request.n, "n")
         extra = request.sfdsl.inputs if request.sfdsl else None
@@ -85,15 +85,19 @@ class Runner:
             budget_tokens = honoured_fields(served, fields, extra)
             given = inputs_from_chat(served.params, request.chat_messages(), request_fields=fields,
                                      extra=extra, recipe=served.name)
-            inputs = bind_inputs(served.recipe.ast, {**self._fixed.get(served.name, {}), **given})
         except UnsupportedParameter as exc:
             raise unsupported_parameter(exc.param, str(exc)) from None
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_input") from None
-        if isinstance(inputs.get("n"), int):
-            self._check_n(inputs["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
+        if isinstance(given.get("n"), int) and not isinstance(given["n"], bool):
+            self._check_n(given["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
+        inputs = (await self.admission.acheck(served, given)).inputs
         return PreparedRun(served=served, inputs=inputs, seed=request.seed or 0, runtime=self.runtimes.get(alias),
-                           budget=Budget(max_tokens=budget_tokens) if budget_tokens else None)
+                           budget=self._budget(budget_tokens))
+
+    def _budget(self, max_tokens: int | None) -> Budget:
+        """The run's budget: the server's memory ceiling, and a request's ``max_tokens`` when no input takes it."""
+        return Budget(max_memory_bytes=self.config.max_run_memory_bytes, max_tokens=max_tokens)
 
     def _check_n(self, n: int | None, param: str) -> None:
         if n is not None and not 1 <= n <= self.config.max_n:
@@ -140,6 +144,7 @@ class Runner:
         return result
 
     async def aclose(self) -> None:
+        self.admission.close()
         await self.runtimes.aclose()
 
 
@@ -170,26 +175,9 @@ def honoured_fields(served: ServedRecipe, fields: dict[str, Any], extra: dict[st
     return fields.get("max_tokens") if "max_tokens" not in declared else None
 
 
-def fixed_inputs(registry: RecipeRegistry, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The ``-i`` inputs each served recipe declares, converted from text.
-
-    Raises:
-        InputError: for an input no served recipe declares, or a value of the wrong type.
-    """
-    unused = set(given)
-    fixed: dict[str, dict[str, Any]] = {}
-    for served in registry:
-        names = {name for name, _ in served.params}
-        mine = {k: v for k, v in given.items() if k in names}
-        unused -= set(mine)
-        fixed[served.name] = {k: v for k, v in bind_inputs(served.recipe.ast, mine, from_text=True,
-                                                            require_all=False).items() if k in mine}
-    if unused:
-        raise InputError(f"no served recipe has input(s) {', '.join(sorted(unused))}")
-    return fixed
-
-
-_STATUS: list[tuple[type[BaseException], int]] = [(BackendTimeout, 504), (BackendError, 502), (SfdslError, 500)]
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (ContextOverflow, 400),  # the request's text does not fit the model: the client's to shorten
+    (BackendTimeout, 504), (BackendError, 502), (SfdslError, 500)]
 
 
 def run_error(exc: BaseException) -> HTTPError:
@@ -201,10 +189,13 @@ def run_error(exc: BaseException) -> HTTPError:
         message = str(leaf)
     else:
         code, message = "internal_error", f"internal error during the run: {type(leaf).__name__}: {leaf}"
+    if isinstance(leaf, ContextOverflow):
+        code = "context_length_exceeded"  # OpenAI's code for the same mistake
     extra = {"location": getattr(leaf, "location", None), "node_id": getattr(leaf, "node_id", None)}
     if isinstance(leaf, BudgetExceeded) and isinstance(leaf.partial, dict):
         extra["run_id"] = leaf.partial.get("run_id")
-    return HTTPError(status, message, type="server_error", code=code, extra=extra)
+    return HTTPError(status, message, type="server_error" if status >= 500 else "invalid_request_error", code=code,
+                     extra=extra)
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -73,10 +73,9 @@ KIND = StepKind(
     node=Generate,
     rule="generate",
     build=build,
-    modes={"": PARAMS},
-    mode_field="",
+    params=PARAMS,
     check=check,
     bound=bound,
     label=lambda node: node.prompt,
-    runtime="sfdsl.runtime.model_steps:run_generate",
+    runtime="sfdsl.runtime.step_runs:run_generate",
 )
