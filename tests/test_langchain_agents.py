@@ -204,3 +204,12 @@ def test_a_react_agent_over_tool_vote_on_smollm2_makes_a_valid_call_and_ends() -
         chat.close()
     calls = [c for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
     assert calls and all(c["name"] == "calculator" and isinstance(c["args"].get("expression"), str) for c in calls)
+
+
+def test_with_structured_output_json_mode_and_refused_methods() -> None:
+    chat = model(FACES, ['{"name": "Ada", "age": 36}'], recipe_name="json_chat")
+    assert chat.with_structured_output(Person, method="json_mode").invoke("Ada") == Person(name="Ada", age=36)
+    with pytest.raises(InputError, match="function_calling"):
+        chat.with_structured_output(Person, method="function_calling")
+    with pytest.raises(InputError, match="strict=False"):
+        chat.with_structured_output(Person, strict=False)

@@ -166,22 +166,30 @@ class SfdslChatModel(BaseChatModel):
         return self.bind(tools=formatted, **kwargs)
 
     def with_structured_output(self, schema: dict[str, Any] | type, *, include_raw: bool = False,
+                               method: str = "json_schema", strict: bool | None = None,
                                **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
         """Constrain the answer to ``schema`` (a pydantic model, TypedDict or JSON Schema) via the ``schema`` input.
 
-        Returns a runnable giving the parsed value (a model instance, else a dict), or with ``include_raw``
-        ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``.
+        ``method`` is ``json_schema`` (the schema constrains the output; always strict) or ``json_mode`` (any
+        JSON object, parsed with the schema). Returns a runnable giving the parsed value (a model instance,
+        else a dict), or with ``include_raw`` ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``.
 
         Raises:
-            InputError: when the recipe has no ``schema`` input, or for an unknown keyword argument.
+            InputError: when the recipe has no ``schema`` input, for another method, ``strict=False``
+                or an unknown keyword argument.
         """
         if kwargs:
             raise InputError(f"with_structured_output takes no {', '.join(sorted(kwargs))}")
+        if method not in ("json_schema", "json_mode"):
+            raise InputError(f"with_structured_output method {method!r} is not supported: use json_schema or "
+                             "json_mode (bind_tools gives a recipe tools)")
+        if strict is False:
+            raise InputError("sfdsl constrains output to the schema itself: strict=False cannot be honoured")
         self._require("response_format", "schema")
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
-        json_schema = convert_to_json_schema(schema)
+        json_schema = convert_to_json_schema(schema) if method == "json_schema" else {"type": "object"}
         llm = self.bind(response_format=json_schema, ls_structured_output_format={
-            "kwargs": {"method": "json_schema"}, "schema": json_schema})
+            "kwargs": {"method": method}, "schema": json_schema})
         parser: Runnable[Any, Any] = JsonOutputParser()
         if is_model:
             parser = PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
