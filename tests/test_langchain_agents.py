@@ -230,3 +230,10 @@ def test_get_num_tokens_uses_the_gguf_tokenizer() -> None:
     finally:
         chat.close()
     assert count == expected and 5 < count < 20
+
+
+def test_with_structured_output_over_the_shipped_json_vote_recipe() -> None:
+    chat = SfdslChatModel(recipe=REPO / "recipes" / "json_vote.sf",
+                          backend=sfdsl.ScriptedBackend(lambda prompt, i: '{"name": "Ada", "age": 36}'))
+    assert chat.with_structured_output(Person).invoke("Who wrote the first program, and how old was she?") == \
+        Person(name="Ada", age=36)
