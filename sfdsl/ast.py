@@ -222,6 +222,7 @@ class Param(Node):
     name: str
     type: TypeRef
     default: Expr | None = None
+    doc: str = ""  # its `#:` doc-comment (at the end of its line, else the `#:` lines right above it)
 
 
 class OutField(Node):

@@ -10,23 +10,33 @@ from sfdsl.diagnostics import Diagnostic
 
 @dataclass(frozen=True)
 class Bound:
-    """Worst case of a recipe or step."""
+    """Worst case of a recipe or step.
+
+    ``parallel_exact`` is False when ``parallel`` is a cruder upper bound than the plan's true maximum (a plan
+    too large to compute the maximum antichain of); the bound is sound either way.
+    """
 
     calls: int = 0
     tokens: int = 0
     parallel: int = 0
+    parallel_exact: bool = True
 
     def then(self, other: Bound) -> Bound:
-        return Bound(self.calls + other.calls, self.tokens + other.tokens, max(self.parallel, other.parallel))
+        return Bound(self.calls + other.calls, self.tokens + other.tokens, max(self.parallel, other.parallel),
+                     self.parallel_exact and other.parallel_exact)
 
     def times(self, k: int, *, concurrent: bool) -> Bound:
-        return Bound(self.calls * k, self.tokens * k, self.parallel * k if concurrent else self.parallel)
+        return Bound(self.calls * k, self.tokens * k, self.parallel * k if concurrent else self.parallel,
+                     self.parallel_exact)
 
     def either(self, other: Bound) -> Bound:
-        return Bound(max(self.calls, other.calls), max(self.tokens, other.tokens), max(self.parallel, other.parallel))
+        return Bound(max(self.calls, other.calls), max(self.tokens, other.tokens), max(self.parallel, other.parallel),
+                     self.parallel_exact and other.parallel_exact)
 
     def __str__(self) -> str:
-        return f"≤ {self.calls} model calls, ≤ {self.tokens} generated tokens, ≤ {self.parallel} sequences at once"
+        rough = "" if self.parallel_exact else " (upper bound: plan too large for the exact maximum)"
+        return (f"≤ {self.calls} model calls, ≤ {self.tokens} generated tokens, "
+                f"≤ {self.parallel} sequences at once{rough}")
 
 
 class BoundError(Exception):

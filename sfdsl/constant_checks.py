@@ -7,20 +7,25 @@ regexes (``done:``, ``pass:``, ``fail:``) that Python's ``re`` rejects. A
 parameter spec may declare its own value check instead (``ParamSpec.check``):
 `generate` declares ``regex_constraint`` (a ``regex:`` outside the subset the
 engine compiles to a grammar) and ``gbnf_grammar`` (a ``grammar:`` literal
-llama.cpp's GBNF parser rejects).
+llama.cpp's GBNF parser rejects). ``range_problems`` refuses a constant outside
+the spec's range (``n: 0``), which the runtime would refuse too.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sfdsl import ast
 from sfdsl.constraints import UnsupportedRegex, gbnf_for_regex
 from sfdsl.diagnostics import Span
+from sfdsl.expressions import ExprError, NotStatic, evaluate
 from sfdsl.gbnf import gbnf_problem
 from sfdsl.types import BOOL, FLOAT, INT, REGEX, STR, Type, assignable, elem
+
+if TYPE_CHECKING:
+    from sfdsl.step_kind import ParamSpec
 
 REGEX_HINT = ("constraints support literals, escapes, '.', classes, groups, '|' and quantifiers; "
               "no look-around, back-references or inner anchors")
@@ -50,6 +55,25 @@ def constant_problems(name: str, want: Type, value: Any, where: str, own: ValueC
     elif want == REGEX:
         problems += _python_regex(name, value, where)
     return problems
+
+
+def range_problems(name: str, param: ParamSpec, value: Any, where: str) -> list[Problem]:
+    """A constant value outside the parameter's range (``n: 0``, ``top_p: 1.5``): SF320, as the run would refuse it."""
+    if param.low is None and param.high is None:
+        return []
+    try:
+        constant = evaluate(value, _no_names)
+    except (NotStatic, ExprError):
+        return []
+    refusal = param.refusal(constant)
+    if refusal is None:
+        return []
+    return [Problem("SF320", f"'{name}: {constant!r}' of {where} is out of range: it {refusal}", value,
+                    f"{name}: {param.doc}")]
+
+
+def _no_names(name: str) -> Any:
+    raise NotStatic(name)
 
 
 def regex_constraint(name: str, value: Any, where: str) -> list[Problem]:

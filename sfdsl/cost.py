@@ -16,19 +16,20 @@ from sfdsl import ast
 from sfdsl.bounds import UNKNOWN, Abstract, Bound, BoundError, known
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.expressions import ExprError, NotStatic, evaluate
-from sfdsl.plan import Plan, build_plan, collect_models, collect_prompts
-from sfdsl.program import Program, recipe_key
+from sfdsl.plan import Plan, plan_recipe
+from sfdsl.program import ParsedProgram, recipe_key
 from sfdsl.registry import kind_of
 from sfdsl.step_kind import SAMPLING, Spec
-from sfdsl.steps.deepen import deepen_budgets
 
-__all__ = ["Bound", "BoundError", "CostModel", "Env", "bound_errors", "deepen_budgets", "recipe_bound"]
+__all__ = ["Bound", "BoundError", "CostModel", "Env", "bound_with_errors", "recipe_bound"]
 
 Env = dict[str, Abstract]
+#: Largest plan block (nodes plus edges) whose maximum antichain is computed exactly; past it, the sum of weights.
+MAX_EXACT_PLAN = 200_000
 Plans = Mapping[str, Plan]
 
 
-def recipe_bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
+def recipe_bound(program: ParsedProgram, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
                  plans: Plans | None = None) -> Bound:
     """The worst-case cost of one run of ``recipe`` with ``inputs`` (defaults fill the rest).
 
@@ -38,20 +39,17 @@ def recipe_bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[s
     Raises:
         BoundError: for the first loop bound that is not known before the run.
     """
-    bound, errors = _bound(program, file, recipe, inputs, plans)
+    bound, problems = bound_with_errors(program, file, recipe, inputs, plans)
+    errors = [d for d in problems if d.is_error]
     if errors:
         raise BoundError(errors[0])
     return bound
 
 
-def bound_errors(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
-                 plans: Plans | None = None) -> list[Diagnostic]:
-    """Every bound problem of a recipe (loops bounded only at run time), without stopping at the first."""
-    return _bound(program, file, recipe, inputs, plans)[1]
-
-
-def _bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None,
-           plans: Plans | None) -> tuple[Bound, list[Diagnostic]]:
+def bound_with_errors(program: ParsedProgram, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
+                      plans: Plans | None = None) -> tuple[Bound, list[Diagnostic]]:
+    """The worst-case cost and every bound problem, errors (loops bounded only at run time) and warnings (a
+    `limit:` that may cut a list), in one pass; the bound is meaningless when there are errors."""
     given = {name: known(value) for name, value in (inputs or {}).items()}
     model = CostModel(program, file, recipe, plans or {})
     return model.recipe_cost(given), model.errors
@@ -71,13 +69,13 @@ def _static_lookup(env: Env, name: str) -> Any:
 class CostModel:
     """Walks a recipe's plan with abstract values; step kinds' ``bound`` functions call its helpers."""
 
-    def __init__(self, program: Program, file: str, recipe: ast.Recipe, plans: Plans,
+    def __init__(self, program: ParsedProgram, file: str, recipe: ast.Recipe, plans: Plans,
                  errors: list[Diagnostic] | None = None) -> None:
         self.program, self.file, self.recipe, self.plans = program, file, recipe, plans
-        self.prompts = collect_prompts(recipe.body)
-        self.models = collect_models(recipe.body)
+        self.plan = plans.get(recipe_key(program, file, recipe.name)) or plan_recipe(recipe)
+        self.prompts, self.models = self.plan.prompts, self.plan.models
         self.last_yield = UNKNOWN
-        self.errors: list[Diagnostic] = [] if errors is None else errors
+        self.errors: list[Diagnostic] = [] if errors is None else errors  # and warnings (``warn``)
         self._bodies: dict[int, dict[str, Plan]] = {}
 
     def recipe_cost(self, given: Env) -> Bound:
@@ -90,9 +88,7 @@ class CostModel:
                 env[param.name] = known(evaluate(param.default, _no_names))
             else:
                 env[param.name] = UNKNOWN
-        key = recipe_key(self.program, self.file, self.recipe.name)
-        plan = self.plans.get(key) or build_plan(self.recipe.body, self.prompts)
-        return self.block(plan, env)
+        return self.block(self.plan, env)
 
     # ------------------------------------------------------------ helpers for step kinds
 
@@ -121,6 +117,10 @@ class CostModel:
         """Record a bound problem and go on with a bound of 1, so every problem is reported."""
         self.errors.append(diagnostic)
         return 1
+
+    def warn(self, diagnostic: Diagnostic) -> None:
+        """Record a warning (``severity="warning"``): the bound stands, but the run may not do what it reads."""
+        self.errors.append(diagnostic.model_copy(update={"severity": "warning"}))
 
     def unbounded(self, node: Any, what: str, hint: str) -> int:
         """Record SF411: ``what`` loops over a list whose length is unknown before the run (bound 1 from here)."""
@@ -184,10 +184,10 @@ class CostModel:
             stmt = data["stmt"]
             self._bodies[id(stmt.value if ast.is_step(getattr(stmt, "value", None)) else stmt)] = data["bodies"]
             costs[node_id] = self.stmt(stmt, env)
-        total = Bound()
-        for c in costs.values():
-            total = Bound(total.calls + c.calls, total.tokens + c.tokens, total.parallel)
-        return Bound(total.calls, total.tokens, _max_parallel(plan.graph, costs))
+        calls = sum(c.calls for c in costs.values())
+        tokens = sum(c.tokens for c in costs.values())
+        parallel, exact = _max_parallel(plan.graph, costs)
+        return Bound(calls, tokens, parallel, exact)
 
     def stmt(self, stmt: Any, env: Env) -> Bound:
         kind = stmt.stmt
@@ -216,21 +216,44 @@ def _assigned(block: ast.Block | None) -> list[str]:
     return [s.target for s in block.stmts if isinstance(s, ast.Assign)] if block else []
 
 
-def _max_parallel(graph: nx.DiGraph, costs: dict[str, Bound]) -> int:
-    """Largest total parallelism over statements that may run at the same time (max-weight antichain)."""
-    weighted = {n: costs[n].parallel for n in graph.nodes if costs[n].parallel > 0}
-    if not weighted:
-        return 0
-    if len(weighted) == 1:
-        return next(iter(weighted.values()))
-    closure = nx.transitive_closure_dag(graph)
-    independent = nx.Graph()
-    for n, w in weighted.items():
-        independent.add_node(n, weight=w)
-    nodes = list(weighted)
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1:]:
-            if not closure.has_edge(a, b) and not closure.has_edge(b, a):
-                independent.add_edge(a, b)
-    _, weight = nx.max_weight_clique(independent, weight="weight")
-    return int(weight)
+def _max_parallel(graph: nx.DiGraph, costs: dict[str, Bound]) -> tuple[int, bool]:
+    """Largest total parallelism over statements that may run at the same time, and whether it is exact.
+
+    That is a maximum-weight antichain of the plan DAG, the sum of the answers of its weakly connected parts
+    (a statement alone in its part adds its own weight). Within a part, by Dilworth's theorem in its weighted
+    form, it equals the minimum flow that passes through every node at least its weight times: see
+    ``_antichain``. A plan past ``MAX_EXACT_PLAN`` gets the sum of all weights: a sound, not tight, bound.
+    """
+    weights = {n: costs[n].parallel for n in graph.nodes}
+    exact = all(costs[n].parallel_exact for n in graph.nodes)
+    if graph.number_of_edges() == 0:
+        return sum(weights.values()), exact
+    if graph.number_of_nodes() + graph.number_of_edges() > MAX_EXACT_PLAN:
+        return sum(weights.values()), False
+    total = 0
+    for part in nx.weakly_connected_components(graph):
+        positive = [weights[n] for n in part if weights[n] > 0]
+        total += positive[0] if len(positive) == 1 else _antichain(graph.subgraph(part), weights) if positive else 0
+    return total, exact
+
+
+def _antichain(graph: nx.DiGraph, weights: dict[str, int]) -> int:
+    """The maximum-weight antichain of a DAG as a minimum flow, in one max-flow computation without recursion.
+
+    Start from the flow that sends each node's weight straight from the source through the node to the sink
+    (the sum of all weights); the minimum flow is that sum less the largest flow that can be pushed back from
+    the sink to the source through the residual network: into a node's exit by its weight, along the plan's
+    edges (unbounded), and out of a node's entry by its weight.
+    """
+    back = nx.DiGraph()
+    source, sink = ("sink",), ("source",)  # tuples never clash with node ids, which are strings
+    for n in graph.nodes:
+        w = weights[n]
+        if w > 0:
+            back.add_edge(source, ("out", n), capacity=w)
+            back.add_edge(("in", n), sink, capacity=w)
+        back.add_edge(("in", n), ("out", n))  # no capacity: unbounded
+    for a, b in graph.edges:
+        back.add_edge(("out", a), ("in", b))
+    returned = nx.maximum_flow_value(back, source, sink)
+    return int(sum(weights[n] for n in graph.nodes) - returned)

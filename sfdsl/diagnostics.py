@@ -45,8 +45,14 @@ class Diagnostic(BaseModel):
         return f"{self.span}: {self.severity}[{self.code}]: {self.message}"
 
 
-def render(diagnostic: Diagnostic, source: str | None) -> str:
+#: Longest part of a source line shown under a diagnostic.
+SHOWN_LINE_CHARS = 160
+
+
+def render(diagnostic: Diagnostic, source: str | list[str] | None) -> str:
     """Format one diagnostic with its source line and a caret underline.
+
+    ``source`` is the file's text, or its lines already split on "\\n" (as ``render_all`` passes them).
 
     Example:
         recipe.sf:3:5: error[SF201]: undefined name 'critque' (did you mean 'critique'?)
@@ -56,14 +62,18 @@ def render(diagnostic: Diagnostic, source: str | None) -> str:
     lines = [diagnostic.headline()]
     span = diagnostic.span
     if source is not None:
-        source_lines = source.splitlines()
+        source_lines = source.split("\n") if isinstance(source, str) else source  # as the parser counts lines
         if 1 <= span.line <= len(source_lines):
-            text = source_lines[span.line - 1].expandtabs(1)
+            text = source_lines[span.line - 1].rstrip("\r").expandtabs(1)
+            column = span.column
+            if len(text) > SHOWN_LINE_CHARS:  # a window around the caret
+                start = max(0, min(column - 1 - SHOWN_LINE_CHARS // 2, len(text) - SHOWN_LINE_CHARS))
+                text, column = text[start:start + SHOWN_LINE_CHARS], column - start
             gutter = f"{span.line:>5} | "
             lines.append(gutter + text)
-            width = (span.end_column - span.column) if span.end_line == span.line else len(text) - span.column + 1
-            width = max(1, min(width, max(1, len(text) - span.column + 1)))
-            lines.append(" " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * width)
+            width = (span.end_column - span.column) if span.end_line == span.line else len(text) - column + 1
+            width = max(1, min(width, max(1, len(text) - column + 1)))
+            lines.append(" " * (len(gutter) - 2) + "| " + " " * (column - 1) + "^" * width)
     if diagnostic.hint:
         lines.append(f"      = hint: {diagnostic.hint}")
     return "\n".join(lines)
@@ -72,7 +82,8 @@ def render(diagnostic: Diagnostic, source: str | None) -> str:
 def render_all(diagnostics: Iterable[Diagnostic], sources: dict[str, str]) -> str:
     """Format many diagnostics, errors and warnings, in source order."""
     ordered = sorted(diagnostics, key=lambda d: (d.span.file, d.span.line, d.span.column))
-    return "\n".join(render(d, sources.get(d.span.file)) for d in ordered)
+    lines = {file: text.split("\n") for file, text in sources.items() if any(d.span.file == file for d in ordered)}
+    return "\n".join(render(d, lines.get(d.span.file)) for d in ordered)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:

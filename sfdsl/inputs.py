@@ -21,12 +21,14 @@ from sfdsl.types import ANY, BOOL, CONVERSATION, FLOAT, INT, SCHEMA, STR, TOOLS,
 
 
 def bind_inputs(recipe: ast.Recipe, given: dict[str, Any], *, from_text: bool = False,
-                require_all: bool = True) -> dict[str, Any]:
+                require_all: bool = True, strict: bool = False) -> dict[str, Any]:
     """Check ``given`` against the recipe's inputs, convert types, fill defaults.
 
     Args:
         from_text: values are command-line strings to convert (``-i n=8``).
         require_all: when false, required inputs may be missing (for cost bounds).
+        strict: no coercion between types (``"0.5"`` is not a float, ``"yes"`` not a bool): for JSON
+            from HTTP clients, unlike ``-i`` text. An int is still a float.
 
     Raises:
         InputError: naming the unknown, missing or mistyped input.
@@ -39,7 +41,7 @@ def bind_inputs(recipe: ast.Recipe, given: dict[str, Any], *, from_text: bool = 
     bound: dict[str, Any] = {}
     for name, param in params.items():
         if name in given:
-            bound[name] = convert(given[name], str(param.type), name=name, from_text=from_text)
+            bound[name] = convert(given[name], str(param.type), name=name, from_text=from_text, strict=strict)
         elif param.default is not None:
             bound[name] = evaluate(param.default, _no_names)
         elif require_all:
@@ -118,11 +120,12 @@ def _from_text(value: str, type_: Type) -> Any:
     return [_from_text(v.strip(), type_.item) for v in text.split(",")]
 
 
-def convert(value: Any, type_name: str | Type, *, name: str, from_text: bool = False) -> Any:
+def convert(value: Any, type_name: str | Type, *, name: str, from_text: bool = False, strict: bool = False) -> Any:
     """Convert one input value to its declared type.
 
     Args:
         from_text: the value is text to read (``-i n=8``, a CSV cell); otherwise it is JSON or Python data.
+        strict: refuse values of another type instead of converting them (see ``bind_inputs``).
 
     Raises:
         InputError: naming the input and the type it must have.
@@ -133,7 +136,7 @@ def convert(value: Any, type_name: str | Type, *, name: str, from_text: bool = F
             data = str(value)
         else:
             data = _from_text(value, type_) if from_text and isinstance(value, str) else value
-        return adapter(type_).validate_python(data)
+        return adapter(type_).validate_python(data, strict=strict or None)
     except ValidationError as exc:
         raise InputError(f"input '{name}' must be {type_}{_why(exc, type_)}, got {_clip(value)}") from None
     except (ValueError, TypeError):

@@ -15,14 +15,22 @@ from sfdsl.errors import CompileError
 from sfdsl.limits import depth_problem, transform
 from sfdsl.recovery import parse_tree
 from sfdsl.registry import BUILDERS
+from sfdsl.source_limits import literal_problem, normalize_newlines, source_problem
 
 
 def parse(text: str, *, file: str = "<string>") -> ast.Module:
     """Parse one .sf source into an AST module.
 
+    Line endings may be CR, LF or CRLF.
+
     Raises:
-        CompileError: with one diagnostic per syntax error, or for code nested past the compiler's limit.
+        CompileError: with one diagnostic per syntax error, for code nested past the compiler's limit, or for a
+            text past the limits of ``sfdsl.source_limits`` (size, line length, literal sizes).
     """
+    text = normalize_newlines(text)
+    too_large = source_problem(text, file)
+    if too_large is not None:
+        raise CompileError(diagnostics=[too_large], sources={file: text})
     tree = parse_tree(text, file=file)
     too_deep = depth_problem(tree, file)
     if too_deep is not None:
@@ -107,6 +115,28 @@ def header_comment(lines: list[str], line: int, *, at_top: bool = False) -> str:
     return textwrap.dedent(text).strip()
 
 
+_DOC_COMMENT = re.compile(r"#:\s?(.*)$")
+
+
+def param_doc(lines: list[str], line: int) -> str:
+    """An input's doc-comment: a ``#:`` comment ending its line, else the ``#:`` lines right above it.
+
+    Example: ``question: str,  #: the question to answer``. Write each documented input on its own line.
+    """
+    if not 0 < line <= len(lines):
+        return ""
+    own = lines[line - 1]
+    found = _DOC_COMMENT.search(own)
+    if found and own.count('"', 0, found.start()) % 2 == 0:
+        return found.group(1).strip()
+    above: list[str] = []
+    row = line - 2
+    while row >= 0 and lines[row].lstrip().startswith("#:"):
+        above.insert(0, lines[row].lstrip()[2:].strip())
+        row -= 1
+    return " ".join(above)
+
+
 def _regex(file: str, token: Token) -> ast.RegexLit:
     raw = str(token)
     end = raw.rfind("/")
@@ -121,7 +151,7 @@ class _Builder(Transformer[Token, Any]):
     def __init__(self, file: str, text: str = "") -> None:
         super().__init__()
         self.file = file
-        self.lines = text.splitlines()
+        self.lines = text.split("\n")
 
     def _s(self, meta: Any) -> Span:
         return _span_of(self.file, meta)
@@ -164,7 +194,8 @@ class _Builder(Transformer[Token, Any]):
         return ast.OutField(span=self._s(meta), name=str(c[0]), type=c[1])
 
     def param(self, meta: Any, c: list[Any]) -> ast.Param:
-        return ast.Param(span=_span_of(self.file, c[0]), name=str(c[0]), type=c[1], default=c[2])
+        return ast.Param(span=_span_of(self.file, c[0]), name=str(c[0]), type=c[1], default=c[2],
+                         doc=param_doc(self.lines, c[0].line))
 
     def type_ref(self, meta: Any, c: list[Any]) -> ast.TypeRef:
         return ast.TypeRef(span=self._s(meta), name=str(c[0]), arg=c[1])
@@ -180,6 +211,7 @@ class _Builder(Transformer[Token, Any]):
         name, body = c
         span = _span_of(self.file, name)
         if isinstance(body, Token):
+            self._limit("string", len(body) - 2, body)
             body_span = _span_of(self.file, body)
             return ast.PromptDecl(span=span, name=str(name), text=decode_string(body), body_span=body_span)
         turns, body_span = body
@@ -189,6 +221,7 @@ class _Builder(Transformer[Token, Any]):
         return c, self._s(meta)
 
     def turn(self, meta: Any, c: list[Any]) -> ast.Turn:
+        self._limit("string", len(c[1]) - 2, c[1])
         return ast.Turn(span=_span_of(self.file, c[0]), role=str(c[0]), text=decode_string(c[1]))
 
     def splice(self, meta: Any, c: list[Any]) -> ast.Turn:
@@ -310,7 +343,14 @@ class _Builder(Transformer[Token, Any]):
         return ast.Const(span=self._s(meta), value=value)
 
     def string(self, meta: Any, c: list[Any]) -> ast.Const:
+        self._limit("string", len(c[0]) - 2, meta)
         return ast.Const(span=self._s(meta), value=decode_string(c[0]))
+
+    def _limit(self, what: str, size: int, where: Any) -> None:
+        """Refuse a literal past its size limit (SF119); ``where`` is a rule's meta or a token."""
+        problem = literal_problem(what, size, _span_of(self.file, where))
+        if problem is not None:
+            raise _BuildError(problem)
 
     def regex(self, meta: Any, c: list[Any]) -> ast.RegexLit:
         return _regex(self.file, c[0])
@@ -328,9 +368,11 @@ class _Builder(Transformer[Token, Any]):
         return ast.Name(span=_span_of(self.file, c[0]), id=str(c[0]))
 
     def list_lit(self, meta: Any, c: list[Any]) -> ast.ListExpr:
+        self._limit("list", len(c), meta)
         return ast.ListExpr(span=self._s(meta), items=[x for x in c if x is not None])
 
     def dict_lit(self, meta: Any, c: list[Any]) -> ast.DictExpr:
+        self._limit("dict", len(c), meta)
         pairs = [p for p in c if p is not None]
         return ast.DictExpr(span=self._s(meta), keys=[k for k, _ in pairs], values=[v for _, v in pairs])
 

@@ -1,4 +1,5 @@
-"""A loaded program: the main .sf file, its imports, and a table of every recipe."""
+"""A parsed program (ParsedProgram): the main .sf file, its imports, and a table of every recipe; the
+compiler checks and plans it into a CompiledProgram, which the API wraps as sfdsl.Program."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from sfdsl import ast
 from sfdsl.diagnostics import Diagnostic, Span, with_suggestion
 from sfdsl.errors import CompileError, SourceNotFoundError
 from sfdsl.parser import parse
+from sfdsl.recipe_paths import confine_paths
+from sfdsl.source_limits import MAX_SOURCE_BYTES, normalize_newlines, too_large
 
 
 @dataclass
-class Program:
+class ParsedProgram:
     """Every parsed module of a program, keyed by file path."""
 
     main: str
@@ -65,11 +68,12 @@ class Program:
         return digest.hexdigest()
 
 
-def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> Program:
+def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> ParsedProgram:
     """Parse a .sf file and, recursively, the files it imports.
 
     Imports are confined: they must resolve inside the main file's directory
-    tree or a directory of ``import_path`` or ``$SFDSL_PATH`` (see ``ImportRoots``).
+    tree or a directory of ``import_path`` or ``$SFDSL_PATH`` (see ``ImportRoots``);
+    so are the files model declarations name (see ``sfdsl.recipe_paths``).
 
     Raises:
         SourceNotFoundError: when the main file does not exist.
@@ -84,13 +88,15 @@ def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) ->
         raise SourceNotFoundError(f"recipe file not found: {main}")
     text = _read(main)
     if isinstance(text, _ReadProblem):
+        if text.diagnostic is not None:
+            raise CompileError(diagnostics=[text.diagnostic])
         span = Span(file=str(main), line=text.line, column=text.column, end_line=text.line, end_column=text.column)
         raise CompileError(diagnostics=[Diagnostic(code="SF507", message=f"cannot read {main}: {text.message}",
                                                    span=span)])
     return _load(str(main), text, ImportRoots.for_main(main.parent, import_path))
 
 
-def program_from_text(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> Program:
+def program_from_text(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> ParsedProgram:
     """Parse a program held in memory (imports resolve inside the working directory or ``import_path``)."""
     base = Path(file).parent if not file.startswith("<") else Path.cwd()
     return _load(file, text, ImportRoots.for_main(base, import_path))
@@ -125,16 +131,24 @@ class _ReadProblem:
     message: str
     line: int = 1
     column: int = 1
+    diagnostic: Diagnostic | None = None  # a located problem of the file itself (too large)
 
 
 def _read(path: Path) -> str | _ReadProblem:
-    """A source file's text, or why it cannot be used (never its content)."""
+    """A source file's text with LF line endings, or why it cannot be used (never its content).
+
+    At most ``MAX_SOURCE_BYTES`` and one more are read: a larger file is refused (SF117) without reading it all.
+    """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SOURCE_BYTES + 1)
     except OSError as exc:
         return _ReadProblem(exc.strerror or type(exc).__name__)
+    problem = too_large(str(path), data)
+    if problem is not None:
+        return _ReadProblem(problem.message, problem.span.line, problem.span.column, problem)
     try:
-        return data.decode("utf-8")
+        return normalize_newlines(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -142,14 +156,15 @@ def _read(path: Path) -> str | _ReadProblem:
                             line, column)
 
 
-def _load(main: str, text: str, roots: ImportRoots) -> Program:
-    program = Program(main=main)
+def _load(main: str, text: str, roots: ImportRoots) -> ParsedProgram:
+    program = ParsedProgram(main=main)
     diagnostics: list[Diagnostic] = []
     pending: list[tuple[str, str]] = [(main, text)]
     while pending:
         file, source = pending.pop()
         if file in program.modules:
             continue
+        source = normalize_newlines(source)
         program.sources[file] = source
         try:
             module = parse(source, file=file)
@@ -161,6 +176,7 @@ def _load(main: str, text: str, roots: ImportRoots) -> Program:
         aliases: dict[str, str] = {}
         plain: list[str] = []
         importer_dir = Path(file).parent if not file.startswith("<") else Path.cwd()
+        diagnostics += confine_paths(module, roots, importer_dir)
         for imp in module.imports:
             target = _resolve_import(roots, importer_dir, imp)
             if isinstance(target, Diagnostic):
@@ -169,6 +185,9 @@ def _load(main: str, text: str, roots: ImportRoots) -> Program:
             key = str(target)
             if key not in program.modules:
                 imported = _read(target)
+                if isinstance(imported, _ReadProblem) and imported.diagnostic is not None:
+                    diagnostics.append(imported.diagnostic)
+                    continue
                 if isinstance(imported, _ReadProblem):
                     message = f"cannot read imported file {imp.path}: {imported.message}"
                     diagnostics.append(Diagnostic(code="SF507", span=imp.span, message=message))
@@ -207,6 +226,6 @@ def _resolve_import(roots: ImportRoots, importer_dir: Path, imp: ast.Import) -> 
                             hint=f"looked for {os.path.abspath(candidates[0])}")
 
 
-def recipe_key(program: Program, file: str, name: str) -> str:
+def recipe_key(program: ParsedProgram, file: str, name: str) -> str:
     """The name a recipe is known by: bare in the main file, `file::name` elsewhere."""
     return name if file == program.main else f"{file}::{name}"

@@ -20,6 +20,7 @@ from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
 from sfdsl.limits import MAX_PARSER_STACK, too_deep
+from sfdsl.source_limits import MAX_TOKENS, too_many_tokens
 from sfdsl.syntax_errors import CLOSERS, OPENERS, Failure, describe, keywords, token_span
 
 MAX_ERRORS = 50
@@ -31,6 +32,10 @@ STATEMENT_PROBES = (Token("RETURN", "return"), Token("RECIPE", "recipe"))
 class _TooDeep(Exception):
     def __init__(self, token: Token) -> None:
         self.token = token
+
+
+class _TooMany(_TooDeep):
+    """More than ``MAX_TOKENS`` tokens were read, parsing and skipping together."""
 
 
 def parse_tree(text: str, *, file: str) -> Tree[Token]:
@@ -54,36 +59,48 @@ class _Session:
         self.diagnostics: list[Diagnostic] = []
         self.last_sync = -1
         self.failed_on = 0
+        self.tokens = 0
 
     def run(self) -> Tree[Token]:
+        try:
+            tree = self._run()
+        except _TooMany as exc:
+            self.diagnostics.append(too_many_tokens(token_span(self.file, exc.token)))
+        except _TooDeep as exc:
+            self.diagnostics.append(too_deep(token_span(self.file, exc.token)))
+        else:
+            if tree is not None and not self.diagnostics:
+                return tree
+        raise CompileError(diagnostics=self.diagnostics, sources={self.file: self.text})
+
+    def _run(self) -> Tree[Token] | None:
+        """The tree, or None once the errors are all found; raises _TooDeep or _TooMany at a limit."""
         while True:
             try:
-                tree = self._parse()
-            except _TooDeep as exc:
-                self.diagnostics.append(too_deep(token_span(self.file, exc.token)))
-                break
+                return self._parse()
             except UnexpectedInput as exc:
                 failure = self._failure(exc)
                 self._report(describe(failure), failure)
                 at_end = failure.token is not None and failure.token.type == "$END"
                 if at_end or len(self.diagnostics) >= MAX_ERRORS or not self._recover(exc):
-                    break
-                continue
-            if not self.diagnostics:
-                return tree
-            break
-        raise CompileError(diagnostics=self.diagnostics, sources={self.file: self.text})
+                    return None
 
     # ------------------------------------------------------------ parsing
 
     def _parse(self) -> Tree[Token]:
         state = self.state
         for token in self.thread.lex(state):
+            self._count(token)
             state.feed_token(token)
             self.history.append(token)
             if len(state.state_stack) > MAX_PARSER_STACK:
                 raise _TooDeep(token)
         return state.feed_token(self._end_token(), True)  # type: ignore[no-any-return]
+
+    def _count(self, token: Token) -> None:
+        self.tokens += 1
+        if self.tokens > MAX_TOKENS:
+            raise _TooMany(token)
 
     def _end_token(self) -> Token:
         last = self.thread.state.last_token
@@ -161,6 +178,7 @@ class _Session:
             except UnexpectedCharacters:
                 lex_state.line_ctr.feed(self.text[lex_state.line_ctr.char_pos])
                 continue
+            self._count(token)
             candidate = open_braces == 0 and token.start_pos != self.last_sync and (
                 token.type == "RBRACE" or (token.line or 0) > prev_line)
             if token.type == "LBRACE":

@@ -24,6 +24,10 @@ from sfdsl.template_guard import (
 from sfdsl.values import RECORD_TYPES, NoAnswer, primary, wire_fields
 
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+#: Deepest nesting of block tags (`{% for %}`, `{% if %}`...) a template may have; checked on the token stream
+#: before jinja parses it, since parsing and compiling deeper nesting costs seconds before Python refuses it.
+MAX_BLOCK_NESTING = 20
+_OPENERS = frozenset({"for", "if", "macro", "call", "filter", "block", "with", "autoescape", "trans"})
 
 
 class TemplateError(Exception):
@@ -56,21 +60,60 @@ def variables(text: str) -> set[str]:
 
     Nothing in the template is evaluated: the guarded environment folds no
     user expression, so ``{{ 7 ** 99999999 }}`` is checked in microseconds.
+    Each text is parsed once; later calls reuse the answer.
 
     Raises:
         TemplateError: when the template does not parse.
     """
+    found, problem = _variables(text)
+    if problem is not None:
+        raise TemplateError(problem[0], line=problem[1])
+    return set(found)
+
+
+@lru_cache(maxsize=4096)
+def _variables(text: str) -> tuple[frozenset[str], tuple[str, int | None] | None]:
+    """``variables``' answer, or the message and line of its TemplateError (an exception is not cached)."""
     try:
+        _check_nesting(text)
         parsed = environment().parse(text)
-        found = set(meta.find_undeclared_variables(parsed)) - JINJA_GLOBALS
+        found = frozenset(meta.find_undeclared_variables(parsed)) - JINJA_GLOBALS
         _compile(text)  # what Python itself refuses (e.g. 20 nested blocks) is found now, not at run time
-        return found
+        return found, None
+    except TemplateError as exc:
+        return frozenset(), (str(exc), exc.line)
     except TemplateSyntaxError as exc:
-        raise TemplateError(exc.message or "template syntax error", line=exc.lineno) from None
+        return frozenset(), (exc.message or "template syntax error", exc.lineno)
     except (RecursionError, MemoryError, SyntaxError) as exc:
-        raise TemplateError(f"template nests too deeply ({type(exc).__name__})") from None
+        return frozenset(), (f"template nests too deeply ({type(exc).__name__})", None)
     except ValueError as exc:  # e.g. an integer literal of more than 4300 digits
-        raise TemplateError(f"template syntax error: {exc}") from None
+        return frozenset(), (f"template syntax error: {exc}", None)
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse block tags nested deeper than ``MAX_BLOCK_NESTING``, from jinja's (linear) token stream."""
+    if "{%" not in text:
+        return
+    depth, after_begin, pending_set = 0, False, False
+    for line, kind, value in environment().lex(text):
+        if kind == "block_begin":
+            after_begin = True
+            continue
+        if kind == "whitespace":
+            continue
+        if after_begin and kind == "name":
+            if value.startswith("end"):
+                depth -= 1
+            elif value in _OPENERS:
+                depth += 1
+            pending_set = value == "set"
+        elif kind == "assign":
+            pending_set = False
+        elif kind == "block_end" and pending_set:  # `{% set x %}...{% endset %}` is a block
+            depth, pending_set = depth + 1, False
+        after_begin = False
+        if depth > MAX_BLOCK_NESTING:
+            raise TemplateError(f"template blocks nest more than {MAX_BLOCK_NESTING} deep", line=line)
 
 
 def render(text: str, values: dict[str, Any], *, limits: TemplateLimits = DEFAULT_LIMITS) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from sfdsl import ast
 from sfdsl.diagnostics import with_suggestion
 from sfdsl.expressions import BUILTINS
+from sfdsl.values import VECTORISED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,6 @@ PARAM_TYPES: dict[str, Type] = {str(t): t for t in (STR, INT, FLOAT, BOOL, list_
 NAMED_TYPES: dict[str, Type] = {str(t): t for t in (STR, INT, FLOAT, BOOL, DICT, REGEX, PROMPT, ANY, TEXT, SCORE,
                                                      VOTE, REFINED, SEARCH, RESULT, MESSAGE, TOOL, CONVERSATION,
                                                      TOOLS, SCHEMA, ACTION)}
-#: Fields a list of records exposes element-wise, e.g. ``samples.text``.
-VECTORISED_FIELDS = {"text", "score", "label", "answer", "logprob", "tokens"}
 #: Records a value of which may stand where a str is expected (its primary value).
 _AS_STR = ("text", "vote", "refined", "result", "search")
 #: Types a value of which may stand where a float is expected.

@@ -201,6 +201,7 @@ class CallOutcome(Record):
     abstained: bool
     reason: str | None
     outputs: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False  # the answer came from a generation its token limit cut short
     tool_calls: tuple[ToolCall, ...] = ()
     FIELDS: ClassVar[tuple[str, ...]] = ("answer", "score", "abstained", "reason")
 
@@ -254,6 +255,23 @@ def field_of(value: Any, name: str) -> Any:
         if fields is not None and name in fields:
             return fields[name]
     raise KeyError(name)
+
+
+#: Fields a list of records exposes element-wise, e.g. ``samples.text``.
+VECTORISED_FIELDS = frozenset({"text", "score", "label", "answer", "logprob", "tokens"})
+
+
+def attr_of(value: Any, name: str) -> Any:
+    """``value.name`` as recipes and prompt templates both read it; ``KeyError`` when there is no such field.
+
+    Of a list of dict records (a refine's history), the field of each, a missing or empty one being no answer;
+    of another list, the field of each item for the ``VECTORISED_FIELDS`` (``samples.text``); else ``field_of``.
+    """
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        return [v[name] if v.get(name) is not None else NoAnswer(f"no {name}") for v in value]
+    if isinstance(value, (list, tuple)) and name in VECTORISED_FIELDS:
+        return [field_of(v, name) if not isinstance(v, NoAnswer) else v for v in value]
+    return field_of(value, name)
 
 
 def plain(value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from sfdsl.cli import main
 
+REPO = Path(__file__).resolve().parent.parent
 OK = Path(__file__).parent / "fixtures" / "ok"
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
 
@@ -40,6 +42,18 @@ def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsy
     assert code == 0 and data["answer"] == 4 and data["cost"]["calls"] == 1 and len(data["steps"]) == 3
     assert data["cost"]["requests"] == 1 and data["steps"][0]["cost"]["requests"] == 1
     assert trace.read_text().count("\n") >= 5
+
+
+def test_max_tokens_that_cut_the_answer_short_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "long.json"
+    script.write_text(json.dumps(["Let me think step by step about it. The answer is 4."] * 2))
+    recipe = str(OK.parent.parent.parent / "recipes" / "chain_of_thought.sf")
+    argv = ["run", recipe, "-i", "question=q", "--backend", f"scripted:{script}", "--max-tokens", "5"]
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["answer"] is None and data["truncated"] is True
+    assert main(argv) == 0
+    assert "truncated" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -136,3 +150,29 @@ def test_verbosity_sets_the_level_of_the_sfdsl_logger(flags: list[str], level: s
     logger = logging.getLogger("sfdsl")
     assert logging.getLevelName(logger.level) == level
     assert sum(getattr(h, "sfrun_console", False) for h in logger.handlers) == 1  # never stacked
+
+
+def test_piped_output_is_not_wrapped_at_the_terminal_width(tmp_path: Path) -> None:
+    """`sfrun run ... | grep cost` in an 80-column terminal: rich would size the table to the terminal."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    reply = "The answer is 4. " + "Counting the apples one by one is easy. " * 4
+    script = tmp_path / "long.json"
+    script.write_text(json.dumps({"": reply}))
+    terminal, stdin = pty.openpty()  # stdin stays a terminal of 80 columns, as in a shell pipeline
+    fcntl.ioctl(stdin, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "sfdsl.cli", "run", str(REPO / "recipes/chain_of_thought.sf"),
+                               "-i", "question=How many apples?", "--backend", f"scripted:{script}", "--no-cache"],
+                              stdin=stdin, capture_output=True, text=True, env=env)
+    finally:
+        os.close(stdin)
+        os.close(terminal)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("response") and reply.strip() in line for line in lines)
+    assert len([line for line in lines if line.startswith("cost")]) == 1 and len(lines) == 5

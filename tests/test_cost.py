@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import sfdsl
-from sfdsl import cost
+from sfdsl import cost, plan
 from sfdsl.bounds import Bound
 from sfdsl.compiler import compile_text
 from sfdsl.errors import CompileError
@@ -101,6 +101,126 @@ def test_the_cost_pass_reads_the_compiled_plan(monkeypatch: pytest.MonkeyPatch) 
     def no_planning(*args: object) -> None:
         raise AssertionError("the cost pass planned the recipe again")
 
-    monkeypatch.setattr(cost, "build_plan", no_planning)
+    monkeypatch.setattr(cost, "plan_recipe", no_planning)
     assert recipe_key(program, program.main, "r") in compiled.plans
     assert cost.recipe_bound(program, program.main, recipe, plans=compiled.plans) == Bound(1, 3, 1)
+
+
+def test_compiling_bounds_each_recipe_once_and_collects_its_declarations_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = """
+recipe helper(q: str) { prompt p = "{{ q }}"  a = generate p (max_tokens: 2)  return a }
+recipe main(q: str) {
+  model m = llama(model: "default")
+  prompt p = "{{ q }}"
+  a = generate p (max_tokens: 3)
+  b = call helper(q: q)
+  return a
+}
+"""
+    walks: list[str] = []
+    collected: list[str] = []
+    recipe_cost, collect = cost.CostModel.recipe_cost, plan.collect_prompts
+
+    def counted_cost(self: cost.CostModel, given: dict[str, object]) -> Bound:
+        walks.append(self.recipe.name)
+        return recipe_cost(self, given)  # type: ignore[arg-type]
+
+    def counted_collect(block: object) -> object:
+        collected.append("prompts")
+        return collect(block)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cost.CostModel, "recipe_cost", counted_cost)
+    monkeypatch.setattr(plan, "collect_prompts", counted_collect)
+    compiled = compile_text(source)
+    assert sorted(walks) == ["helper", "helper", "main"]  # each recipe once, and helper again inside main's call
+    assert collected == ["prompts", "prompts"]  # once per recipe, carried by its plan
+    key = recipe_key(compiled.program, compiled.program.main, "main")
+    assert compiled.bounds[key] == Bound(2, 5, 2)
+    assert set(compiled.plans[key].models) == {"m"} and set(compiled.plans[key].prompts) == {"p"}
+
+
+# ---------------------------------------------------------------- sequences at once: a maximum-weight antichain
+
+
+def _brute_antichain(graph: object, weights: dict[str, int]) -> int:
+    import itertools
+
+    import networkx as nx
+
+    closure = nx.transitive_closure_dag(graph)
+    best = 0
+    nodes = list(weights)
+    for size in range(1, len(nodes) + 1):
+        for group in itertools.combinations(nodes, size):
+            pairs = itertools.combinations(group, 2)
+            if all(not closure.has_edge(a, b) and not closure.has_edge(b, a) for a, b in pairs):
+                best = max(best, sum(weights[n] for n in group))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_parallel_is_the_maximum_weight_antichain_of_random_dags(seed: int) -> None:
+    import random
+
+    import networkx as nx
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 9)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(f"s{i}" for i in range(n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            if rng.random() < 0.3:
+                graph.add_edge(f"s{i}", f"s{j}")
+    weights = {f"s{i}": rng.choice([0, 1, 1, 2, 3, 5]) for i in range(n)}
+    costs = {node: Bound(0, 0, w) for node, w in weights.items()}
+    assert cost._max_parallel(graph, costs) == (_brute_antichain(graph, weights), True)
+
+
+def test_max_parallel_of_a_diamond_counts_the_two_middle_steps() -> None:
+    import networkx as nx
+
+    graph = nx.DiGraph([("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")])
+    costs = {"a": Bound(0, 0, 4), "b": Bound(0, 0, 2), "c": Bound(0, 0, 3), "d": Bound(0, 0, 1)}
+    assert cost._max_parallel(graph, costs) == (5, True)
+
+
+def test_max_parallel_past_the_exact_limit_is_the_sum_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import networkx as nx
+
+    monkeypatch.setattr(cost, "MAX_EXACT_PLAN", 2)
+    graph = nx.DiGraph([("a", "b")])
+    bound, exact = cost._max_parallel(graph, {"a": Bound(0, 0, 2), "b": Bound(0, 0, 3)})
+    assert (bound, exact) == (5, False)
+    rough = Bound(1, 1, 5, parallel_exact=False)
+    assert "upper bound" in str(rough) and "upper bound" not in str(Bound(1, 1, 5))
+    assert not rough.then(Bound()).parallel_exact and not Bound().either(rough).parallel_exact
+
+
+def _flat(n: int) -> str:
+    steps = "\n".join(f"  a{i} = generate p (max_tokens: 1)" for i in range(n))
+    return f'recipe flat() {{\n  prompt p = "x"\n{steps}\n  return a0\n}}\n'
+
+
+def test_flat_recipe_of_1000_steps_is_no_recursion_error() -> None:
+    compiled = compile_text(_flat(1000))
+    assert compiled.bounds["flat"] == Bound(1000, 1000, 1000)
+
+
+def test_flat_recipe_of_300_steps_bounds_without_clique_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    import networkx as nx
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("clique search is exponential")
+
+    monkeypatch.setattr(nx, "max_weight_clique", forbidden)
+    assert compile_text(_flat(300)).bounds["flat"].parallel == 300
+
+
+def test_chained_steps_of_a_long_recipe_are_bounded_by_the_widest_layer() -> None:
+    steps = ["  a0 = generate p (max_tokens: 1)"]
+    for i in range(1, 400):  # pairs of steps, each pair reading the one before: width 2
+        steps.append(f'  prompt q{i} = "{{{{ a{i - 1} }}}}"')
+        steps.append(f"  a{i} = generate q{i} (n: 2, max_tokens: 1)")
+    text = 'recipe chain() {\n  prompt p = "x"\n' + "\n".join(steps) + "\n  return a399\n}\n"
+    assert compile_text(text).bounds["chain"].parallel == 2

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 import sfdsl
+from sfdsl.call_graph import MAX_CALL_DEPTH
 from sfdsl.compiler import compile_text
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
-from sfdsl.limits import MAX_CALL_DEPTH, MAX_DEPTH, transform
+from sfdsl.limits import MAX_DEPTH, transform
 from sfdsl.parser import _Builder
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 
@@ -101,7 +102,7 @@ def test_500_nested_parens_compile() -> None:
 
 
 def test_deep_nesting_stops_the_parser_early() -> None:
-    too_deep(recipe("  x = " + "[" * 100_000, "x"))
+    too_deep(recipe("  x = " + "[" * 90_000, "x"))
 
 
 def at_stack_depth(frames: int, call: Callable[[], Any]) -> Any:

@@ -38,3 +38,24 @@ def test_records_render_as_primary_value_with_fields() -> None:
     assert str(sample) == "hello" and sample["tokens"] == 3
     assert render("{{ s.label }} {{ s.score }}", {"s": Score(score=0.25, label="yes")}) == "yes 0.25"
     assert score["label"] == "yes"
+
+
+def test_for_nested_150_deep_is_refused_before_jinja_parses_it() -> None:
+    from sfdsl.templates import MAX_BLOCK_NESTING
+
+    deep = "{% for x in y %}" * 150 + "{{ x }}" + "{% endfor %}" * 150
+    with pytest.raises(TemplateError, match=f"nest more than {MAX_BLOCK_NESTING} deep"):
+        variables(deep)
+    ok = "{% for x in y %}" * MAX_BLOCK_NESTING + "{{ x }}" + "{% endfor %}" * MAX_BLOCK_NESTING
+    assert variables(ok) == {"y"}
+
+
+def test_block_set_counts_as_nesting_and_assignment_does_not() -> None:
+    text = "{% set a %}{% for i in q %}{{ i }}{% endfor %}{% endset %}{% set b = 1 %}{{ a }}{{ b }}{{ w }}"
+    assert variables(text) == {"q", "w"}
+
+
+def test_variables_answers_are_reused_and_not_shared() -> None:
+    first = variables("{{ a }} {{ b }}")
+    first.add("mutated")
+    assert variables("{{ a }} {{ b }}") == {"a", "b"}

@@ -8,6 +8,10 @@ concurrently from many tasks:
   Sample ``i`` is seeded with ``seed + i`` when ``seed`` is set.
 * ``score(ScoreRequest) -> list[SequenceScore]``: the log-probabilities of
   several given continuations of one prompt (one batch where possible).
+* ``generate_stream(GenerateRequest, sink) -> list[Completion]``: ``generate``,
+  with sample 0's text also handed to ``sink`` in pieces as it decodes (their
+  concatenation is that sample's final text). The default sends the whole text
+  once it is known; backends that decode token by token override it.
 * ``choice_probs(ChoiceRequest) -> list[float]``: the probability of each of a
   set of choices as the continuation of a prompt, renormalised over the set.
   The default implementation derives it from ``score``; backends may answer
@@ -31,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -151,6 +156,8 @@ class Completion(BaseModel):
     cached: bool = False
     cached_prompt_tokens: int = 0  # prompt tokens whose KV the backend reused instead of decoding
     requests: int | None = None  # requests sent for this sample, when the backend counts them (else one per call)
+    response_model: str | None = None  # the model a remote server says answered (OpenAI's `model`)
+    response_id: str | None = None  # the remote server's id of the response (OpenAI's `id`)
     tool_calls: tuple[MessageToolCall, ...] = ()  # calls a native-tools backend returned, arguments as JSON text
 
     @property
@@ -218,6 +225,13 @@ class Backend(ABC):
     @abstractmethod
     async def score(self, request: ScoreRequest) -> list[SequenceScore]:
         """Return one score per continuation, in order."""
+
+    async def generate_stream(self, request: GenerateRequest, sink: Callable[[str], None]) -> list[Completion]:
+        """``generate``, handing sample 0's text to ``sink`` in pieces (here: whole, at the end)."""
+        completions = await self.generate(request)
+        if completions and completions[0].text:
+            sink(completions[0].text)
+        return completions
 
     async def choice_probs(self, request: ChoiceRequest) -> list[float]:
         """Probability of each choice, renormalised over the choices."""

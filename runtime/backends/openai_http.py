@@ -268,6 +268,8 @@ class OpenAIBackend(Backend):
                     logprobs=[lp for _, lp, _ in tokens] if request.logprobs and tokens is not None else None,
                     index=i,
                     requests=int(i == 0),  # one request carried every choice
+                    response_model=data.get("model") if isinstance(data.get("model"), str) else None,
+                    response_id=data.get("id") if isinstance(data.get("id"), str) else None,
                     tool_calls=calls,
                 )
             )
