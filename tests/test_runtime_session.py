@@ -116,12 +116,14 @@ def test_run_inside_a_running_loop_raises_instead_of_blocking() -> None:
 
 
 def test_close_stops_the_private_loop_thread() -> None:
+    before = {t for t in threading.enumerate() if t.name == "sfdsl-runtime"}  # other tests' runtimes, if any
     rt = Runtime(backend=ScriptedBackend(["a"]))
     sfdsl.compile(ECHO).recipe().run(q="x", runtime=rt)
-    assert any(t.name == "sfdsl-runtime" for t in threading.enumerate())
+    mine = {t for t in threading.enumerate() if t.name == "sfdsl-runtime"} - before
+    assert len(mine) == 1
     rt.close()
     rt.close()  # idempotent
-    assert not any(t.name == "sfdsl-runtime" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.is_alive() for t in mine)
 
 
 def test_a_runtime_collected_on_its_own_loop_thread_is_released_without_deadlock() -> None:
