@@ -178,24 +178,16 @@ def test_three_sync_runs_on_the_default_model_load_it_once(monkeypatch: pytest.M
     loads: list[object] = []
     load = LlamaBackend.from_params.__func__  # type: ignore[attr-defined]
     monkeypatch.setattr(LlamaBackend, "from_params", classmethod(lambda cls, p: loads.append(p) or load(cls, p)))
-    # The default model at its default settings, as the issue states the check. (On a machine loaded by other
-    # processes llama.cpp's spinning threads slow the 2-token decode down enough to blur the ratio.)
+    # The default model at its default settings, as the issue states the check.
     program = sfdsl.compile(ECHO.replace('prompt p', 'model m = llama(model: "default")\n  prompt p'))
     recipe = program.recipe()
-    times = []
     try:
         for i in range(3):
-            started = time.perf_counter()
             result = recipe.run(q=f"hello {i}")  # the program's default runtime, no cache
-            times.append(time.perf_counter() - started)
             assert result.cost.calls == 1 and result.cost.completion_tokens <= 2
     finally:
         program.close()
-    assert len(loads) == 1
-    first, second, third = times
-    # Measured on a quiet 2-core machine: about 0.58 s, then 0.07 s (cold page cache for the model file); with the
-    # file already cached, as late in a full test run, about 0.25 s then 0.064 s. A reload per run costs ~0.2 s more.
-    assert second < first / 3 and third < first / 3, times
+    assert len(loads) == 1  # loaded by the first run, reused by the next two (no timing: see benchmarks/)
 
 
 def test_a_runtime_takes_the_backend_spec_strings_of_the_cli(tmp_path: Path) -> None:
