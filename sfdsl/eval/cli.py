@@ -201,7 +201,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     from sfdsl.eval.metrics import compare, get_metric, summarize
     from sfdsl.eval.paired import paired_gains
     from sfdsl.eval.runner import EvalSpec, make_progress, make_run_key, run_eval, stderr_logger
-    from sfdsl.eval.store import ResultStore
+    from sfdsl.eval.store import STORE_NAME, ResultStore, ensure_free
     from sfdsl.eval.table import print_comparison, print_summary
 
     out = Path(args.out)
@@ -215,6 +215,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     rows = load_rows(args.data)  # fail fast on bad data, before a model is loaded
     outputs = [out / "metrics.json"] + ([out / "report.html"] if args.report else [])
     check_writable(outputs)  # and on an output that cannot be written
+    ensure_free(out / STORE_NAME)  # and when another eval writes this --out (opening the store takes its lock)
     made = make_backend(args) if make_backend else None
     backend = shared_pool(made)
     try:
