@@ -104,8 +104,14 @@ def convert(value: Any, type_name: str | Type, *, name: str, from_text: bool = F
         else:
             data = _from_text(value, type_) if from_text and isinstance(value, str) else value
         return adapter(type_).validate_python(data)
-    except (ValidationError, ValueError, TypeError):
-        raise InputError(f"input '{name}' must be {type_}, got {value!r}") from None
+    except (ValidationError, ValueError, TypeError, RecursionError):
+        raise InputError(f"input '{name}' must be {type_}, got {_shown(value)}") from None
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value's repr for an error message, cut to ``limit`` characters (a 100,000-digit input stays short)."""
+    text = repr(value) if not isinstance(value, (list, dict)) or len(value) < 100 else f"a {type(value).__name__}"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def load_json(path: str | Path, *, what: str) -> Any:

@@ -58,3 +58,14 @@ def test_eval_coerces_cells_along_the_same_path() -> None:
     assert coerce(7, "str", where="cell") == 7  # JSON values pass through to bind_inputs
     with pytest.raises(DataError, match="cell: cannot read 'x' as int"):
         coerce("x", "int", where="cell")
+
+
+def test_cli_input_nested_5000_deep_is_an_input_error_not_a_recursion_error() -> None:
+    with pytest.raises(InputError, match=r"input 'q' must be list\[int\]"):
+        convert("[" * 5000 + "]" * 5000, "list[int]", name="q", from_text=True)
+
+
+def test_input_error_shows_a_huge_value_cut_short() -> None:
+    with pytest.raises(InputError) as info:
+        convert("9" * 100_000, "int", name="n", from_text=True)
+    assert len(str(info.value)) < 200 and "100002 characters" in str(info.value)
