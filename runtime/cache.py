@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,19 +111,32 @@ class CachedBackend(Backend):
 
     async def generate(self, request: GenerateRequest) -> list[Completion]:
         """Serve every sample from the cache, or ask the inner backend for all of them."""
+        return await self._generate(request, None)
+
+    async def generate_stream(self, request: GenerateRequest, sink: Callable[[str], None]) -> list[Completion]:
+        """``generate``; a cache hit hands its text to ``sink`` at once, a miss streams from the inner backend."""
+        return await self._generate(request, sink)
+
+    async def _generate(self, request: GenerateRequest, sink: Callable[[str], None] | None) -> list[Completion]:
+        def ask() -> Awaitable[list[Completion]]:
+            return self.inner.generate(request) if sink is None else self.inner.generate_stream(request, sink)
+
         if not is_deterministic(request):
-            return await self.inner.generate(request)
+            return await ask()
         params = request.model_dump(mode="json", exclude={"prompt", "n"})
         keys = [self._key("generate", request.prompt, params, index=i) for i in range(request.n)]
         found = await self._get_many(keys)
         if all(k in found for k in keys):
             self.hits += len(keys)
-            return [
+            hits = [
                 Completion.model_validate_json(found[k]).model_copy(update={"cached": True, "index": i})
                 for i, k in enumerate(keys)
             ]
+            if sink is not None and hits and hits[0].text:
+                sink(hits[0].text)
+            return hits
         self.misses += len(keys) - len(found)
-        completions = await self.inner.generate(request)
+        completions = await ask()
         stored = [c.model_copy(update={"cached": False, "index": i}) for i, c in enumerate(completions)]
         rows = [(k, c.model_dump_json()) for k, c in zip(keys, stored, strict=True)]
         await self._put_many("generate", rows)

@@ -6,6 +6,13 @@ does (``add_generation_prompt``, ``bos_token``, ``eos_token``). A final
 assistant message is a prefill: the conversation before it is rendered with
 a generation prompt and the assistant text is appended, with no end-of-turn,
 so the model continues it. Models without a template get ChatML.
+
+Tool turns: when the template knows tool calls (its source reads ``tool_calls``),
+an assistant turn's calls reach it in Hugging Face's shape (``{"type": "function",
+"function": {"name", "arguments"}}``, arguments as an object) and a ``tool`` turn
+keeps its role, ``tool_call_id`` and ``name``. Otherwise the calls are written as
+JSON lines after the assistant's text, and a tool result becomes a user turn
+``Tool result (name, id): ...`` unless the template names a ``tool`` role.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
+        self.knows_tool_calls = "tool_calls" in source
+        self.knows_tool_role = "tool" in source
         env = ImmutableSandboxedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )
@@ -72,9 +81,24 @@ class ChatTemplate:
         """The assistant header alone: a one-message prefill renders like an empty conversation."""
         return self._render([], add_generation_prompt=True)
 
+    def _message(self, m: Message) -> dict[str, Any]:
+        """One turn as the template reads it (see the module docstring for tool turns)."""
+        if self.knows_tool_calls:
+            out: dict[str, Any] = {"role": m.role, "content": m.content}
+            if m.tool_calls:
+                out["tool_calls"] = [{"id": c.id, "type": "function",
+                                      "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+            if m.role == "tool":
+                out.update(tool_call_id=m.tool_call_id, name=m.name)
+            return out
+        if m.role == "tool" and not self.knows_tool_role:
+            who = ", ".join(x for x in (m.name, m.tool_call_id) if x)
+            return {"role": "user", "content": f"Tool result{f' ({who})' if who else ''}: {m.content}"}
+        return {"role": m.role, "content": m.text_with_calls()}
+
     def _render(self, turns: Sequence[Message], *, add_generation_prompt: bool) -> str:
         context: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in turns],
+            "messages": [self._message(m) for m in turns],
             "add_generation_prompt": add_generation_prompt,
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,

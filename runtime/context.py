@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,8 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sfdsl.errors import BudgetExceeded, InputError
 from sfdsl.log import get_logger
 from sfdsl.runtime.results import Cost, StepRecord
+from sfdsl.runtime.token_stream import TokenSink
 
 log = get_logger(__name__)
+#: Seconds of one event-loop iteration a run may use before its steps yield (see RunContext.checkpoint).
+SLICE_S = 0.01
+#: Step records a partial result keeps (the last ones): dumping more would hold the loop at the worst time.
+PARTIAL_STEPS = 1000
+#: Parked steps a run lets go on per event-loop iteration.
+WAKE = 16
 DEBUG_EVENTS = frozenset({"node_started", "node_finished", "backend_called", "recipe_called", "vote_decided"})
 
 #: Called with (event, fields) for every trace event of runs started in the current context.
@@ -50,6 +59,8 @@ class Budget(BaseModel):
     max_calls: int | None = Field(default=None, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    #: Bytes of values (generated text, search states, loop bodies) one run may create; see RunContext.hold.
+    max_memory_bytes: int | None = Field(default=None, ge=1)
 
     def __init__(self, **limits: Any) -> None:
         try:
@@ -88,7 +99,8 @@ class Trace:
 class RunContext:
     """What every node of one run shares."""
 
-    def __init__(self, *, run_id: str, seed: int, budget: Budget, trace: Trace) -> None:
+    def __init__(self, *, run_id: str, seed: int, budget: Budget, trace: Trace,
+                 token_sink: TokenSink | None = None, streamed: Any = None) -> None:
         self.run_id = run_id
         self.seed = seed
         self.budget = budget
@@ -98,6 +110,21 @@ class RunContext:
         self.started = time.perf_counter()
         self._calls_held = 0
         self._tokens_held = 0
+        self.token_sink = token_sink  # receives the text of the `streamed` generate node, as it decodes
+        self.streamed = streamed
+        self._truncated: set[tuple[str, ...]] = set()
+
+    def mark_truncated(self, path: tuple[str, ...]) -> None:
+        """Record that the step at ``path`` kept a generation that its token limit cut short."""
+        self._truncated.add(path)
+
+    def truncated_under(self, path: tuple[str, ...]) -> bool:
+        """Whether a generation cut short by its token limit ran at ``path`` or inside it (a loop, a call)."""
+        return any(p[: len(path)] == path for p in self._truncated)
+        self.held_bytes = 0
+        self._slice_started: float | None = None
+        self._tick_pending = False
+        self._parked: deque[asyncio.Future[None]] = deque()
 
     def derive_seed(self, path: tuple[str, ...]) -> int:
         """A deterministic per-call seed from the run seed and the node's path."""
@@ -161,6 +188,61 @@ class RunContext:
             )
         return step
 
+    async def checkpoint(self) -> None:
+        """Wait for the next event-loop iteration once this run has used ``SLICE_S`` of the current one.
+
+        asyncio checks timers and sockets only between iterations, and one iteration runs every task
+        that is ready: many steps that never wait (a fast or cached backend) would hold the loop, and
+        with it ``/health`` and the run's own timeout. Steps call this before they start. Past the
+        slice a step parks on a future (costing nothing while it waits); each iteration wakes at most
+        ``WAKE`` parked steps, so an iteration ends within about ``SLICE_S`` and a timeout lands on time.
+        """
+        while True:
+            now = time.perf_counter()
+            if self._slice_started is None:
+                self._slice_started = now
+                self._arm()
+                return
+            if now - self._slice_started <= SLICE_S:
+                return
+            parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._parked.append(parked)
+            self._arm()
+            await parked
+
+    def _arm(self) -> None:
+        if not self._tick_pending:
+            self._tick_pending = True
+            asyncio.get_running_loop().call_soon(self._tick)  # runs at the start of the next iteration
+
+    def _tick(self) -> None:
+        """A new loop iteration: a new slice, and the next parked steps may go on."""
+        self._tick_pending = False
+        self._slice_started = None
+        woken = 0
+        while self._parked and woken < WAKE:
+            parked = self._parked.popleft()
+            if not parked.done():  # a cancelled step left its future behind
+                parked.set_result(None)
+                woken += 1
+        if self._parked:
+            self._arm()
+
+    def hold(self, nbytes: int, what: str) -> None:
+        """Count ``nbytes`` of values the run creates; past ``budget.max_memory_bytes``, stop the run.
+
+        The count only grows (values a run creates, not what is still alive), so it is a ceiling that
+        turns runaway growth into an error at the step that crossed it, without tracemalloc.
+
+        Raises:
+            BudgetExceeded: when the run's values pass the memory ceiling.
+        """
+        self.held_bytes += nbytes
+        limit = self.budget.max_memory_bytes
+        if limit is not None and self.held_bytes > limit:
+            raise BudgetExceeded(f"memory ceiling of {limit} bytes passed at {what} "
+                                 f"({self.held_bytes} bytes of values created)", partial=self.partial("memory"))
+
     def partial(self, stopped: str = "budget") -> dict[str, Any]:
         """What has been computed so far, for errors that abort the run; ``stopped`` says why."""
         cost = self.cost.model_copy(update={"wall_s": self.elapsed()})
@@ -168,7 +250,8 @@ class RunContext:
             "run_id": self.run_id,
             "stopped": stopped,
             "cost": cost.model_dump(),
-            "steps": [s.model_dump(mode="json") for s in self.steps],
+            "steps": [s.model_dump(mode="json") for s in self.steps[-PARTIAL_STEPS:]],
+            "steps_total": len(self.steps),
         }
 
     def elapsed(self) -> float:

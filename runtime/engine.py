@@ -27,6 +27,7 @@ import bisect
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -102,8 +103,9 @@ class Engine:
         max_tokens: int,
         stop: tuple[str, ...] = (),
         logprobs: bool = False,
+        on_text: Callable[[str], None] | None = None,
     ) -> list[GenResult]:
-        """``n`` samples of the prompt (``n <= n_seq_max``)."""
+        """``n`` samples of the prompt (``n <= n_seq_max``); sample 0's text also goes to ``on_text`` as it grows."""
         if not 1 <= n <= self.n_seq_max:
             raise ValueError(f"n must be in 1..{self.n_seq_max}, got {n}")
         self._check_fits(len(prompt) + 1, "prompt")
@@ -118,6 +120,7 @@ class Engine:
             stop=stop,
             logprobs=logprobs,
             n_ctx_seq=self.n_ctx_seq,
+            on_text=on_text,
         )
         return await self._submit(job, future)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sfdsl import ast
@@ -13,7 +13,7 @@ from sfdsl.compiler import CompiledProgram, recipe_key
 from sfdsl.errors import StepError
 from sfdsl.expressions import ExprError, scalar, truthy
 from sfdsl.expressions import evaluate as eval_expr
-from sfdsl.plan import Plan, collect_models, collect_prompts, reads, writes
+from sfdsl.plan import Plan, reads, writes
 from sfdsl.registry import runners
 from sfdsl.runtime import telemetry
 from sfdsl.runtime.context import RunContext
@@ -21,7 +21,7 @@ from sfdsl.runtime.failures import as_sfdsl_error, pick, reraise
 from sfdsl.runtime.model_steps import ModelCaller
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import Cost, StepRecord
-from sfdsl.values import CallOutcome, NoAnswer, Record, plain
+from sfdsl.values import CallOutcome, NoAnswer, Record, plain, split_actions
 
 Bodies = dict[str, Plan]
 _node_cost: contextvars.ContextVar[Cost | None] = contextvars.ContextVar("sfdsl_node_cost", default=None)
@@ -58,6 +58,16 @@ class Frame:
     parent: Frame | None = None
     values: dict[str, Any] = field(default_factory=dict)
     loop: LoopState | None = None
+    truncated: set[str] = field(default_factory=set)  # names whose value a token limit cut short
+
+    def is_truncated(self, name: str) -> bool:
+        """Whether ``name``'s value came (through any steps) from a generation cut short by its token limit."""
+        frame: Frame | None = self
+        while frame is not None:
+            if name in frame.values:
+                return name in frame.truncated
+            frame = frame.parent
+        return False
 
     def lookup(self, name: str) -> Any:
         frame: Frame | None = self
@@ -97,13 +107,12 @@ class Executor:
 
     async def run_recipe(self, file: str, recipe: ast.Recipe, inputs: dict[str, Any],
                          path: tuple[str, ...]) -> CallOutcome:
-        prompts, models = collect_prompts(recipe.body), collect_models(recipe.body)
-        caller = ModelCaller(self.ctx, self.pool, models, prompts, self._charge)
-        state = RecipeState(file, recipe, caller)
         key = recipe_key(self.compiled.program, file, recipe.name)
         plan = self.compiled.plans.get(key)
         if plan is None:
             raise StepError(f"recipe '{recipe.name}' has no compiled plan", location=str(recipe.span))
+        caller = ModelCaller(self.ctx, self.pool, plan.models, plan.prompts, self._charge)
+        state = RecipeState(file, recipe, caller)
         try:
             await self.block(state, plan, Frame(values=dict(inputs)), path)
         except Exit as done:
@@ -119,6 +128,7 @@ class Executor:
     # ------------------------------------------------------------ blocks and nodes
 
     async def block(self, state: RecipeState, plan: Plan, frame: Frame, path: tuple[str, ...]) -> None:
+        await self.ctx.checkpoint()
         done = {node_id: asyncio.Event() for node_id in plan.order}
         try:
             async with asyncio.TaskGroup() as group:
@@ -131,6 +141,7 @@ class Executor:
                    done: dict[str, asyncio.Event]) -> None:
         for pred in plan.graph.predecessors(node_id):
             await done[pred].wait()
+        await self.ctx.checkpoint()
         data = plan.graph.nodes[node_id]
         stmt = data["stmt"]
         node_path = path + (node_id,)
@@ -145,7 +156,14 @@ class Executor:
             with telemetry.step(record.node_id, data["kind"], stmt.span):
                 output = await self.statement(state, stmt, frame, node_path, data["bodies"])
             record.output = plain(output)
-        except (Exit, StopLoop):
+            if self._cut_short(stmt, frame, node_path, state):
+                frame.truncated.update(writes(stmt))
+        except Exit as done:
+            record.output = "exit"
+            if stmt.stmt == "return" and self._cut_short(stmt, frame, node_path, state):
+                done.outcome = replace(done.outcome, truncated=True)
+            raise
+        except StopLoop:
             record.output = "exit"
             raise
         except ExprError as exc:
@@ -167,6 +185,15 @@ class Executor:
                                 calls=record.cost.calls, completion_tokens=record.cost.completion_tokens,
                                 cached_prompt_tokens=record.cost.cached_prompt_tokens, error=record.error)
         done[node_id].set()
+
+    def _cut_short(self, stmt: Any, frame: Frame, path: tuple[str, ...], state: RecipeState) -> bool:
+        """Whether a statement's value (a return's answer) comes from a generation its token limit cut short."""
+        read = stmt
+        if stmt.stmt == "return" and stmt.fields is not None:
+            read = [f.value for f in stmt.fields if f.name in ("answer", "tool_calls")] or stmt
+        if self.ctx.truncated_under(path):
+            return True
+        return any(frame.is_truncated(name) for name in reads(read, state.caller.prompts))
 
     async def statement(self, state: RecipeState, stmt: Any, frame: Frame, path: tuple[str, ...],
                         bodies: Bodies) -> Any:
@@ -226,7 +253,9 @@ class Executor:
 
 
 def _outcome(fields: dict[str, Any], *, abstained: bool = False, reason: str | None = None) -> CallOutcome:
-    answer = fields.pop("answer", None)
+    answer, calls = split_actions(fields.pop("answer", None), fields.pop("tool_calls", None))
+    if calls:
+        fields["tool_calls"] = [call.model_dump() for call in calls]
     score = fields.pop("score", None)
     score = scalar(score)
     return CallOutcome(
@@ -235,6 +264,7 @@ def _outcome(fields: dict[str, Any], *, abstained: bool = False, reason: str | N
         abstained=abstained,
         reason=reason,
         outputs={k: plain(v) for k, v in fields.items()},
+        tool_calls=tuple(calls),
     )
 
 

@@ -27,6 +27,7 @@ from sfdsl.runtime.sampling import (
     log_softmax_row,
     logits_row,
 )
+from sfdsl.runtime.token_stream import TextDeltas
 
 __all__ = ["GenJob", "GenResult", "Job", "Reply", "ScoreJob"]
 
@@ -51,6 +52,11 @@ class Reply:
 
     def fail(self, exc: BaseException) -> None:
         self._post(self._set_exception, exc)
+
+    def notify(self, fn: Callable[[str], None], text: str) -> None:
+        """Call ``fn(text)`` in the caller's loop (e.g. to stream a piece of generated text)."""
+        if not self.cancelled:
+            self._post(fn, text)
 
     def _post(self, fn: Callable[[Any], None], arg: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the caller's loop is closed; nobody is waiting
@@ -181,8 +187,11 @@ class GenJob(Job):
         stop: tuple[str, ...],
         logprobs: bool,
         n_ctx_seq: int,
+        on_text: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(prompt=prompt, reply=reply, n_seqs=n)
+        hold = max((len(s) for s in stop if s), default=1) - 1
+        self.deltas = None if on_text is None else TextDeltas(lambda piece: reply.notify(on_text, piece), hold=hold)
         self.n = n
         self.sampling = sampling
         self.max_tokens = max_tokens
@@ -255,7 +264,10 @@ class GenJob(Job):
         seq.generated += 1
         if seq.stream.push(model.piece(token)):
             self._finish(seq, "stop", model, pool)
-        elif seq.generated >= self.max_tokens or seq.pos >= self.n_ctx_seq:
+            return
+        if self.deltas is not None and seq.index == 0:
+            self.deltas.grow(seq.stream.text)
+        if seq.generated >= self.max_tokens or seq.pos >= self.n_ctx_seq:
             self._finish(seq, "length", model, pool)
         else:
             seq.pending = token
@@ -263,6 +275,8 @@ class GenJob(Job):
     def _finish(self, seq: _Seq, reason: Finish, model: LoadedModel, pool: SeqPool) -> None:
         text = seq.stream.text if reason == "stop" else seq.stream.close()
         seq.result = GenResult(text, seq.generated, reason, seq.logprobs, self.cached)
+        if self.deltas is not None and seq.index == 0:
+            self.deltas.finish(text)
         self.results[seq.index] = seq.result
         self._drop_seq(seq, model, pool, keep=self.prompt + seq.tokens)
         if len(self.results) == self.n:

@@ -14,9 +14,11 @@ from sfdsl.expressions import scalar
 from sfdsl.inputs import bind_inputs
 from sfdsl.runtime.executor import CONTROL, Frame, LoopState, StopLoop
 from sfdsl.runtime.failures import pick, reraise
+from sfdsl.runtime.model_steps import BODY_BYTES
 from sfdsl.runtime.search import beam_search, mcts_search
 from sfdsl.runtime.voting import Tally
 from sfdsl.step_kind import with_defaults
+from sfdsl.steps import map as map_step
 from sfdsl.steps import refine as refine_step
 from sfdsl.steps import search as search_step
 from sfdsl.steps.call import CallRecipe
@@ -29,20 +31,28 @@ if TYPE_CHECKING:
     from sfdsl.runtime.executor import Executor, RecipeState
 
 Bodies = dict[str, "Plan"]
+#: Bodies of one `vote N times` or `map` started and not yet finished; the next starts as one ends, so a
+#: huge count never holds a task per iteration (the engine still batches every body that is running).
+LIVE_BODIES = 256
 
 
 async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, frame: Frame, path: tuple[str, ...],
                          bodies: Bodies) -> Any:
     count = int(scalar(eval_expr(node.count, frame.lookup)))
     opts = state.caller.args([a for a in node.args if a.name != "prompt"], frame.lookup)
-    tally, plan, results = Tally(expected=count), bodies["body"], [None] * count
-    tasks: list[asyncio.Task[None]] = []
+    tally, plan = Tally(expected=count), bodies["body"]
+    results: dict[int, Any] = {}  # filled as bodies finish: nothing is sized by the count up front
+    tasks: set[asyncio.Task[None]] = set()
+    live = asyncio.Semaphore(LIVE_BODIES)
     stopped = False
 
     async def one(i: int) -> None:
         nonlocal stopped
         loop = LoopState()
-        await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
+        try:
+            await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
+        finally:
+            live.release()
         results[i] = loop.yielded
         weight = loop.score if node.mode == "weighted" and loop.score is not None else 1.0
         tally.add(loop.yielded, weight)
@@ -54,11 +64,19 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
 
     try:
         async with asyncio.TaskGroup() as group:
-            tasks.extend(group.create_task(one(i)) for i in range(count))
+            for i in range(count):
+                await live.acquire()
+                if stopped:
+                    break
+                ex.ctx.hold(BODY_BYTES, "/".join(path))
+                task = group.create_task(one(i))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
     if node.mode == "llm":
-        return await state.caller.vote_llm(results, node, frame.lookup, path)
+        return await state.caller.vote_llm([results.get(i) for i in range(count)], node, frame.lookup, path)
     return tally.outcome(stopped_early=stopped and tally.seen < count)
 
 
@@ -100,15 +118,30 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     items = eval_expr(node.source, frame.lookup)
     if not isinstance(items, list):
         raise StepError("map needs a list", location=str(node.source.span))
-    opts = state.caller.args(node.args, frame.lookup)
-    if "limit" in opts:
-        items = items[: int(opts["limit"])]
-    loops = [LoopState() for _ in items]
+    opts = with_defaults(map_step.PARAMS, state.caller.args(node.args, frame.lookup))
+    if "limit" in opts and len(items) > int(opts["limit"]):
+        kept = int(opts["limit"])
+        dropped = len(items) - kept
+        ex.ctx.trace.emit("map_truncated", node_id="/".join(path), location=str(node.span), kept=kept,
+                          dropped=dropped)
+        items = items[:kept]
+    loops: list[LoopState] = []
+    live = asyncio.Semaphore(LIVE_BODIES)
+
+    async def one(inner: Frame, where: tuple[str, ...]) -> None:
+        try:
+            await ex.block(state, bodies["body"], inner, where)
+        finally:
+            live.release()
+
     try:
         async with asyncio.TaskGroup() as group:
-            for i, (item, loop) in enumerate(zip(items, loops)):
-                inner = Frame(parent=frame, values={node.var: item}, loop=loop)
-                group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
+            for i, item in enumerate(items):
+                await live.acquire()
+                ex.ctx.hold(BODY_BYTES, "/".join(path))
+                loops.append(LoopState())
+                group.create_task(one(Frame(parent=frame, values={node.var: item}, loop=loops[-1]), path + (f"#{i}",)))
+                await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
     return [loop.yielded for loop in loops]
@@ -144,6 +177,7 @@ async def run_search(ex: Executor, state: RecipeState, node: search_step.Search,
         return [str(scalar(s)) for s in (steps if isinstance(steps, list) else [steps])]
 
     async def value(text: str, depth: int) -> float:
+        ex.ctx.hold(len(text) + BODY_BYTES, "/".join(path))  # each new search state is valued once
         v = scalar(await run_part("value", text, depth))
         return 0.0 if isinstance(v, NoAnswer) or v is None else float(v)
 

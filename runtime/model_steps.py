@@ -10,7 +10,9 @@ import asyncio
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import ValidationError
 
 from sfdsl import ast, regexes
 from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
@@ -29,7 +31,9 @@ from sfdsl.runtime.backends.base import (
     ensure_fits,
 )
 from sfdsl.runtime.context import RunContext
+from sfdsl.runtime.conversation import ConversationError, turns_of
 from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.token_stream import TokenSink
 from sfdsl.step_kind import SAMPLING, Spec, with_defaults
 from sfdsl.steps import deepen as deepen_step
 from sfdsl.steps import evaluate as evaluate_step
@@ -38,12 +42,13 @@ from sfdsl.steps import vote as vote_step
 from sfdsl.templates import TemplateError, render, variables
 from sfdsl.values import Score, Text, VoteOutcome
 
-if TYPE_CHECKING:
-    from sfdsl.plan import Plan
-    from sfdsl.runtime.executor import Executor, Frame, RecipeState
-
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
+#: Bytes counted against the run's memory ceiling for each sample or loop body (its task, frames and
+#: step records: about 4 KB measured), on top of its text.
+BODY_BYTES = 4096
+#: Bytes of text reserved against the ceiling for each token a sample may generate.
+BYTES_PER_TOKEN = 4
 USC_PROMPT = """I have generated the following responses to the question:
 
 {% for r in responses %}Response {{ loop.index0 }}: {{ r }}
@@ -89,8 +94,16 @@ class ModelCaller:
             raise StepError(f"prompt '{name}': {exc}", location=str(decl.body_span)) from None
         if decl.text is not None:
             return Prompt(text=rendered[0])
-        turns = decl.turns or []
-        return Prompt(messages=tuple(Message(role=t.role, content=r) for t, r in zip(turns, rendered)))  # type: ignore[arg-type]
+        messages: list[Message] = []
+        for turn, text in zip(decl.turns or [], rendered):
+            if turn.splice is None:
+                messages.append(Message(role=turn.role, content=text))  # type: ignore[arg-type]
+                continue
+            try:
+                messages.extend(turns_of(eval_expr(turn.splice, lookup)))
+            except ConversationError as exc:
+                raise StepError(f"prompt '{name}': {exc}", location=str(turn.span)) from None
+        return Prompt(messages=tuple(messages))
 
     def request(self, prompt: Prompt, given: dict[str, Any], path: tuple[str, ...],
                 spec: Spec = generate_step.PARAMS) -> GenerateRequest:
@@ -122,21 +135,35 @@ class ModelCaller:
                 grammar=grammar,
                 logprobs=bool(params.get("logprobs", False)),
             )
+        except ValidationError as exc:  # one readable line, located at the step by the executor
+            problems = "; ".join(f"'{'.'.join(str(p) for p in e['loc'])}' is {e.get('input')!r}: {e['msg'].lower()}"
+                                 for e in exc.errors())
+            raise StepError(f"invalid generation parameters: {problems}") from None
         except (ValueError, TypeError) as exc:
-            raise StepError(f"invalid generation parameters: {exc}", location="/".join(path)) from None
+            raise StepError(f"invalid generation parameters: {exc}") from None
 
-    async def complete(self, backend: Backend, request: GenerateRequest, what: str) -> list[Completion]:
+    async def complete(self, backend: Backend, request: GenerateRequest, what: str,
+                       sink: TokenSink | None = None, *, continued: bool = False) -> list[Completion]:
+        """One generate call within the budget; its text also goes to ``sink`` as it decodes, when given.
+
+        A completion cut at its token limit marks the step truncated (``RunContext.mark_truncated``),
+        unless the caller goes on with it (``continued``: a round of ``deepen``).
+        """
         ensure_fits(backend, request.prompt, what)
+        reserved = request.n * (BODY_BYTES + BYTES_PER_TOKEN * request.max_tokens)
+        self.ctx.hold(reserved, what)  # before the call: n samples cannot outgrow the ceiling
         with self.ctx.call_slot(what, n=request.n, max_tokens=request.max_tokens) as max_tokens:
             if max_tokens != request.max_tokens:
                 request = request.model_copy(update={"max_tokens": max_tokens})
             self.ctx.trace.emit("backend_called", op="generate", n=request.n, max_tokens=max_tokens, step=what)
             try:
                 with telemetry.model_call(backend, request) as span:
-                    completions = await backend.generate(request)
+                    completions = await (backend.generate(request) if sink is None
+                                         else backend.generate_stream(request, sink))
                     span.completions(completions)
             except ContextOverflow as exc:
                 raise ContextOverflow(f"{what}: {exc}") from exc
+        self.ctx.hold(max(0, sum(len(c.text) for c in completions) - reserved), what)
         fresh = [c for c in completions if not c.cached]
         reported = [c.requests for c in fresh if c.requests is not None]
         self._charge(prompt_tokens=completions[0].prompt_tokens if completions else 0,
@@ -144,7 +171,14 @@ class ModelCaller:
                      cached=bool(completions) and not fresh,
                      requests=sum(reported) if reported else int(bool(fresh)),
                      cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
+        if not continued:
+            self._note_finish(tuple(what.split("/")), [c.finish_reason for c in completions])
         return completions
+
+    def _note_finish(self, path: tuple[str, ...], finishes: list[str]) -> None:
+        """Remember a step whose kept generation its token limit cut short (for ``RunResult.truncated``)."""
+        if "length" in finishes:
+            self.ctx.mark_truncated(path)
 
     async def choice_probs(self, backend: Backend, prompt: Prompt, options: list[str], what: str) -> list[float]:
         """One choice evaluation (one call): the probability of each option as the prompt's continuation."""
@@ -162,8 +196,15 @@ class ModelCaller:
     async def generate(self, node: generate_step.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
         backend, defaults = await self.backend(node.using, lookup)
         params = {**defaults, **self.args(node.args, lookup)}
+        if params.get("schema") is not None:  # JSON values, read and asked again by the structured-reply loop
+            from sfdsl.runtime.agent_steps import generate_json
+
+            values = await generate_json(self, backend, self.prompt(node.prompt, lookup), params, path,
+                                         str(node.span))
+            return values if any(a.name == "n" for a in node.args) else values[0]
         request = self.request(self.prompt(node.prompt, lookup), params, path)
-        completions = await self.complete(backend, request, "/".join(path))
+        sink = self.ctx.token_sink if node is self.ctx.streamed and len(path) == 2 else None
+        completions = await self.complete(backend, request, "/".join(path), sink)
         texts = [_text(c) for c in completions]
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
@@ -181,7 +222,7 @@ class ModelCaller:
         if params.get("temperature") is None:
             params["temperature"] = 0.7 if n > 1 else 0.0
         first = self.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path, deepen_step.PARAMS)
-        firsts = await self.complete(backend, first, "/".join(path))
+        firsts = await self.complete(backend, first, "/".join(path), continued=True)
 
         async def one(i: int, c: Completion) -> Text:
             text, tokens, prompt_tokens = c.text, c.completion_tokens, c.prompt_tokens
@@ -192,7 +233,7 @@ class ModelCaller:
                 text += f" {trigger} "
                 request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",),
                                        deepen_step.PARAMS)
-                [c] = await self.complete(backend, request, "/".join(path))
+                [c] = await self.complete(backend, request, "/".join(path), continued=True)
                 text += c.text
                 tokens += c.completion_tokens
                 prompt_tokens = prompt_tokens or c.prompt_tokens
@@ -202,6 +243,7 @@ class ModelCaller:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(i, c)) for i, c in enumerate(firsts)]
         texts = [t.result() for t in tasks]
+        self._note_finish(path, [t.finish for t in texts])
         return texts if any(a.name == "n" for a in node.args) else texts[0]
 
     async def evaluate(self, node: evaluate_step.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
@@ -234,8 +276,9 @@ class ModelCaller:
         with self.ctx.call_slot(what):
             self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
             score_request = ScoreRequest(prompt=prompt, continuations=continuations)
-            with telemetry.scoring(backend, score_request):
+            with telemetry.scoring(backend, score_request) as span:
                 scores = await backend.score(score_request)
+                span.scores(scores)
             self._charge()
         normalize = bool(params["normalize"])
         out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,
@@ -282,21 +325,3 @@ def _verdict(text: str, params: dict[str, Any]) -> Score:
     if _matches(params["pass"], text):
         return Score(score=1.0, label="pass", text=text)
     return Score(score=0.0 if fail is None else 0.5, label="fail" if fail is None else "unclear", text=text)
-
-
-# ---------------------------------------------------------------- run implementations named by the step kinds
-
-
-async def run_generate(ex: Executor, state: RecipeState, node: generate_step.Generate, frame: Frame,
-                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.generate(node, frame.lookup, path)
-
-
-async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen, frame: Frame,
-                     path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.deepen(node, frame.lookup, path)
-
-
-async def run_evaluate(ex: Executor, state: RecipeState, node: evaluate_step.Evaluate, frame: Frame,
-                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
-    return await state.caller.evaluate(node, frame.lookup, path)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sfdsl.declarations import BACKENDS, BackendDecl, resolve_reference
+from sfdsl.declarations import BACKENDS, BackendDecl, backend_usage, resolve_reference
+from sfdsl.diagnostics import with_suggestion
 from sfdsl.errors import InputError
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.backends.scripted import ScriptedBackend
@@ -25,8 +26,9 @@ def _factory(decl: BackendDecl) -> Factory:
     return create
 
 
-#: A factory for every declared backend (sfdsl/declarations.py).
-DEFAULT_FACTORIES: Mapping[str, Factory] = {name: _factory(decl) for name, decl in BACKENDS.items()}
+def declared_factories() -> dict[str, Factory]:
+    """A factory for every backend declared now (sfdsl/declarations.py)."""
+    return {name: _factory(decl) for name, decl in BACKENDS.items()}
 
 
 def scripted_from_params(params: dict[str, Any]) -> ScriptedBackend:
@@ -57,6 +59,9 @@ class BackendPool:
     Args:
         backend: when given, every model resolves to this one backend.
         model: when given, overrides the model file/alias of every llama model.
+        factories: backend name → factory; by default every declared backend, looked up when first used.
+        override: ``(declaration, params)``: every model declaration resolves to this backend, a declaration of
+            the same backend keeping its own parameters, each with ``params`` on top (a ``--backend`` spec).
         wrap: applied to each backend created (e.g. an on-disk cache).
         decode_thread: the thread its CPU llama models step on (pools may share one); a new one by default.
 
@@ -68,13 +73,15 @@ class BackendPool:
         *,
         backend: Backend | None = None,
         model: str | None = None,
-        factories: Mapping[str, Factory] = DEFAULT_FACTORIES,
+        factories: Mapping[str, Factory] | None = None,
+        override: tuple[BackendDecl, Mapping[str, Any]] | None = None,
         wrap: Callable[[Backend], Backend] | None = None,
         decode_thread: DecodeThread | None = None,
     ) -> None:
         self._fixed = backend
         self._model = model
         self._factories = factories
+        self._override = override
         self._wrap = wrap
         self._backends: dict[str, Backend] = {}
         self._decode = decode_thread or DecodeThread()
@@ -86,15 +93,20 @@ class BackendPool:
             return self._fixed
         params = dict(params)
         decl = BACKENDS.get(backend)
-        if self._model is not None and decl is not None and decl.model_files:
+        if self._override is not None:
+            target, forced = self._override
+            params = {**(params if backend == target.name else target.defaults), **forced}
+            backend = target.name
+        elif self._model is not None and decl is not None and decl.model_files:
             params["model"] = self._model
         key = backend + json.dumps(params, sort_keys=True, default=str)
         found = self._backends.get(key)
         if found is not None:
             return found
-        factory = self._factories.get(backend)
+        factories = self._factories if self._factories is not None else declared_factories()
+        factory = factories.get(backend)
         if factory is None:
-            raise InputError(f"unknown backend '{backend}' (known: {', '.join(self._factories)})")
+            raise InputError(f"unknown backend '{backend}' (known: {', '.join(factories)})")
         return await asyncio.to_thread(self._create, key, factory, params)
 
     def _create(self, key: str, factory: Factory, params: dict[str, Any]) -> Backend:
@@ -132,25 +144,32 @@ class BackendPool:
 
 def pool_from_spec(spec: str | None, *, model: str | None = None, wrap: Callable[[Backend], Backend] | None = None,
                    decode_thread: DecodeThread | None = None) -> BackendPool:
-    """A pool from a ``--backend`` spec: None (each recipe's own models), ``llama[:MODEL]``,
-    ``scripted:FILE.json`` or ``openai:BASE_URL[,BASE_URL...]``; ``model`` overrides the GGUF (llama) or model
-    name (openai); ``wrap`` (e.g. ``CachedBackend``) wraps each backend created; ``decode_thread`` as for
-    BackendPool.
+    """A pool from a ``--backend`` spec: None (each recipe's own models), or ``NAME[:VALUE]`` of a declared backend
+    (sfdsl/declarations.py), e.g. ``llama[:MODEL]``, ``scripted:FILE.json`` or ``openai:BASE_URL[,BASE_URL...]``.
+
+    Every model declaration then uses backend NAME; ``VALUE`` sets the parameter the declaration names (``arg``),
+    and ``model`` the ``model`` parameter (the GGUF of llama, the model name of openai). Without a spec, ``model``
+    overrides the GGUF of every llama declaration. ``wrap`` (e.g. ``CachedBackend``) wraps each backend created;
+    ``decode_thread`` as for BackendPool.
 
     Raises:
-        InputError: for an unknown spec, or a script file that cannot be read.
+        InputError: for an unknown backend or a missing value, or a script file that cannot be read.
     """
     if spec is None:
         return BackendPool(model=model, wrap=wrap, decode_thread=decode_thread)
-    kind, _, rest = spec.partition(":")
-    if kind == "scripted":
-        return BackendPool(backend=scripted_from_file(rest))
-    if kind == "llama":
-        llama = DEFAULT_FACTORIES["llama"]
-        return BackendPool(factories={name: llama if name == "llama" else lambda p: llama({}) for name in BACKENDS},
-                           model=model or rest or None, wrap=wrap, decode_thread=decode_thread)
-    if kind == "openai":
-        openai = DEFAULT_FACTORIES["openai"]
-        fixed = {"base_url": rest, **({"model": model} if model else {})}
-        return BackendPool(factories=dict.fromkeys(BACKENDS, lambda p: openai(fixed)), wrap=wrap)
-    raise InputError(f"unknown --backend {spec!r}; use llama, scripted:FILE.json or openai:BASE_URL[,BASE_URL...]")
+    name, _, value = spec.partition(":")
+    decl = BACKENDS.get(name)
+    if decl is None:
+        message = with_suggestion(f"unknown --backend {spec!r}", name, list(BACKENDS))
+        raise InputError(f"{message}; use {backend_usage()}")
+    if decl.arg_required and not value:
+        raise InputError(f"--backend {name} needs a value: {decl.usage}")
+    if value and not decl.arg:
+        raise InputError(f"--backend {name} takes no value, but got {spec!r}")
+    forced = {decl.arg: value} if value else {}
+    if model:
+        forced["model"] = model
+    if decl.shared:
+        with shared_decode_thread(decode_thread or DecodeThread()):
+            return BackendPool(backend=_factory(decl)({**decl.defaults, **forced}))
+    return BackendPool(override=(decl, forced), wrap=wrap, decode_thread=decode_thread)

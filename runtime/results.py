@@ -57,7 +57,11 @@ class RunResult(BaseModel):
     object when the recipe returns a schema-constrained record.
     ``tool_calls`` holds the tool calls the recipe returned (empty when it
     returned none); ``truncated`` is true when a token limit or budget cut
-    short a generation that the answer was read from.
+    short a generation that the answer was read from: a generation whose
+    finish is ``length`` (the step's ``max_tokens``, or the run's token budget
+    capping it) that the returned ``answer`` (or ``tool_calls``) depends on,
+    through any steps, loops and called recipes. A budget that stops the run
+    raises ``BudgetExceeded`` instead (its ``partial`` says ``stopped``).
     """
 
     run_id: str
@@ -88,4 +92,6 @@ class RunResult(BaseModel):
             "cost": self.cost.model_dump(),
             "seed": self.seed,
             "bound": self.bound,
+            "tool_calls": [call.model_dump() for call in self.tool_calls],
+            "truncated": self.truncated,
         }

@@ -15,8 +15,17 @@ from typing import Any
 from sfdsl import ast, regexes
 from sfdsl.values import SearchOutcome
 
+#: Loop iterations between two yields to the event loop, in loops that may run without awaiting.
+SLICE = 64
+
 Expand = Callable[[str, int], Coroutine[Any, Any, list[str]]]
 Value = Callable[[str, int], Coroutine[Any, Any, float]]
+
+
+async def checkpoint(i: int) -> None:
+    """Yield to the event loop every ``SLICE`` iterations, so a long loop never blocks it and can be cancelled."""
+    if i % SLICE == SLICE - 1:
+        await asyncio.sleep(0)
 
 
 def _child(state: str, step: str, join: str) -> str:
@@ -104,7 +113,8 @@ async def mcts_search(root: str, expand: Expand, value: Value, opts: dict[str, A
     def terminal(node: _Node) -> bool:
         return node.depth >= max_depth or _is_done(node.state, done) or (node.closed and not node.children)
 
-    for _ in range(sims):
+    for sim in range(sims):
+        await checkpoint(sim)
         node = tree
         while not terminal(node) and (node.closed or len(node.children) >= width):
             parent = node

@@ -1,4 +1,5 @@
-"""Run implementations of the steps that compute without a body: extract and vote (sfdsl/steps/ names them)."""
+"""Run implementations of the steps without a body (sfdsl/steps/ names them): the model steps generate, deepen
+and evaluate (through the recipe's ModelCaller), and extract and vote, which compute."""
 
 from __future__ import annotations
 
@@ -10,12 +11,30 @@ from sfdsl.expressions import scalar
 from sfdsl.runtime.extract import extract
 from sfdsl.runtime.voting import vote
 from sfdsl.step_kind import with_defaults
+from sfdsl.steps import deepen as deepen_step
+from sfdsl.steps import evaluate as evaluate_step
 from sfdsl.steps import extract as extract_step
+from sfdsl.steps import generate as generate_step
 from sfdsl.steps import vote as vote_step
 
 if TYPE_CHECKING:
     from sfdsl.plan import Plan
     from sfdsl.runtime.executor import Executor, Frame, RecipeState
+
+
+async def run_generate(ex: Executor, state: RecipeState, node: generate_step.Generate, frame: Frame,
+                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
+    return await state.caller.generate(node, frame.lookup, path)
+
+
+async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen, frame: Frame,
+                     path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
+    return await state.caller.deepen(node, frame.lookup, path)
+
+
+async def run_evaluate(ex: Executor, state: RecipeState, node: evaluate_step.Evaluate, frame: Frame,
+                       path: tuple[str, ...], bodies: dict[str, Plan]) -> Any:
+    return await state.caller.evaluate(node, frame.lookup, path)
 
 
 async def run_extract(ex: Executor, state: RecipeState, node: extract_step.Extract, frame: Frame,

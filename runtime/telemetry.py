@@ -31,6 +31,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 CAPTURE_ENV = "SFDSL_OTEL_CAPTURE_CONTENT"
 GENAI_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -63,10 +64,23 @@ class _Recorder:
         self.span.set_attribute("gen_ai.usage.output_tokens", sum(c.completion_tokens for c in completions))
         self.span.set_attribute("gen_ai.response.finish_reasons",
                                 [_FINISH.get(c.finish_reason, c.finish_reason) for c in completions])
+        first = completions[0] if completions else None
+        if first is not None and first.response_model:
+            self.span.set_attribute("gen_ai.response.model", first.response_model)
+        if first is not None and first.response_id:
+            self.span.set_attribute("gen_ai.response.id", first.response_id)
         if self.capture:
             self.span.set_attribute("gen_ai.output.messages", json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": c.text}],
                   "finish_reason": _FINISH.get(c.finish_reason, c.finish_reason)} for c in completions]))
+
+    def scores(self, scores: Sequence[Any]) -> None:
+        """Record the token usage of a scoring call: the prompt and every scored continuation are input."""
+        if self.span is None:
+            return
+        prompt = scores[0].prompt_tokens if scores else 0
+        self.span.set_attribute("gen_ai.usage.input_tokens", prompt + sum(s.n_tokens for s in scores))
+        self.span.set_attribute("gen_ai.usage.output_tokens", 0)
 
     def finished(self, outcome: Any, cost: Any) -> None:
         """Record a run's outcome and its usage summed over every call on its workflow span."""
@@ -106,11 +120,12 @@ def _tracer() -> Any:
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
-    return provider.get_tracer("sfdsl", _own_version())
+    return provider.get_tracer("sfdsl", own_version())
 
 
 @functools.cache
-def _own_version() -> str | None:
+def own_version() -> str | None:
+    """sfdsl's installed version, or None when it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -207,7 +222,7 @@ def _span(tracer: Any, name: str, attributes: dict[str, Any], *, kind: str = "in
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     span_kind = SpanKind.CLIENT if kind == "client" else SpanKind.INTERNAL
-    with tracer.start_as_current_span(name, kind=span_kind, attributes=attributes,
+    with tracer.start_as_current_span(name, kind=span_kind, attributes=attributes, record_exception=False,
                                       set_status_on_exception=False) as span:
         try:
             yield span
@@ -215,7 +230,8 @@ def _span(tracer: Any, name: str, attributes: dict[str, Any], *, kind: str = "in
             span.set_attribute("sfdsl.cancelled", True)
             raise
         except BaseException as exc:
-            if type(exc).__name__ not in _CONTROL_FLOW:
+            if type(exc).__name__ not in _CONTROL_FLOW:  # a `return` or `stop when` is no failure: no event
+                span.record_exception(exc)
                 span.set_attribute("error.type", type(exc).__qualname__)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
             raise
@@ -228,8 +244,20 @@ def _model_attributes(backend: Any, operation: str) -> dict[str, Any]:
     provider = _PROVIDERS.get(type(inner).__name__, "_OTHER")
     path = getattr(inner, "path", None)
     model = getattr(inner, "model", None) if provider == "openai" else path.name if path is not None else None
-    return {"gen_ai.operation.name": operation, "gen_ai.provider.name": provider,
-            "gen_ai.request.model": str(model or getattr(inner, "model_id", "unknown"))}
+    attributes: dict[str, Any] = {"gen_ai.operation.name": operation, "gen_ai.provider.name": provider,
+                                  "gen_ai.request.model": str(model or getattr(inner, "model_id", "unknown"))}
+    return {**attributes, **_server(getattr(inner, "base_url", None))}
+
+
+def _server(base_url: Any) -> dict[str, Any]:
+    """``server.address`` and ``server.port`` of a remote backend (its first endpoint)."""
+    if not isinstance(base_url, str) or not base_url:
+        return {}
+    url = urlsplit(base_url.split(",")[0].strip())
+    if not url.hostname:
+        return {}
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return {"server.address": url.hostname, "server.port": port}
 
 
 def _messages(prompt: Any) -> list[dict[str, Any]]:

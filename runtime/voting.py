@@ -12,13 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfdsl.agent_values import canonical_json
 from sfdsl.expressions import scalar
-from sfdsl.values import NoAnswer, VoteOutcome
+from sfdsl.values import Action, NoAnswer, VoteOutcome, plain
 
 
 def vote_key(value: Any) -> str:
-    """The identity of an answer for counting: numbers compare numerically, text case-folded."""
+    """The identity of an answer for counting: numbers compare numerically, text case-folded, and tool calls
+    and JSON records by their canonical form (``sfdsl.agent_values.canonical_json``), so key order, spacing
+    and ``2`` vs ``2.0`` do not split a vote."""
     v = scalar(value)
+    if isinstance(v, Action):
+        return f"call:{v.key}" if v.kind == "call" else " ".join(v.text.strip().lower().split())
+    if isinstance(v, (dict, list, tuple)):
+        return canonical_json(plain(v))
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, (int, float)):

@@ -26,6 +26,9 @@ _EXPORTS = {
     "EventLoopError": "sfdsl.errors",
     "InputError": "sfdsl.errors",
     "InternalError": "sfdsl.errors",
+    "OverCapError": "sfdsl.errors",
+    "Caps": "sfdsl.admission",
+    "admit": "sfdsl.admission",
     "ModelNotFoundError": "sfdsl.errors",
     "RuntimeClosed": "sfdsl.errors",
     "SfdslError": "sfdsl.errors",
@@ -40,11 +43,13 @@ __all__ = [
     "BackendError",
     "Budget",
     "BudgetExceeded",
+    "Caps",
     "CompileError",
     "EventLoopError",
     "InputError",
     "InternalError",
     "ModelNotFoundError",
+    "OverCapError",
     "Program",
     "Recipe",
     "RunResult",
@@ -53,11 +58,13 @@ __all__ = [
     "ScriptedBackend",
     "SfdslError",
     "StepError",
+    "admit",
     "compile",
     "load",
 ]
 
 if TYPE_CHECKING:
+    from sfdsl.admission import Caps, admit
     from sfdsl.api import Program, Recipe, compile, load
     from sfdsl.errors import (
         BackendError,
@@ -67,6 +74,7 @@ if TYPE_CHECKING:
         InputError,
         InternalError,
         ModelNotFoundError,
+        OverCapError,
         RuntimeClosed,
         SfdslError,
         StepError,

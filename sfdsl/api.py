@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import structlog
 
 from sfdsl import ast
+from sfdsl.admission import Admitted, Caps, admit
 from sfdsl.compiler import CompiledProgram, compile_file, compile_text, recipe_key
 from sfdsl.cost import Bound, BoundError, recipe_bound
 from sfdsl.diagnostics import with_suggestion
@@ -43,8 +44,9 @@ from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.context import Budget, RunContext, Trace
 from sfdsl.runtime.executor import Executor
 from sfdsl.runtime.failures import as_sfdsl_error, reraise
-from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime.token_stream import TokenSink, streamed_generate
 from sfdsl.runtime_session import Runtime, refuse_running_loop
 
 T = TypeVar("T")
@@ -172,32 +174,59 @@ class Recipe:
         except BoundError as exc:
             raise CompileError(diagnostics=[exc.diagnostic], sources=self.program.compiled.program.sources) from None
 
+    def admit(self, inputs: dict[str, Any] | None = None, caps: Caps | None = None, *,
+              pinned: dict[str, Any] | None = None, strict: bool = False) -> Admitted:
+        """Bind ``inputs`` and check the run against ``caps`` before it starts (see ``sfdsl.admission.admit``).
+
+        Raises:
+            InputError: for bad inputs, an override of a pinned input, or a step parameter out of range.
+            OverCapError: when the run's static bound with these inputs is over a cap.
+        """
+        return admit(self, inputs or {}, caps, pinned=pinned, strict=strict)
+
     async def arun(
         self,
         inputs: dict[str, Any] | None = None,
         *,
-        backend: Backend | BackendPool | None = None,
+        caps: Caps | None = None,
+        backend: Backend | BackendPool | str | None = None,
         runtime: Runtime | None = None,
         seed: int = 0,
         budget: Budget | None = None,
         trace: str | Path | None = None,
         from_text: bool = False,
+        on_token: TokenSink | None = None,
         **kw_inputs: Any,
     ) -> RunResult:
         """Run the recipe in the current event loop.
 
-        Models come from ``backend`` when given, else from ``runtime``, else from
-        the program's default runtime. Every error is an SfdslError located at the
-        failing step (``error.location``), the original exception as ``__cause__``.
+        Models come from ``backend`` when given (a backend, a pool, or a ``--backend``
+        spec string such as ``"scripted:replies.json"`` or ``"openai:URL"``, whose
+        backends this run builds and closes), else from ``runtime``, else from
+        the program's default runtime. ``on_token`` receives the answer's text
+        piece by piece as it decodes, when the answer is a single sample of one
+        ``generate`` (``sfdsl.runtime.token_stream``); otherwise it is not called.
+        Every error is an SfdslError located at the failing step
+        (``error.location``), the original exception as ``__cause__``.
+        With ``caps``, the run is first admitted by its static bound (``Recipe.admit``).
 
         Raises:
             InputError: for unknown, missing or mistyped inputs.
+            OverCapError: when ``caps`` are given and the run's bound is over one of them.
             BackendError: when a model backend fails.
             StepError: when a step fails (any foreign exception is wrapped in one).
             BudgetExceeded: when the run exceeds its budget; ``partial`` holds what was done.
         """
         given = {**(inputs or {}), **kw_inputs}
         bound_inputs = bind_inputs(self.ast, given, from_text=from_text)
+        if isinstance(backend, str):
+            pool = pool_from_spec(backend)
+            try:
+                return await self.arun(given, caps=caps, backend=pool, runtime=runtime, seed=seed, budget=budget,
+                                       trace=trace, from_text=from_text, on_token=on_token)
+            finally:
+                await pool.aclose()
+        admitted = admit(self, bound_inputs, caps) if caps is not None else None
         if isinstance(backend, BackendPool):
             pool = backend
         elif backend is not None:
@@ -206,8 +235,9 @@ class Recipe:
             pool = (runtime or self.program.runtime()).pool
         run_id = uuid.uuid4().hex[:12]
         budget = budget or Budget()
-        ctx = RunContext(run_id=run_id, seed=seed, budget=budget, trace=Trace(trace, run_id=run_id))
-        static = self.bound(bound_inputs)
+        ctx = RunContext(run_id=run_id, seed=seed, budget=budget, trace=Trace(trace, run_id=run_id),
+                         token_sink=on_token, streamed=streamed_generate(self.ast) if on_token else None)
+        static = admitted.bound if admitted is not None else self.bound(bound_inputs)
         where = str(self.ast.span)
         with structlog.contextvars.bound_contextvars(run_id=run_id):
             ctx.trace.emit("run_started", recipe=self.name, seed=seed, bound_calls=static.calls,
@@ -232,8 +262,10 @@ class Recipe:
                                location=error.location)
                 ctx.trace.close()
                 reraise(error)
-            except BaseException as exc:
-                ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc))
+            except BaseException as exc:  # cancelled: say what the run had spent
+                ctx.trace.emit("run_failed", reason=type(exc).__name__, message=str(exc), calls=ctx.cost.calls,
+                               prompt_tokens=ctx.cost.prompt_tokens, completion_tokens=ctx.cost.completion_tokens,
+                               wall_s=ctx.elapsed())
                 ctx.trace.close()
                 raise
             finally:
@@ -244,6 +276,8 @@ class Recipe:
                 outputs={"answer": outcome.answer, "score": outcome.score, **outcome.outputs},
                 steps=ctx.steps, cost=ctx.cost, seed=seed,
                 bound={"calls": static.calls, "tokens": static.tokens, "parallel": static.parallel},
+                truncated=outcome.truncated,
+                tool_calls=list(outcome.tool_calls),
             )
             ctx.trace.emit("run_finished", recipe=self.name, calls=ctx.cost.calls,
                            completion_tokens=ctx.cost.completion_tokens, wall_s=ctx.cost.wall_s)

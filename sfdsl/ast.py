@@ -126,8 +126,11 @@ def is_step(node: Any) -> bool:
 
 
 class Turn(Node):
+    """One turn of a chat prompt: ``role: "template"``, or ``conversation: NAME`` splicing a conversation."""
+
     role: str
-    text: str
+    text: str = ""
+    splice: Expr | None = None
 
 
 class ModelDecl(Node):
@@ -219,6 +222,7 @@ class Param(Node):
     name: str
     type: TypeRef
     default: Expr | None = None
+    doc: str = ""  # its `#:` doc-comment (at the end of its line, else the `#:` lines right above it)
 
 
 class OutField(Node):

@@ -8,13 +8,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sfdsl import ast
-from sfdsl.constant_checks import constant_problems
+from sfdsl.constant_checks import constant_problems, range_problems
+from sfdsl.declarations import SPLICE_ROLE
 from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.registry import kind_of
 from sfdsl.scope import Loop, Scope
 from sfdsl.step_kind import Spec, StepKind
+from sfdsl.template_types import field_reads, root_name
 from sfdsl.templates import TemplateError, variables
-from sfdsl.types import PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
+from sfdsl.types import CONVERSATION, PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -56,7 +58,7 @@ class StepChecks:
 
     def known_mode(self, kind: StepKind, node: Any, *, code: str, what: str, plural: str = "modes") -> Spec | None:
         """The parameter spec of a node's mode; reports an unknown mode and returns None."""
-        spec = kind.params(node)
+        spec = kind.spec_of(node)
         if spec is None:
             mode, names = kind.mode_of(node), list(kind.modes or {})
             self.error(code, with_suggestion(f"unknown {what} '{mode}'", mode, names), node,
@@ -90,6 +92,8 @@ class StepChecks:
                 continue
             for problem in constant_problems(arg.name, want, arg.value, where, spec[arg.name].check):
                 self.error(*problem)
+            for problem in range_problems(arg.name, spec[arg.name], arg.value, where):
+                self.error(*problem)
             if spec[arg.name].one_of and isinstance(arg.value, ast.Const):
                 allowed = spec[arg.name].one_of
                 if arg.value.value not in allowed:
@@ -112,6 +116,12 @@ class StepChecks:
                        f"declare it: prompt {name} = \"...\"")
             return
         self.used_prompts.add(name)
+        for turn in decl.turns or []:
+            if turn.splice is not None and turn.role == SPLICE_ROLE:
+                got = self.infer(turn.splice, scope)
+                if not assignable(got, CONVERSATION):
+                    self.error("SF316", f"`{SPLICE_ROLE}:` of prompt '{name}' needs a conversation, got {got}",
+                               turn.splice, f"it is used by the step at line {node.span.line}")
         for text in self.prompt_texts(decl):
             try:
                 names = variables(text)
@@ -125,6 +135,9 @@ class StepChecks:
                     self.error("SF205", msg, decl.body_span, f"it is used by the step at line {node.span.line}")
                 else:
                     sym.used = True
+            for expr in field_reads(text, decl.body_span):  # typed as the same .sf expression would be
+                if root_name(expr) not in extra and scope.lookup(root_name(expr)) is not None:
+                    self.infer(expr, scope)
 
     def use_model(self, name: str | None, node: Any) -> None:
         if name is None:

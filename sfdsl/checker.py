@@ -11,7 +11,7 @@ import networkx as nx
 
 from sfdsl import ast
 from sfdsl.check_steps import StepChecks
-from sfdsl.declarations import BACKENDS, ROLES
+from sfdsl.declarations import BACKENDS, ROLES, SPLICE_ROLE
 from sfdsl.diagnostics import Diagnostic, Span, with_suggestion
 from sfdsl.program import Program
 from sfdsl.scope import Loop, Scope, Symbol
@@ -149,7 +149,13 @@ class RecipeChecker(StepChecks):
 
     def check_prompt(self, decl: ast.PromptDecl) -> None:
         for turn in decl.turns or []:
-            if turn.role not in ROLES:
+            if turn.splice is not None and turn.role != SPLICE_ROLE:
+                self.error("SF316", f"a chat turn's text must be a string; to splice a conversation write "
+                           f"`{SPLICE_ROLE}: NAME`", turn, f"e.g. {SPLICE_ROLE}: history")
+            elif turn.splice is None and turn.role == SPLICE_ROLE:
+                self.error("SF316", f"`{SPLICE_ROLE}:` splices a conversation value, not text", turn,
+                           f"give it a `conversation` input, e.g. {SPLICE_ROLE}: history")
+            elif turn.splice is None and turn.role not in ROLES:
                 self.error("SF210", with_suggestion(f"unknown chat role '{turn.role}'", turn.role, ROLES), turn)
         for text in self.prompt_texts(decl):
             try:

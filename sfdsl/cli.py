@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 import traceback
 from typing import Any
 
 from sfdsl import cli_values
+from sfdsl.declarations import backend_usage
 from sfdsl.errors import (
     BudgetExceeded,
     CompileError,
@@ -27,8 +27,11 @@ from sfdsl.errors import (
     SfdslError,
     SourceNotFoundError,
 )
+from sfdsl.log import configure_logging
 
 EXIT_COMPILE, EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 1, 2, 3, 130
+#: Columns of the result table when stdout is not a terminal: wide enough that no row wraps.
+PIPED_WIDTH = 100_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,21 +70,6 @@ def _failed(line: str, exc: BaseException, verbose: int) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     print(f"sfrun: {' '.join(line.split())}", file=sys.stderr)
     return EXIT_RUN
-
-
-def configure_logging(verbosity: int) -> None:
-    """Events go to stderr: errors only with -q, warnings by default, info with -v, debug with -vv."""
-    from sfdsl.log import ROOT, console_handler
-
-    level = (logging.ERROR if verbosity < 0 else logging.WARNING if verbosity == 0
-             else logging.INFO if verbosity == 1 else logging.DEBUG)
-    logger = logging.getLogger(ROOT)
-    for old in [h for h in logger.handlers if getattr(h, "sfrun_console", False)]:
-        logger.removeHandler(old)
-    handler = console_handler(sys.stderr)
-    handler.sfrun_console = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "optionally with @ALIAS to load another GGUF; its last user message feeds the recipe.")
     serve.add_argument("path", help="a .sf file or a directory of them")
     serve.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
-                       help="fix an input of every run of the recipes that declare it")
+                       help="set an input of every run of the recipes that declare it; a request may override it")
+    serve.add_argument("--inputs-json", metavar="FILE", help="a JSON object of fixed inputs (-i values win)")
+    serve.add_argument("--pin-input", action="append", default=[], metavar="KEY=VALUE",
+                       help="fix an input of every run; a request that sets another value gets a 400")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
     serve.add_argument("--port", type=cli_values.port, default=8000, help="port (0 picks a free one)")
     add_backend_options(serve)
@@ -144,11 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-n", type=_positive(int), default=32, metavar="N", help="largest n a request may ask (32)")
     serve.add_argument("--cache-max-mb", type=_positive(float, maximum=1e9), default=256.0, metavar="MB",
                        help="bound of the on-disk cache; oldest entries are evicted (256)")
+    add_admission_options(serve)
     serve.set_defaults(handler=cmd_serve)
 
     from sfdsl.integrations import mcp_server
 
     add_import_path_option(mcp_server.add_parser(commands, add_backend_options, make_pool))
+    from sfdsl import format_command
+    from sfdsl.lsp import command as lsp_command
+
+    format_command.add_parser(commands)
+    add_import_path_option(lsp_command.add_parser(commands))
     try:
         from sfdsl.eval.cli import add_data_parser, add_eval_parser
     except ImportError:  # pragma: no cover - eval ships with the package
@@ -158,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_backend_options(evaluate)
         add_import_path_option(evaluate)
         add_data_parser(commands)
+        from sfdsl.tune.cli import add_tune_parser
+
+        tune = add_tune_parser(commands, make_backend=make_pool)
+        add_backend_options(tune)
+        add_import_path_option(tune)
     return parser
 
 
@@ -169,8 +171,8 @@ def add_import_path_option(parser: argparse.ArgumentParser) -> None:
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", metavar="SPEC",
-                        help="use one backend for every model: 'llama', 'scripted:FILE.json' or "
-                             "'openai:BASE_URL[,BASE_URL...]' (several: a fleet, least-loaded first)")
+                        help=f"use one backend for every model declaration: {backend_usage()} (several "
+                             "comma-separated URLs: a fleet, least-loaded first)")
     parser.add_argument("--model", metavar="PATH|ALIAS", help="GGUF file or alias for llama models")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk cache")
 
@@ -265,7 +267,8 @@ def print_result(result: Any) -> None:
                           f"{cost.prompt_tokens} prompt tokens, {cost.wall_s:.2f} s")
     table.add_row("bound", f"≤ {bound.get('calls')} calls, ≤ {bound.get('tokens')} generated tokens")
     table.add_row("run", f"{result.run_id} (seed {result.seed})")
-    Console(highlight=False, soft_wrap=True).print(table)
+    # piped output keeps each row on one line (for grep), whatever the width; a terminal wraps to its own
+    Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPED_WIDTH).print(table)
 
 
 def _shown(value: Any) -> str:
@@ -334,6 +337,37 @@ def _positive(kind: type[int] | type[float], *, zero: bool = False, maximum: flo
     return cli_values.positive(kind, zero=zero, maximum=maximum)
 
 
+def add_admission_options(parser: argparse.ArgumentParser) -> None:
+    """The per-request caps of `sfrun serve`: a request whose static bound is over one gets a 400."""
+    from sfdsl.admission import SERVE_DEFAULTS
+
+    caps = parser.add_argument_group("per-request caps (on the static bound, computed with the request's inputs)")
+    caps.add_argument("--max-request-calls", type=_positive(int), default=SERVE_DEFAULTS.max_calls, metavar="N",
+                      help=f"model calls one request may need ({SERVE_DEFAULTS.max_calls})")
+    caps.add_argument("--max-request-tokens", type=_positive(int), default=SERVE_DEFAULTS.max_tokens, metavar="N",
+                      help=f"generated tokens one request may need ({SERVE_DEFAULTS.max_tokens})")
+    caps.add_argument("--max-request-parallel", type=_positive(int), default=SERVE_DEFAULTS.max_parallel, metavar="N",
+                      help=f"sequences one request may decode at once ({SERVE_DEFAULTS.max_parallel})")
+    caps.add_argument("--max-run-memory-mb", type=_positive(float), default=64.0, metavar="MB",
+                      help="values one run may create (text, search states, loop bodies) before it stops with a "
+                           "located error (64)")
+
+
+def admission_config(args: argparse.Namespace) -> dict[str, Any]:
+    """ServeConfig fields from the caps options."""
+    return {"max_request_calls": args.max_request_calls, "max_request_tokens": args.max_request_tokens,
+            "max_request_parallel": args.max_request_parallel,
+            "max_run_memory_bytes": max(1, int(args.max_run_memory_mb * (1 << 20)))}
+
+
+def caps_line(config: Any) -> str:
+    """The start-up line that states the caps in force."""
+    return (f"per-request caps: <= {config.max_request_calls} model calls, <= {config.max_request_tokens} generated "
+            f"tokens, <= {config.max_request_parallel} sequences at once, <= {config.max_run_memory_bytes >> 20} MB "
+            f"of values per run (--max-request-calls/-tokens/-parallel, --max-run-memory-mb); "
+            f"pinned inputs: {', '.join(sorted(config.pinned)) or 'none'}")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -341,9 +375,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sfdsl.serve.server import bind_socket, uvicorn_config
 
     cache = None if args.no_cache else int(args.cache_max_mb * (1 << 20))
+    fixed = parse_inputs(args.input, args.inputs_json)
     config = ServeConfig(max_concurrency=args.max_concurrency, max_queue=args.max_queue, timeout_s=args.timeout,
-                         max_body_bytes=args.max_body_bytes, max_n=args.max_n, inputs=parse_inputs(args.input, None),
-                         cache_max_bytes=cache)
+                         max_body_bytes=args.max_body_bytes, max_n=args.max_n, inputs=fixed,
+                         cache_max_bytes=cache, pinned=parse_inputs(args.pin_input, None), **admission_config(args))
     registry = RecipeRegistry.from_path(args.path, import_path=args.import_path)
     app = create_app(registry, config=config,
                      make_pool=default_pool_factory(args.backend, model=args.model, cache_max_bytes=cache))
@@ -351,6 +386,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {len(registry)} recipes as models at http://{shown}:{port}/v1 (Ctrl-C stops)", flush=True)
+    print(caps_line(config), flush=True)
     server = uvicorn.Server(uvicorn_config(app, host=args.host, port=port))
     asyncio.run(server.serve(sockets=[sock]))
     return 0

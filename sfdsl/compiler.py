@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sfdsl import ast
+from sfdsl.call_graph import call_problems
 from sfdsl.checker import check_program
-from sfdsl.cost import Bound, bound_errors, recipe_bound
+from sfdsl.cost import Bound, bound_with_errors
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
-from sfdsl.limits import call_problems
-from sfdsl.plan import Plan, build_plan, collect_prompts
+from sfdsl.plan import Plan, plan_recipe
 from sfdsl.program import Program, load_program, program_from_text, recipe_key
 
 
@@ -56,24 +56,27 @@ def compile_program(program: Program) -> CompiledProgram:
     diagnostics = check_program(program)
     compiled = CompiledProgram(program=program)
     clean = not any(d.is_error for d in diagnostics)
-    for file, module in program.modules.items():
-        for recipe in module.recipes:
-            key = recipe_key(program, file, recipe.name)
-            try:
-                plan = build_plan(recipe.body, collect_prompts(recipe.body))
-                problems = bound_errors(program, file, recipe, plans={key: plan})
-            except Exception:
-                if clean:
-                    raise
-                continue
-            diagnostics += problems
-            if clean and not problems:
-                compiled.plans[key] = plan
-    for file, module in program.modules.items():
-        for recipe in module.recipes:
-            key = recipe_key(program, file, recipe.name)
-            if key in compiled.plans:
-                compiled.bounds[key] = recipe_bound(program, file, recipe, plans=compiled.plans)
+    recipes = [(file, recipe) for file, module in program.modules.items() for recipe in module.recipes]
+    plans: dict[str, Plan] = {}
+    for file, recipe in recipes:
+        try:
+            plans[recipe_key(program, file, recipe.name)] = plan_recipe(recipe)
+        except Exception:
+            if clean:
+                raise
+    for file, recipe in recipes:
+        key = recipe_key(program, file, recipe.name)
+        if key not in plans:
+            continue
+        try:
+            bound, problems = bound_with_errors(program, file, recipe, plans=plans)
+        except Exception:
+            if clean:
+                raise
+            continue
+        diagnostics += problems
+        if clean and not any(d.is_error for d in problems):
+            compiled.plans[key], compiled.bounds[key] = plans[key], bound
     compiled.warnings = [d for d in diagnostics if not d.is_error]
     if any(d.is_error for d in diagnostics):
         raise CompileError(diagnostics=_unique(diagnostics), sources=program.sources)

@@ -8,21 +8,26 @@ regexes (``done:``, ``pass:``, ``fail:``) that RE2 cannot run (``regex_problem``
 parameter spec may declare its own value check instead (``ParamSpec.check``):
 `generate` declares ``regex_constraint`` (a ``regex:`` outside the subset the
 engine compiles to a grammar) and ``gbnf_grammar`` (a ``grammar:`` literal
-llama.cpp's GBNF parser rejects).
+llama.cpp's GBNF parser rejects). ``range_problems`` refuses a constant outside
+the spec's range (``n: 0``), which the runtime would refuse too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sfdsl import ast
 from sfdsl.constraints import UnsupportedRegex, gbnf_for_regex
 from sfdsl.diagnostics import Span
+from sfdsl.expressions import ExprError, NotStatic, evaluate
 from sfdsl.gbnf import gbnf_problem
 from sfdsl.regexes import HINT as REGEX_RE2_HINT
 from sfdsl.regexes import regex_problem
 from sfdsl.types import BOOL, FLOAT, INT, REGEX, STR, Type, assignable, elem
+
+if TYPE_CHECKING:
+    from sfdsl.step_kind import ParamSpec
 
 REGEX_HINT = ("constraints support literals, escapes, '.', classes, groups, '|' and quantifiers; "
               "no look-around, back-references or inner anchors")
@@ -54,6 +59,25 @@ def constant_problems(name: str, want: Type, value: Any, where: str, own: ValueC
     return problems
 
 
+def range_problems(name: str, param: ParamSpec, value: Any, where: str) -> list[Problem]:
+    """A constant value outside the parameter's range (``n: 0``, ``top_p: 1.5``): SF320, as the run would refuse it."""
+    if param.low is None and param.high is None:
+        return []
+    try:
+        constant = evaluate(value, _no_names)
+    except (NotStatic, ExprError):
+        return []
+    refusal = param.refusal(constant)
+    if refusal is None:
+        return []
+    return [Problem("SF320", f"'{name}: {constant!r}' of {where} is out of range: it {refusal}", value,
+                    f"{name}: {param.doc}")]
+
+
+def _no_names(name: str) -> Any:
+    raise NotStatic(name)
+
+
 def regex_constraint(name: str, value: Any, where: str) -> list[Problem]:
     """A `regex:` output constraint must fall in the subset the engine compiles to a grammar."""
     return _regex_constraint(value, where)
@@ -64,6 +88,35 @@ def gbnf_grammar(name: str, value: Any, where: str) -> list[Problem]:
     if isinstance(value, ast.Const) and isinstance(value.value, str):
         return _grammar(value, where)
     return []
+
+
+def json_schema_literal(name: str, value: Any, where: str) -> list[Problem]:
+    """A literal `schema:` must be a JSON Schema that llama.cpp's grammar converter can express."""
+    schema = literal_schema(value)
+    if schema is None:
+        return []
+    from sfdsl.json_schema import schema_problem
+
+    problem = schema_problem(schema)
+    if problem is None:
+        return []
+    return [Problem("SF315", f"the schema of {where} cannot constrain generation: {problem}", value,
+                    "use a JSON Schema object, e.g. {\"type\": \"object\", \"properties\": {...}}")]
+
+
+def literal_schema(value: Any) -> Any:
+    """The value of a literal schema (a `{...}` with no names in it), or None when it is not one."""
+    if not isinstance(value, ast.DictExpr):
+        return None
+    from sfdsl.expressions import NotStatic, evaluate
+
+    def no_names(name: str) -> Any:
+        raise NotStatic(name)
+
+    try:
+        return evaluate(value, no_names)
+    except (NotStatic, ValueError, TypeError, ArithmeticError):
+        return None
 
 
 def literal_type(value: Any) -> Type | None:

@@ -16,13 +16,12 @@ from sfdsl import ast
 from sfdsl.bounds import UNKNOWN, Abstract, Bound, BoundError, known
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.expressions import ExprError, NotStatic, evaluate
-from sfdsl.plan import Plan, build_plan, collect_models, collect_prompts
+from sfdsl.plan import Plan, plan_recipe
 from sfdsl.program import Program, recipe_key
 from sfdsl.registry import kind_of
 from sfdsl.step_kind import SAMPLING, Spec
-from sfdsl.steps.deepen import deepen_budgets
 
-__all__ = ["Bound", "BoundError", "CostModel", "Env", "bound_errors", "deepen_budgets", "recipe_bound"]
+__all__ = ["Bound", "BoundError", "CostModel", "Env", "bound_with_errors", "recipe_bound"]
 
 Env = dict[str, Abstract]
 #: Largest plan block (nodes plus edges) whose maximum antichain is computed exactly; past it, the sum of weights.
@@ -40,20 +39,17 @@ def recipe_bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[s
     Raises:
         BoundError: for the first loop bound that is not known before the run.
     """
-    bound, errors = _bound(program, file, recipe, inputs, plans)
+    bound, problems = bound_with_errors(program, file, recipe, inputs, plans)
+    errors = [d for d in problems if d.is_error]
     if errors:
         raise BoundError(errors[0])
     return bound
 
 
-def bound_errors(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
-                 plans: Plans | None = None) -> list[Diagnostic]:
-    """Every bound problem of a recipe (loops bounded only at run time), without stopping at the first."""
-    return _bound(program, file, recipe, inputs, plans)[1]
-
-
-def _bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None,
-           plans: Plans | None) -> tuple[Bound, list[Diagnostic]]:
+def bound_with_errors(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
+                      plans: Plans | None = None) -> tuple[Bound, list[Diagnostic]]:
+    """The worst-case cost and every bound problem, errors (loops bounded only at run time) and warnings (a
+    `limit:` that may cut a list), in one pass; the bound is meaningless when there are errors."""
     given = {name: known(value) for name, value in (inputs or {}).items()}
     model = CostModel(program, file, recipe, plans or {})
     return model.recipe_cost(given), model.errors
@@ -76,10 +72,10 @@ class CostModel:
     def __init__(self, program: Program, file: str, recipe: ast.Recipe, plans: Plans,
                  errors: list[Diagnostic] | None = None) -> None:
         self.program, self.file, self.recipe, self.plans = program, file, recipe, plans
-        self.prompts = collect_prompts(recipe.body)
-        self.models = collect_models(recipe.body)
+        self.plan = plans.get(recipe_key(program, file, recipe.name)) or plan_recipe(recipe)
+        self.prompts, self.models = self.plan.prompts, self.plan.models
         self.last_yield = UNKNOWN
-        self.errors: list[Diagnostic] = [] if errors is None else errors
+        self.errors: list[Diagnostic] = [] if errors is None else errors  # and warnings (``warn``)
         self._bodies: dict[int, dict[str, Plan]] = {}
 
     def recipe_cost(self, given: Env) -> Bound:
@@ -92,9 +88,7 @@ class CostModel:
                 env[param.name] = known(evaluate(param.default, _no_names))
             else:
                 env[param.name] = UNKNOWN
-        key = recipe_key(self.program, self.file, self.recipe.name)
-        plan = self.plans.get(key) or build_plan(self.recipe.body, self.prompts)
-        return self.block(plan, env)
+        return self.block(self.plan, env)
 
     # ------------------------------------------------------------ helpers for step kinds
 
@@ -123,6 +117,10 @@ class CostModel:
         """Record a bound problem and go on with a bound of 1, so every problem is reported."""
         self.errors.append(diagnostic)
         return 1
+
+    def warn(self, diagnostic: Diagnostic) -> None:
+        """Record a warning (``severity="warning"``): the bound stands, but the run may not do what it reads."""
+        self.errors.append(diagnostic.model_copy(update={"severity": "warning"}))
 
     def unbounded(self, node: Any, what: str, hint: str) -> int:
         """Record SF411: ``what`` loops over a list whose length is unknown before the run (bound 1 from here)."""

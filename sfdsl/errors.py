@@ -6,6 +6,7 @@
     ├── SourceNotFoundError   raised when a recipe file or import does not exist
     ├── RecipeNotFoundError   raised when a named recipe is not in the program
     ├── InputError            raised when recipe inputs are missing, unknown or mistyped
+    │   └── OverCapError      raised when a run's static bound with its inputs is over a cap
     ├── ModelNotFoundError    raised when a model file or alias cannot be resolved
     ├── BackendError          raised when a model backend fails (translated at the boundary)
     │   ├── BackendTimeout    raised when a backend call exceeds its deadline
@@ -80,6 +81,17 @@ class RecipeNotFoundError(SfdslError):
 
 class InputError(SfdslError):
     """Raised when recipe inputs are missing, unknown or of the wrong type."""
+
+
+class OverCapError(InputError):
+    """Raised when a run's static cost bound, computed with its inputs, is over a cap (``sfdsl.admission``).
+
+    ``cap`` names the cap (``max_request_calls``...), ``limit`` is its value and ``bound`` the run's.
+    """
+
+    def __init__(self, message: str, *, cap: str, limit: int, bound: int) -> None:
+        self.cap, self.limit, self.bound = cap, limit, bound
+        super().__init__(message)
 
 
 class ModelNotFoundError(SfdslError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from sfdsl import ast, regexes
 from sfdsl.masking import mask_concept
-from sfdsl.values import NoAnswer, Score, Text, field_of, primary
+from sfdsl.values import NoAnswer, Score, Text, attr_of, primary
 
 
 class ExprError(Exception):
@@ -82,8 +82,14 @@ def _argmin(xs: list[Any]) -> int:
     return min(range(len(nums)), key=lambda i: (nums[i] if isinstance(nums[i], (int, float)) else math.inf, i))
 
 
+def text_of(value: Any) -> str:
+    """A value as text: a missing answer (none, or a failed extraction) is empty text, as the docs promise."""
+    value = scalar(value)
+    return "" if value is None or isinstance(value, NoAnswer) else str(value)
+
+
 def _join(xs: list[Any], sep: str = "\n") -> str:
-    return sep.join(str(scalar(x)) for x in xs)
+    return text_of(sep).join(text_of(x) for x in xs)
 
 
 def _min(*xs: Any) -> Any:
@@ -107,7 +113,7 @@ BUILTINS: dict[str, tuple[Callable[..., Any], int, int, str]] = {
     "mean": (_mean, 1, 1, "float"),
     "abs": (lambda x: abs(_numeric(x)), 1, 1, "float"),
     "round": (lambda x, d=0: round(_numeric(x), int(d)), 1, 2, "float"),
-    "str": (lambda x: str(scalar(x)), 1, 1, "str"),
+    "str": (text_of, 1, 1, "str"),
     "int": (lambda x: int(float(_numeric(x))), 1, 1, "int"),
     "float": (lambda x: float(_numeric(x)), 1, 1, "float"),
     "lower": (lambda x: str(scalar(x)).lower(), 1, 1, "str"),
@@ -173,13 +179,8 @@ def _eval_dict(node: ast.DictExpr, lookup: Lookup) -> Any:
 
 def _eval_attr(node: ast.Attr, lookup: Lookup) -> Any:
     value = evaluate(node.value, lookup)
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
-        # a field of each record (e.g. a refine's history); a missing or empty field is no answer
-        return [v[node.attr] if v.get(node.attr) is not None else NoAnswer(f"no {node.attr}") for v in value]
-    if isinstance(value, list) and node.attr in ("text", "score", "label", "answer", "logprob", "tokens"):
-        return [field_of(v, node.attr) if not isinstance(v, NoAnswer) else v for v in value]
     try:
-        return field_of(value, node.attr)
+        return attr_of(value, node.attr)
     except KeyError:
         raise ExprError(f"{_describe(value)} has no field '{node.attr}'", node) from None
 

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 from typing import IO, Any
 
 import structlog
@@ -64,3 +65,16 @@ def console_handler(stream: IO[str], *, timestamps: bool = False) -> logging.Han
 def event_of(record: logging.LogRecord) -> dict[str, Any] | None:
     """The structlog event dict a record carries, or None for a plain stdlib record (handy in tests)."""
     return dict(record.msg) if isinstance(record.msg, dict) else None
+
+
+def configure_logging(verbosity: int) -> None:
+    """Events go to stderr: errors only with -q, warnings by default, info with -v, debug with -vv."""
+    level = (logging.ERROR if verbosity < 0 else logging.WARNING if verbosity == 0
+             else logging.INFO if verbosity == 1 else logging.DEBUG)
+    logger = logging.getLogger(ROOT)
+    for old in [h for h in logger.handlers if getattr(h, "sfrun_console", False)]:
+        logger.removeHandler(old)
+    handler = console_handler(sys.stderr)
+    handler.sfrun_console = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)

@@ -115,6 +115,28 @@ def header_comment(lines: list[str], line: int, *, at_top: bool = False) -> str:
     return textwrap.dedent(text).strip()
 
 
+_DOC_COMMENT = re.compile(r"#:\s?(.*)$")
+
+
+def param_doc(lines: list[str], line: int) -> str:
+    """An input's doc-comment: a ``#:`` comment ending its line, else the ``#:`` lines right above it.
+
+    Example: ``question: str,  #: the question to answer``. Write each documented input on its own line.
+    """
+    if not 0 < line <= len(lines):
+        return ""
+    own = lines[line - 1]
+    found = _DOC_COMMENT.search(own)
+    if found and own.count('"', 0, found.start()) % 2 == 0:
+        return found.group(1).strip()
+    above: list[str] = []
+    row = line - 2
+    while row >= 0 and lines[row].lstrip().startswith("#:"):
+        above.insert(0, lines[row].lstrip()[2:].strip())
+        row -= 1
+    return " ".join(above)
+
+
 def _regex(file: str, token: Token) -> ast.RegexLit:
     raw = str(token)
     end = raw.rfind("/")
@@ -172,7 +194,8 @@ class _Builder(Transformer[Token, Any]):
         return ast.OutField(span=self._s(meta), name=str(c[0]), type=c[1])
 
     def param(self, meta: Any, c: list[Any]) -> ast.Param:
-        return ast.Param(span=_span_of(self.file, c[0]), name=str(c[0]), type=c[1], default=c[2])
+        return ast.Param(span=_span_of(self.file, c[0]), name=str(c[0]), type=c[1], default=c[2],
+                         doc=param_doc(self.lines, c[0].line))
 
     def type_ref(self, meta: Any, c: list[Any]) -> ast.TypeRef:
         return ast.TypeRef(span=self._s(meta), name=str(c[0]), arg=c[1])
@@ -200,6 +223,13 @@ class _Builder(Transformer[Token, Any]):
     def turn(self, meta: Any, c: list[Any]) -> ast.Turn:
         self._limit("string", len(c[1]) - 2, c[1])
         return ast.Turn(span=_span_of(self.file, c[0]), role=str(c[0]), text=decode_string(c[1]))
+
+    def splice(self, meta: Any, c: list[Any]) -> ast.Turn:
+        names = c[1]
+        expr: Any = ast.Name(span=self._s(meta), id=names[0])
+        for attr in names[1:]:
+            expr = ast.Attr(span=self._s(meta), value=expr, attr=attr)
+        return ast.Turn(span=_span_of(self.file, c[0]), role=str(c[0]), splice=expr)
 
     # statements
     def assign(self, meta: Any, c: list[Any]) -> ast.Assign:

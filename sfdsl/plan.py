@@ -23,13 +23,26 @@ CONTROL_STMTS = ("if", "return", "abstain", "stop")
 
 @dataclass
 class Plan:
-    """A block's graph; node attributes: ``stmt`` (AST node), ``kind``, ``label``, ``bodies`` (name → Plan)."""
+    """A block's graph; node attributes: ``stmt`` (AST node), ``kind``, ``label``, ``bodies`` (name → Plan).
+
+    A recipe's plan (``plan_recipe``) also carries the recipe's prompt and model declarations by name.
+    """
 
     graph: nx.DiGraph
     order: list[str] = field(default_factory=list)
+    prompts: dict[str, ast.PromptDecl] = field(default_factory=dict)
+    models: dict[str, ast.ModelDecl] = field(default_factory=dict)
 
     def node(self, node_id: str) -> dict[str, Any]:
         return self.graph.nodes[node_id]  # type: ignore[no-any-return]
+
+
+def plan_recipe(recipe: ast.Recipe) -> Plan:
+    """A recipe's plan, carrying its prompt and model declarations."""
+    prompts = collect_prompts(recipe.body)
+    plan = build_plan(recipe.body, prompts)
+    plan.prompts, plan.models = prompts, collect_models(recipe.body)
+    return plan
 
 
 def build_plan(block: ast.Block, prompts: dict[str, ast.PromptDecl]) -> Plan:

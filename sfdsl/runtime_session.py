@@ -24,17 +24,23 @@ import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sfdsl.errors import EventLoopError, InputError, RuntimeClosed
 from sfdsl.runtime.backends.base import Backend
-from sfdsl.runtime.pool import BackendPool
+from sfdsl.runtime.pool import BackendPool, pool_from_spec
 
 if TYPE_CHECKING:
-    from sfdsl.api import Recipe
     from sfdsl.runtime.results import RunResult
 
 T = TypeVar("T")
+
+
+class Runnable(Protocol):
+    """What a runtime runs: a recipe (``sfdsl.api.Recipe``), named by its ``arun`` alone so this module and
+    the API do not import each other."""
+
+    async def arun(self, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult: ...
 
 
 def loop_running() -> bool:
@@ -178,17 +184,21 @@ class Runtime:
     """Loaded models and the means to run recipes on them; close it to free the models.
 
     Args:
-        backend: one backend for every model declaration (e.g. a ScriptedBackend); the caller closes it.
+        backend: one backend for every model declaration: an instance (e.g. a ScriptedBackend; the caller closes
+            it), or a ``--backend`` spec string such as ``"openai:http://host:8000/v1"``, ``"llama:MODEL"`` or
+            ``"scripted:replies.json"`` (the runtime builds and closes what it names).
         model: a GGUF file or alias overriding the model of every llama declaration.
         cache: True for the on-disk cache at its default path, or a path to a SQLite cache file.
         pool: an existing BackendPool to own instead (then give none of the above).
     """
 
-    def __init__(self, *, backend: Backend | None = None, model: str | None = None,
+    def __init__(self, *, backend: Backend | str | None = None, model: str | None = None,
                  cache: bool | str | Path = False, pool: BackendPool | None = None) -> None:
         if pool is not None and (backend is not None or model is not None or cache):
             raise InputError("give sfdsl.Runtime either pool= or backend=/model=/cache=, not both")
-        if pool is None:
+        if isinstance(backend, str):
+            pool = pool_from_spec(backend, model=model, wrap=_cache_wrapper(cache))
+        elif pool is None:
             pool = BackendPool(backend=backend, model=model, wrap=_cache_wrapper(cache))
         self._resources = _Resources(pool)
         self._finalizer = weakref.finalize(self, _release_unreferenced, self._resources)
@@ -203,11 +213,11 @@ class Runtime:
     def closed(self) -> bool:
         return self._resources.closed
 
-    async def arun(self, recipe: Recipe, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
+    async def arun(self, recipe: Runnable, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
         """Run a recipe in the current event loop on this runtime's models (see ``Recipe.arun``)."""
         return await recipe.arun(inputs, runtime=self, **kwargs)
 
-    def run(self, recipe: Recipe, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
+    def run(self, recipe: Runnable, inputs: dict[str, Any] | None = None, **kwargs: Any) -> RunResult:
         """Run a recipe synchronously on this runtime's private loop (see ``Recipe.run``).
 
         Raises:

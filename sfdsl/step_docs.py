@@ -37,9 +37,16 @@ def _table(spec: dict[str, ParamSpec]) -> list[str]:
         return ["No parameters."]
     lines = ["| parameter | type | default | values | meaning |", "|---|---|---|---|---|"]
     for name, p in spec.items():
-        values = ", ".join(f"`{_literal(v)}`" for v in p.one_of) or "—"
+        values = ", ".join(f"`{_literal(v)}`" for v in p.one_of) or _range(p) or "—"
         lines.append(f"| `{name}` | `{p.type}` | {_default(p)} | {values} | {p.doc} |")
     return lines
+
+
+def _range(p: ParamSpec) -> str:
+    """The range of a numeric parameter, e.g. ``> 0, ≤ 1``."""
+    parts = [] if p.low is None else [f"{'>' if p.low_open else '≥'} {p.low:g}"]
+    parts += [] if p.high is None else [f"≤ {p.high:g}"]
+    return ", ".join(parts)
 
 
 def _kind_section(kind: StepKind) -> list[str]:
@@ -84,3 +91,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfdsl.errors import StepError
 from sfdsl.types import BOOL, FLOAT, INT, STR, Type, list_of
+from sfdsl.values import primary
 
 
 class StepKindError(Exception):
@@ -19,8 +21,12 @@ class StepKindError(Exception):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One step parameter: its type, default (None: none), allowed values, a one-line meaning, and
-    optionally its own check of a literal value (``check(name, value_node, where) -> [Problem]``)."""
+    """One step parameter: its type, default (None: none), allowed values and range, a one-line meaning, and
+    optionally its own check of a literal value (``check(name, value_node, where) -> [Problem]``).
+
+    The range (``low``, ``high``; ``low_open`` refuses ``low`` itself) is checked twice from this one place: on a
+    literal by ``sfrun check`` (SF320), and on a value known only at run time by ``with_defaults``.
+    """
 
     type: Type
     doc: str
@@ -29,27 +35,50 @@ class ParamSpec:
     one_of: tuple[str, ...] = ()
     bounds_loop: bool = False  # a required loop bound: missing it is SF410 "unbounded loop"
     check: Callable[[str, Any, str], list[Any]] | None = None  # a literal value's own check (constant_checks.py)
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def refusal(self, value: Any) -> str | None:
+        """Why a number is outside this parameter's range (e.g. ``"must be at least 1"``), or None."""
+        value = primary(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None  # not a number: the type check's business
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return f"must be {'above' if self.low_open else 'at least'} {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"must be at most {self.high:g}"
+        return None
 
 
 Spec = Mapping[str, ParamSpec]
 
 SAMPLING: Spec = {
-    "temperature": ParamSpec(FLOAT, "sampling temperature; 0 is greedy (default: 0.7 when n > 1, else 0)"),
-    "top_p": ParamSpec(FLOAT, "nucleus sampling mass", default=1.0),
-    "top_k": ParamSpec(INT, "top-k cut-off; 0 disables", default=0),
-    "max_tokens": ParamSpec(INT, "tokens generated at most (default: the model's, else 256)", default=256),
+    "temperature": ParamSpec(FLOAT, "sampling temperature; 0 is greedy (default: 0.7 when n > 1, else 0)", low=0),
+    "top_p": ParamSpec(FLOAT, "nucleus sampling mass", default=1.0, low=0, low_open=True, high=1),
+    "top_k": ParamSpec(INT, "top-k cut-off; 0 disables", default=0, low=0),
+    "max_tokens": ParamSpec(INT, "tokens generated at most (default: the model's, else 256)", default=256, low=1),
     "stop": ParamSpec(list_of(STR), "stop strings", default=()),
     "seed": ParamSpec(INT, "base seed; sample i uses seed + i (default: derived from the run seed)"),
 }
 SAMPLES: Spec = {
     **SAMPLING,
-    "n": ParamSpec(INT, "number of samples, decoded as one batch (given: the value is a list)", default=1),
+    "n": ParamSpec(INT, "number of samples, decoded as one batch (given: the value is a list)", default=1, low=1),
 }
 LOGPROBS = ParamSpec(BOOL, "return the samples' log-probabilities", default=False)
 
 
 def with_defaults(spec: Spec, given: Mapping[str, Any]) -> dict[str, Any]:
-    """``given`` completed with the spec's defaults (parameters without a default stay absent)."""
+    """``given`` completed with the spec's defaults (parameters without a default stay absent).
+
+    Raises:
+        StepError: naming the parameter and its value, when a given value is outside the spec's range (the
+            executor locates it at the step).
+    """
+    for name, value in given.items():
+        refusal = spec[name].refusal(value) if name in spec else None
+        if refusal is not None:
+            raise StepError(f"parameter '{name}' is {primary(value)!r}, but {refusal}")
     values = {name: p.default for name, p in spec.items() if p.default is not None}
     values.update(given)
     return values
@@ -80,6 +109,7 @@ class StepKind:
         build: ``build(builder, children, meta) -> node``, called by the parser for ``rule``.
         modes: mode name → parameter spec; a kind without modes has the single mode ``""``.
         mode_field: the node field holding the mode (``mode``, ``strategy``).
+        params: the parameter spec of a kind without modes: short for ``modes={"": params}, mode_field=""``.
         check: ``check(checker, node, scope) -> Type``; reports problems through the checker.
         bound: ``bound(cost_model, node, env) -> (Bound, Abstract)``, the static worst case.
         label: ``label(node) -> str``, the plan label's detail.
@@ -99,6 +129,7 @@ class StepKind:
     build: Callable[..., Any] | None = None
     modes: Mapping[str, Spec] | None = None
     mode_field: str = "mode"
+    params: Spec | None = None
     check: Callable[..., Type] | None = None
     bound: Callable[..., Any] | None = None
     label: Callable[[Any], str] | None = None
@@ -109,6 +140,11 @@ class StepKind:
     supplies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.params is not None:
+            if self.modes is not None:
+                raise StepKindError(f"step kind '{self.name}': give modes= or params=, not both")
+            object.__setattr__(self, "modes", {"": self.params})
+            object.__setattr__(self, "mode_field", "")
         missing = [piece for piece in REQUIRED_PIECES if getattr(self, piece) is None]
         if missing:
             raise StepKindError(f"step kind '{self.name}' is incomplete: it declares no {', '.join(missing)}")
@@ -124,6 +160,6 @@ class StepKind:
     def mode_of(self, node: Any) -> str:
         return str(getattr(node, self.mode_field, "")) if self.mode_field else ""
 
-    def params(self, node: Any) -> Spec | None:
+    def spec_of(self, node: Any) -> Spec | None:
         """The parameter spec for a node's mode; None for an unknown mode."""
         return (self.modes or {}).get(self.mode_of(node) if self.mode_field else "")

@@ -31,6 +31,7 @@ from jinja2.visitor import NodeTransformer
 
 from sfdsl.template_limits import DEFAULT_LIMITS, RenderGuard, RenderLimitExceeded, TemplateLimits
 from sfdsl.template_sizing import check_binop, check_call, check_filter
+from sfdsl.values import NoAnswer, attr_of
 
 __all__ = ["DEFAULT_LIMITS", "GUARD_KEY", "GuardedEnvironment", "RenderGuard", "RenderLimitExceeded",
            "TemplateLimits"]
@@ -59,6 +60,18 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         return _Rewriter().visit(super()._parse(source, name, filename))  # type: ignore[no-any-return]
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``x.field`` reads as in .sf expressions (``sfdsl.values.attr_of``): of a list, the field of each item;
+        of a record, its field before any method of the same name. A missing answer is empty text."""
+        if isinstance(obj, (list, dict)):
+            try:
+                found = attr_of(obj, attribute)
+            except KeyError:
+                pass
+            else:
+                return [v if not isinstance(v, NoAnswer) else "" for v in found] if isinstance(found, list) else found
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         guard = guard_of(context)

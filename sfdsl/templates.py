@@ -21,7 +21,7 @@ from sfdsl.template_guard import (
     RenderLimitExceeded,
     TemplateLimits,
 )
-from sfdsl.values import RECORD_TYPES, NoAnswer, primary
+from sfdsl.values import RECORD_TYPES, NoAnswer, primary, wire_fields
 
 JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
 #: Deepest nesting of block tags (`{% for %}`, `{% if %}`...) a template may have; checked on the token stream
@@ -173,4 +173,8 @@ def to_template(value: Any) -> Any:
         return {str(k): to_template(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    wire = wire_fields(value) if hasattr(value, "model_dump") else None
+    if wire is not None:  # a message, tool spec or tool call: the fields expressions read
+        shown = wire.get("text", wire.get("name", ""))
+        return _Record({k: to_template(v) for k, v in wire.items()}, str(shown))
     return str(value)

@@ -10,6 +10,7 @@ from sfdsl import ast
 from sfdsl.diagnostics import with_suggestion
 from sfdsl.expressions import BUILTINS
 from sfdsl.regexes import HINT, regex_problem
+from sfdsl.values import VECTORISED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Type:
     numeric: bool = False
 
     def __str__(self) -> str:
-        return f"list[{self.item}]" if self.item is not None else self.name
+        return f"list[{self.item}]" if self.name == "list" else self.name
 
     @property
     def is_list(self) -> bool:
@@ -45,9 +46,9 @@ class Type:
         return [name for name, _ in self.fields]
 
 
-def record(name: str, *, textual: bool = False, numeric: bool = False, **fields: Type) -> Type:
+def record(type_name: str, /, *, textual: bool = False, numeric: bool = False, **fields: Type) -> Type:
     """A record type, e.g. ``record("vote", answer=ANY, share=FLOAT)``."""
-    return Type(name, fields=tuple(fields.items()), textual=textual, numeric=numeric)
+    return Type(type_name, fields=tuple(fields.items()), textual=textual, numeric=numeric)
 
 
 ANY = Type("any", textual=True, numeric=True)
@@ -73,15 +74,27 @@ REFINED = record("refined", textual=True, numeric=True, value=ANY, score=FLOAT, 
                  first=ANY, stopped=BOOL)
 SEARCH = record("search", textual=True, best=STR, value=FLOAT, path=list_of(STR), nodes=INT, simulations=INT)
 RESULT = record("result", textual=True, numeric=True, answer=ANY, score=FLOAT, abstained=BOOL, reason=STR)
+#: One turn of a conversation (sfdsl.agent_values.Message), as recipes read it.
+MESSAGE = record("message", textual=True, role=STR, content=STR, text=STR, name=STR, tool_calls=list_of(DICT),
+                 tool_call_id=STR)
+#: One tool a model may call (sfdsl.agent_values.ToolSpec): its name, description and JSON-Schema parameters.
+TOOL = record("tool", name=STR, description=STR, parameters=DICT, function=DICT, type=STR)
+#: A chat conversation: a list of messages (an input type).
+CONVERSATION = Type("conversation", item=MESSAGE)
+#: The tools a model may call: a list of tool specs (an input type).
+TOOLS = Type("tools", item=TOOL)
+#: A JSON Schema (an input type, and the type of a `schema:` parameter).
+SCHEMA = Type("schema")
+#: The action a model chose (`act`): a tool call, or a text answer.
+ACTION = record("action", kind=STR, id=STR, name=STR, arguments=DICT, text=STR)
 
 #: Types a recipe input may be declared with.
 PARAM_TYPES: dict[str, Type] = {str(t): t for t in (STR, INT, FLOAT, BOOL, list_of(STR), list_of(INT),
-                                                     list_of(FLOAT), ANY)}
+                                                     list_of(FLOAT), ANY, CONVERSATION, TOOLS, SCHEMA)}
 #: Every type with a name, for reading declared types (parameter specs, outputs).
 NAMED_TYPES: dict[str, Type] = {str(t): t for t in (STR, INT, FLOAT, BOOL, DICT, REGEX, PROMPT, ANY, TEXT, SCORE,
-                                                     VOTE, REFINED, SEARCH, RESULT)}
-#: Fields a list of records exposes element-wise, e.g. ``samples.text``.
-VECTORISED_FIELDS = {"text", "score", "label", "answer", "logprob", "tokens"}
+                                                     VOTE, REFINED, SEARCH, RESULT, MESSAGE, TOOL, CONVERSATION,
+                                                     TOOLS, SCHEMA, ACTION)}
 #: Records a value of which may stand where a str is expected (its primary value).
 _AS_STR = ("text", "vote", "refined", "result", "search")
 #: Types a value of which may stand where a float is expected.
@@ -117,6 +130,8 @@ def assignable(src: Type, dst: Type) -> bool:
         return src.name in _AS_FLOAT
     if dst == STR:
         return src.name in _AS_STR
+    if dst == SCHEMA:
+        return src == DICT  # a literal schema
     return dst == list_of(STR) and src == STR  # a single stop string
 
 
@@ -179,7 +194,7 @@ class ExprTyper:
 
     def _attr(self, node: ast.Attr) -> Type:
         base = self.infer(node.value)
-        if base in (ANY, DICT):
+        if base in (ANY, DICT, SCHEMA):
             return ANY
         if base.item is not None:
             inner = base.item

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
+from sfdsl.agent_values import Message, ToolCall, ToolSpec, canonical_call_key
+
 
 class Record:
     """Base of run-time records: the fields recipes may read, the value it stands for, what `return` gives."""
@@ -23,6 +27,10 @@ class Record:
     def as_result(self) -> dict[str, Any]:
         """The outputs of `return STEP` when the step's value is this record."""
         return {"answer": self.primary()}
+
+    def as_json(self) -> Any:
+        """The record as JSON-able data (results, traces): its primary value's."""
+        return plain(self.primary())
 
 
 @dataclass(frozen=True)
@@ -147,14 +155,50 @@ class SearchOutcome(Record):
 
 
 @dataclass(frozen=True)
+class Action(Record):
+    """The action a model chose (`act`): a call of one of the tools, or a final text answer.
+
+    ``kind`` is ``"call"`` (``name`` and ``arguments`` are set) or ``"text"`` (``text`` is set).
+    Two calls are the same answer when their ``key`` is (the name and the canonical arguments).
+    """
+
+    kind: str
+    id: str = ""
+    name: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    FIELDS: ClassVar[tuple[str, ...]] = ("kind", "id", "name", "arguments", "text")
+
+    @property
+    def key(self) -> str:
+        """The canonical identity of the action, for votes and clusters."""
+        return canonical_call_key(self.name, self.arguments) if self.kind == "call" else self.text.strip()
+
+    def to_call(self) -> ToolCall:
+        """The call in the contract's shape (sfdsl.agent_values.ToolCall)."""
+        return ToolCall(id=self.id, name=self.name, arguments=self.arguments)
+
+    def as_json(self) -> Any:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.key))
+
+    def __str__(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True)
 class CallOutcome(Record):
-    """The structured result of a called recipe."""
+    """The structured result of a called recipe; ``tool_calls`` holds the calls it returned."""
 
     answer: Any
     score: float | None
     abstained: bool
     reason: str | None
     outputs: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False  # the answer came from a generation its token limit cut short
+    tool_calls: tuple[ToolCall, ...] = ()
     FIELDS: ClassVar[tuple[str, ...]] = ("answer", "score", "abstained", "reason")
 
     def primary(self) -> Any:
@@ -168,6 +212,32 @@ class CallOutcome(Record):
 RECORD_TYPES: tuple[type, ...] = (Record,)
 
 
+def _message_fields(m: Message) -> dict[str, Any]:
+    calls = [c.model_dump(exclude_none=True) for c in m.tool_calls or ()]
+    return {"role": m.role, "content": m.text, "text": m.text, "name": m.name, "tool_calls": calls,
+            "tool_call_id": m.tool_call_id}
+
+
+def _tool_fields(t: ToolSpec) -> dict[str, Any]:
+    f = t.function
+    return {"type": t.type, "name": f.name, "description": f.description, "parameters": f.parameters,
+            "function": f.model_dump(exclude_none=True)}
+
+
+def _call_fields(c: ToolCall) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "arguments": c.arguments}
+
+
+#: The fields recipes and templates read of the agent values (sfdsl/agent_values.py), by their class.
+_WIRE_FIELDS: dict[type, Any] = {Message: _message_fields, ToolSpec: _tool_fields, ToolCall: _call_fields}
+
+
+def wire_fields(value: BaseModel) -> dict[str, Any] | None:
+    """The readable fields of a conversation message, tool spec or tool call; None for other values."""
+    fields = _WIRE_FIELDS.get(type(value))
+    return fields(value) if fields is not None else None
+
+
 def field_of(value: Any, name: str) -> Any:
     """Read a declared field of a run-time value; ``KeyError`` when it has none."""
     if isinstance(value, CallOutcome) and name not in CallOutcome.FIELDS and name in value.outputs:
@@ -176,7 +246,28 @@ def field_of(value: Any, name: str) -> Any:
         return getattr(value, name)
     if isinstance(value, dict) and name in value:
         return value[name]
+    if isinstance(value, BaseModel):
+        fields = wire_fields(value)
+        if fields is not None and name in fields:
+            return fields[name]
     raise KeyError(name)
+
+
+#: Fields a list of records exposes element-wise, e.g. ``samples.text``.
+VECTORISED_FIELDS = frozenset({"text", "score", "label", "answer", "logprob", "tokens"})
+
+
+def attr_of(value: Any, name: str) -> Any:
+    """``value.name`` as recipes and prompt templates both read it; ``KeyError`` when there is no such field.
+
+    Of a list of dict records (a refine's history), the field of each, a missing or empty one being no answer;
+    of another list, the field of each item for the ``VECTORISED_FIELDS`` (``samples.text``); else ``field_of``.
+    """
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        return [v[name] if v.get(name) is not None else NoAnswer(f"no {name}") for v in value]
+    if isinstance(value, (list, tuple)) and name in VECTORISED_FIELDS:
+        return [field_of(v, name) if not isinstance(v, NoAnswer) else v for v in value]
+    return field_of(value, name)
 
 
 def plain(value: Any) -> Any:
@@ -188,11 +279,13 @@ def plain(value: Any) -> Any:
     if isinstance(value, Score):
         return value.score
     if isinstance(value, Record):
-        return plain(value.primary())
+        return value.as_json()
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
     return value
 
 
@@ -200,11 +293,37 @@ def record(value: Any) -> Any:
     """Convert a run-time value to a JSON-able record with all its fields."""
     if isinstance(value, Record):
         return {name: record(getattr(value, name)) for name in value.FIELDS}
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
     if isinstance(value, (list, tuple)):
         return [record(v) for v in value]
     if isinstance(value, dict):
         return {str(k): record(v) for k, v in value.items()}
     return value
+
+
+def split_actions(answer: Any, tool_calls: Any) -> tuple[Any, list[ToolCall]]:
+    """A recipe's returned answer and ``tool_calls`` field as (answer, the tool calls chosen).
+
+    Call actions, given as the answer or in ``tool_calls`` (one action or a list), become tool calls;
+    a text action as the answer becomes its text; an answer of only calls becomes None.
+    """
+    answer = primary(answer)
+    calls: list[ToolCall] = []
+    for value in tool_calls if isinstance(tool_calls, (list, tuple)) else [tool_calls]:
+        value = primary(value)
+        if isinstance(value, Action) and value.kind == "call":
+            calls.append(value.to_call())
+        elif isinstance(value, ToolCall):
+            calls.append(value)
+    items = answer if isinstance(answer, (list, tuple)) else [answer]
+    actions = [a for a in items if isinstance(a, Action)]
+    if not actions:
+        return answer, calls
+    seen = {(c.id, c.key) for c in calls}
+    calls[:0] = [a.to_call() for a in actions if a.kind == "call" and (a.id, a.key) not in seen]
+    texts = [a.text for a in actions if a.kind == "text"]
+    return ("\n".join(texts) if texts else None), calls
 
 
 def primary(value: Any) -> Any:

@@ -2,7 +2,8 @@
 
 It serves ``GET /v1/models``, ``POST /v1/completions`` (with ``n``, ``stop``,
 ``seed``, ``logprobs``, ``echo`` for scoring) and ``POST /v1/chat/completions``
-(a trailing assistant message is continued, as llama-server does). HTTP runs
+(a trailing assistant message is continued, as llama-server does; given ``tools``, a reply that is a JSON
+``{"name", "arguments"}`` is answered as a ``tool_calls`` message). HTTP runs
 on a ``ThreadingHTTPServer``; the backend runs on one asyncio event loop in its
 own thread, so concurrent HTTP requests become concurrent backend calls.
 
@@ -41,6 +42,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from sfdsl.agent_values import ToolCall
 from sfdsl.errors import BackendError, BackendTimeout, ContextOverflow
 from sfdsl.log import get_logger
 from sfdsl.runtime.backends.base import Backend, Completion, GenerateRequest, Message, Prompt, ScoreRequest
@@ -266,9 +268,8 @@ class OpenAIServer:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _BadRequestError("messages must be a non-empty list")
-        prompt = Prompt(
-            messages=tuple(Message(role=m.get("role"), content=_content(m.get("content"))) for m in messages)
-        )
+        prompt = Prompt(messages=tuple(_message(m) for m in messages))
+        tools = body.get("tools") or []
         want = bool(body.get("logprobs"))
         completions = await self._generate(body, prompt, logprobs=want)
         top = await self._top_logprobs(prompt, int(body.get("top_logprobs") or 0)) if want else {}
@@ -284,8 +285,13 @@ class OpenAIServer:
                         {"token": tok, "logprob": lp, "bytes": list(tok.encode()), "top_logprobs": alternatives}
                     )
                 logprobs = {"content": content}
-            message = {"role": "assistant", "content": c.text}
-            choices.append({"index": c.index, "message": message, "logprobs": logprobs, **_finish(c, body)})
+            message: dict[str, Any] = {"role": "assistant", "content": c.text}
+            finish = _finish(c, body)
+            call = _as_tool_call(c.text, c.index) if tools and body.get("tool_choice") != "none" else None
+            if call is not None:
+                message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                finish["finish_reason"] = "tool_calls"
+            choices.append({"index": c.index, "message": message, "logprobs": logprobs, **finish})
         return _envelope("chat.completion", self.model_name, choices, completions)
 
     async def _generate(self, body: dict[str, Any], prompt: Prompt, *, logprobs: bool) -> list[Completion]:
@@ -405,6 +411,32 @@ def _envelope(obj: str, model: str, choices: list[dict[str, Any]], completions: 
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def _message(m: dict[str, Any]) -> Message:
+    """A request's chat message as a backend turn (tool calls with their arguments decoded)."""
+    calls = tuple(
+        ToolCall(id=c["id"], name=c["function"]["name"], arguments=json.loads(c["function"]["arguments"] or "{}"))
+        for c in m.get("tool_calls") or ()
+    )
+    content = m.get("content")
+    return Message(role=m.get("role"), content="" if content is None else _content(content), name=m.get("name"),
+                   tool_calls=calls, tool_call_id=m.get("tool_call_id"))
+
+
+def _as_tool_call(text: str, index: int) -> dict[str, Any] | None:
+    """A scripted reply ``{"name": ..., "arguments": ...}`` as an OpenAI tool call (arguments as JSON text,
+    kept verbatim when the script gives them as a string); None for any other reply (a text answer)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "name" not in data:
+        return None
+    arguments = data.get("arguments", {})
+    text_args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {"id": f"call_{index}_{uuid.uuid4().hex[:8]}", "type": "function",
+            "function": {"name": data["name"], "arguments": text_args}}
 
 
 def _content(content: Any) -> str:

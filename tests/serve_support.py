@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,26 @@ class PlainBackend(Backend):
 
     async def score(self, request: ScoreRequest) -> list[SequenceScore]:
         return [SequenceScore(token_logprobs=[-0.1]) for _ in request.continuations]
+
+
+@contextmanager
+def running(app: Starlette) -> Iterator[str]:
+    """The app served by uvicorn on a loopback socket, in a background thread; yields its base URL."""
+    import uvicorn
+
+    from sfdsl.serve.server import bind_socket, uvicorn_config
+
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

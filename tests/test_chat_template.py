@@ -51,3 +51,26 @@ def test_the_template_runs_in_a_sandbox() -> None:
     template = ChatTemplate("{{ messages.__class__.__mro__ }}")
     with pytest.raises(BackendError, match="failed to render"):
         template.render([Message(role="user", content="x")])
+
+
+def _tool_turns() -> list[Message]:
+    from sfdsl.agent_values import ToolCall
+
+    return [Message(role="user", content="2+3?"),
+            Message(role="assistant", content="", tool_calls=(ToolCall(id="c1", name="add", arguments={"a": 2}),)),
+            Message(role="tool", content="5", name="add", tool_call_id="c1")]
+
+
+def test_tool_turns_reach_a_template_that_knows_tool_calls() -> None:
+    source = ("{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}"
+              "{% for c in m.get('tool_calls') or [] %}<call {{ c['function']['name'] }} "
+              "{{ c['function']['arguments']['a'] }}>{% endfor %}"
+              "{% if m['role'] == 'tool' %}<for {{ m['tool_call_id'] }}>{% endif %}{% endfor %}")
+    text = ChatTemplate(source).render(_tool_turns())
+    assert text == "[user]2+3?[assistant]<call add 2>[tool]5<for c1>"
+
+
+def test_tool_turns_are_written_as_text_where_the_template_cannot_show_them() -> None:
+    text = ChatTemplate(LLAMA3ISH, eos_token="<e>").render(_tool_turns())
+    assert '<|assistant|>{"name": "add", "arguments": {"a": 2}}<e>' in text
+    assert "<|user|>Tool result (add, c1): 5<e>" in text

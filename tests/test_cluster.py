@@ -160,3 +160,13 @@ def test_cluster_bound_with_a_known_list() -> None:
     program = sfdsl.compile("recipe r() {\n  c = cluster [\"a\", \"b\", \"c\"] by llm\n  return c.largest\n}")
     bound = program.recipe().bound()
     assert (bound.calls, bound.tokens, bound.parallel) == (6, 0, 8)
+
+
+def test_cluster_by_exact_groups_calls_and_records_by_their_canonical_form() -> None:
+    from sfdsl.values import Action
+
+    calls = [Action(kind="call", id="1", name="add", arguments={"a": 2, "b": 3}),
+             Action(kind="call", id="2", name="add", arguments={"a": 5, "b": 3}),
+             Action(kind="call", id="3", name="add", arguments={"b": 3.0, "a": 2})]
+    assert cluster_exact(calls) == [[0, 2], [1]]
+    assert cluster_exact([{"a": 2, "b": [1.0]}, {"b": [1], "a": 2.0}, {"a": 3}]) == [[0, 1], [2]]

@@ -101,7 +101,7 @@ def test_the_cost_pass_reads_the_compiled_plan(monkeypatch: pytest.MonkeyPatch) 
     def no_planning(*args: object) -> None:
         raise AssertionError("the cost pass planned the recipe again")
 
-    monkeypatch.setattr(cost, "build_plan", no_planning)
+    monkeypatch.setattr(cost, "plan_recipe", no_planning)
     assert recipe_key(program, program.main, "r") in compiled.plans
     assert cost.recipe_bound(program, program.main, recipe, plans=compiled.plans) == Bound(1, 3, 1)
 

@@ -12,7 +12,7 @@ import pytest
 
 import sfdsl
 from sfdsl import Budget, ScriptedBackend
-from sfdsl.errors import BudgetExceeded, InputError, ScriptExhausted, StepError
+from sfdsl.errors import BudgetExceeded, CompileError, InputError, ScriptExhausted, StepError
 from tests.conftest import events, run_source
 
 SC = """
@@ -56,13 +56,15 @@ def test_hostile_inputs_stay_literal_text() -> None:
 
 
 def test_template_cannot_reach_python_internals() -> None:
-    source = """recipe r(q: str) {
+    source = """recipe r(q: any) {
       prompt p = "{{ q.__class__.__mro__ }}"
       x = generate p
       return x
     }"""
     with pytest.raises(StepError, match="unsafe"):
         run_source(source, ScriptedBackend(["a"]), q="hi")
+    with pytest.raises(CompileError, match="SF302"):  # on a typed value, the checker already refuses it
+        run_source(source.replace("q: any", "q: str"), ScriptedBackend(["a"]), q="hi")
 
 
 def test_chat_prompt_with_prefill_and_model_defaults() -> None:
@@ -160,8 +162,8 @@ REFINE = """recipe r(q: str, rounds: int = 3) -> (answer, score, first, seen) {
   best = refine d as current (max: rounds, keep: "best") {
     fb = evaluate critique critic (pass: /CORRECT/, fail: /WRONG/)
     rating = extract number from fb.text
-    stop when fb.label == "pass"
     score rating
+    stop when fb.label == "pass"
     next generate rewrite
   }
   return answer: best.value, score: best.score, first: best.first, seen: best.rounds
@@ -172,6 +174,7 @@ def test_refine_stops_when_the_critique_passes() -> None:
     backend = ScriptedBackend({"Draft": "v0", "Critique v0": "WRONG 3", "Rewrite v0": "v1", "Critique v1": "CORRECT 9"})
     result = run_source(REFINE, backend, q="q")
     assert result.answer == "v1" and result.outputs["first"] == "v0" and result.outputs["seen"] == 2
+    assert result.score == 9  # the round that stops is scored too
     rewrite = next(r for r in backend.requests if r.prompt.canonical().startswith("Rewrite"))
     assert "WRONG 3" in rewrite.prompt.canonical()  # feedback reaches the rewrite prompt
 

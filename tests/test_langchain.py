@@ -71,7 +71,7 @@ def test_usage_is_summed_over_every_call_of_the_run() -> None:
 
 def test_per_call_inputs_and_chat_fields_reach_the_recipe() -> None:
     backend = echo_answers()
-    model = SfdslChatModel(recipe=SC, name="self_consistency", backend=backend, inputs={"max_tokens": 16})
+    model = SfdslChatModel(recipe=SC, recipe_name="self_consistency", backend=backend, inputs={"max_tokens": 16})
     reply = model.invoke("abc", n=3, temperature=0.2, inputs={"max_tokens": 12})
     model.close()
     [request] = backend.requests
@@ -135,7 +135,7 @@ def test_batch_and_concurrent_calls_share_one_backend_and_run_together() -> None
 
 def test_a_recipe_object_and_a_name_select_the_recipe() -> None:
     program = sfdsl.load(SC)
-    model = SfdslChatModel(recipe=program.recipe(), name="self_consistency_weighted",
+    model = SfdslChatModel(recipe=program.recipe(), recipe_name="self_consistency_weighted",
                            backend=sfdsl.ScriptedBackend(["The answer is 1."]), inputs={"n": 1})
     assert model._identifying_params["recipe"] == "self_consistency_weighted"
     model.close()

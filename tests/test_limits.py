@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 import sfdsl
+from sfdsl.call_graph import MAX_CALL_DEPTH
 from sfdsl.compiler import compile_text
 from sfdsl.errors import CompileError
 from sfdsl.grammar.loader import parser
-from sfdsl.limits import MAX_CALL_DEPTH, MAX_DEPTH, transform
+from sfdsl.limits import MAX_DEPTH, transform
 from sfdsl.parser import _Builder
 from sfdsl.runtime.backends.scripted import ScriptedBackend
 

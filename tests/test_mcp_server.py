@@ -50,23 +50,41 @@ def with_client(script: Path, test: Callable[[ClientSession], Awaitable[None]]) 
     asyncio.run(go())
 
 
-def test_every_recipe_is_a_tool_with_its_typed_schema_and_header_comment(script: Path) -> None:
+def test_every_recipe_is_a_tool_with_a_short_description_and_a_precise_schema(script: Path) -> None:
     async def check(client: ClientSession) -> None:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert {p.stem for p in (REPO / "recipes").glob("*.sf")} <= set(tools)
         cot = tools["chain_of_thought"]
         schema = cot.input_schema
-        assert schema["required"] == ["question"]
+        assert schema["required"] == ["question"] and schema["additionalProperties"] is False
         assert schema["properties"]["question"]["type"] == "string"
-        assert schema["properties"]["max_tokens"] == {"default": 256, "title": "Max Tokens", "type": "integer"}
-        assert cot.description.startswith("Chain-of-thought baseline (single sample, greedy).")
-        assert "#" not in cot.description.splitlines()[0]
-        assert {"answer", "score", "abstained", "reason"} <= set(cot.output_schema["properties"])
+        assert "question to answer" in schema["properties"]["question"]["description"]
+        assert schema["properties"]["max_tokens"] == {
+            "type": "integer", "minimum": 1, "default": 256, "description": "tokens the reasoning may use at most"}
+        assert cot.description == "Chain-of-thought baseline (single sample, greedy)."
+        assert cot.meta["sfdsl/doc"].startswith("Chain-of-thought baseline") and len(cot.meta["sfdsl/doc"]) > 500
+        assert cot.annotations.read_only_hint is True and cot.annotations.open_world_hint is False
+        assert {"answer", "refusal", "finish_reason", "score", "abstained"} <= set(cot.output_schema["properties"])
         sc = tools["self_consistency"].input_schema["properties"]
-        assert sc["temperature"]["type"] == "number" and sc["temperature"]["default"] == 0.7
-        assert sc["n"] == {"default": 5, "title": "N", "type": "integer"}
+        assert sc["temperature"] == {"type": "number", "minimum": 0, "maximum": 2, "default": 0.7,
+                                     "description": "sampling temperature of the samples"}
+        assert sc["n"]["minimum"] == 1 and sc["n"]["default"] == 5
+        assert all(len(t.description) < 400 for t in tools.values())
+        assert len({t.description for t in tools.values()}) == len(tools)  # no two tools share one
 
     with_client(script, check)
+
+
+def test_the_server_says_its_version(script: Path) -> None:
+    from importlib.metadata import version
+
+    async def go() -> str:
+        params = StdioServerParameters(command=SFRUN[0], args=[*SFRUN[1:], "mcp", "recipes/chat.sf"], cwd=str(REPO))
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            result = await client.initialize()
+            return result.server_info.version
+
+    assert asyncio.run(go()) == version("sfdsl")
 
 
 def test_calling_a_tool_runs_the_recipe(script: Path) -> None:
@@ -83,7 +101,8 @@ def test_calling_a_tool_runs_the_recipe(script: Path) -> None:
         second = await client.call_tool("chain_of_thought", {"question": "What is 2+3?", "max_tokens": 2})
         assert second.structured_content["outputs"]["response"] == "The answer"  # truncated by max_tokens
         assert second.structured_content["answer"] is None
-        assert [c.text for c in second.content] == ["(no answer)"]
+        assert second.structured_content["finish_reason"] == "length"
+        assert [c.text for c in second.content] == ["(no answer: cut short by its token limit)"]
 
     with_client(script, check)
 
@@ -93,7 +112,12 @@ def test_bad_arguments_and_failed_runs_are_tool_errors(script: Path) -> None:
         missing = await client.call_tool("chain_of_thought", {})
         assert missing.is_error and "question" in missing.content[0].text
         mistyped = await client.call_tool("chain_of_thought", {"question": "q", "max_tokens": "many"})
-        assert mistyped.is_error and "max_tokens" in mistyped.content[0].text
+        text = mistyped.content[0].text
+        assert mistyped.is_error and "max_tokens" in text
+        assert "pydantic" not in text and "https://" not in text and len(text.splitlines()) == 1
+        unknown = await client.call_tool("chain_of_thought", {"question": "q", "max_token": 3})
+        assert unknown.is_error and "unknown argument 'max_token'" in unknown.content[0].text
+        assert "max_tokens" in unknown.content[0].text
         for _ in range(2):
             await client.call_tool("chain_of_thought", {"question": "q"})
         exhausted = await client.call_tool("chain_of_thought", {"question": "q"})
@@ -102,6 +126,21 @@ def test_bad_arguments_and_failed_runs_are_tool_errors(script: Path) -> None:
         assert still, "the server keeps serving after a failed run"
 
     with_client(script, check)
+
+
+def test_progress_notifications_count_model_calls(script: Path) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async def check(client: ClientSession) -> None:
+        result = await client.call_tool("chain_of_thought", {"question": "What is 2+2?"},
+                                        progress_callback=on_progress)
+        assert not result.is_error
+
+    with_client(script, check)
+    assert seen and seen[-1][:2] == (1, 1) and "response" in (seen[-1][2] or "")
 
 
 def call_over_raw_stdio(args: list[str], arguments: dict[str, Any], log_file: Path) -> tuple[dict[str, Any], str]:
@@ -183,6 +222,6 @@ def test_tool_signature_maps_sf_types_and_defaults() -> None:
 
 @pytest.mark.parametrize(("answer", "abstained", "reason", "text"), [
     ("4", False, None, "4"), (None, False, None, "(no answer)"), (4.5, False, None, "4.5"),
-    (None, True, "unsure", "(abstained: unsure)"), (["a", 1], False, None, '["a", 1]')])
+    (None, True, "unsure", "(declined to answer: unsure)"), (["a", 1], False, None, '["a", 1]')])
 def test_answer_text(answer: Any, abstained: bool, reason: str | None, text: str) -> None:
     assert answer_text(answer, abstained=abstained, reason=reason) == text

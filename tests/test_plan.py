@@ -9,8 +9,8 @@ import pytest
 
 import sfdsl
 from sfdsl.compiler import compile_text
-from sfdsl.cost import deepen_budgets
 from sfdsl.plan import to_dot, to_mermaid
+from sfdsl.steps.deepen import deepen_budgets
 from tests.conftest import golden_text
 
 OK = Path(__file__).parent / "fixtures" / "ok"
@@ -119,7 +119,7 @@ recipe main(q: str) {
         raise AssertionError("planned again at run time")
 
     monkeypatch.setattr(plan, "build_plan", no_planning)
-    monkeypatch.setattr(cost, "build_plan", no_planning)
+    monkeypatch.setattr(cost, "plan_recipe", no_planning)
     backend = ScriptedBackend({"go": ["one", "two"], "again": ["h1", "h2"]})
     result = program.recipe("main").run({"q": "go"}, backend=backend)
     assert result.answer == "two" and result.score == 2

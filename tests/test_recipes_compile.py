@@ -21,10 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "recipes"
 GOLDEN = Path(__file__).parent / "golden" / "recipes"
 EXPECTED = [
-    "best_of_n", "chain_of_thought", "confidence_critique", "iterative_deepening", "mcts", "p_true",
+    "best_of_n", "chain_of_thought", "chat", "confidence_critique", "iterative_deepening", "mcts", "p_true",
     "self_check", "self_consistency", "semantic_entropy", "self_familiarity", "self_judge", "self_refine",
-    "step_correction",
+    "step_correction", "adaptive_router",
     "tree_of_thoughts", "universal_self_consistency", "untargeted_refine",
+    "agent_step", "json_vote", "tool_vote", "verify_then_act",
 ]
 NAMES = sorted(p.stem for p in RECIPES.glob("*.sf"))
 
@@ -33,10 +34,14 @@ def test_the_library_has_every_recipe() -> None:
     assert sorted(EXPECTED) == NAMES
 
 
+#: Warnings a recipe keeps on purpose: self_familiarity caps the concepts it checks at `max_concepts` (SF910).
+INTENDED_WARNINGS = {"self_familiarity": ["SF910"]}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_recipe_compiles_without_warnings(name: str) -> None:
     program = sfdsl.load(RECIPES / f"{name}.sf")
-    assert program.warnings == []
+    assert [w.code for w in program.warnings] == INTENDED_WARNINGS.get(name, [])
     assert program.recipe().name == name  # the main (last) recipe is named after its file
 
 

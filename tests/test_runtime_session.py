@@ -14,7 +14,8 @@ import pytest
 
 import sfdsl
 from sfdsl import Runtime, ScriptedBackend
-from sfdsl.runtime.pool import DEFAULT_FACTORIES, BackendPool
+from sfdsl.runtime import pool as pool_module
+from sfdsl.runtime.pool import BackendPool
 from tests.conftest import REPO
 
 ECHO = """
@@ -87,7 +88,7 @@ def test_async_with_runs_in_the_callers_loop_and_closes() -> None:
 
 def test_a_program_without_a_runtime_loads_once_on_its_default_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     log: list[str] = []
-    monkeypatch.setitem(DEFAULT_FACTORIES, "llama", lambda params: Loaded(log))  # type: ignore[index]
+    monkeypatch.setattr(pool_module, "declared_factories", lambda: {"llama": lambda params: Loaded(log)})
     program = sfdsl.compile(ECHO)
     recipe = program.recipe()
     assert [recipe.run(q=str(i)).answer for i in range(3)] == ["ok"] * 3

@@ -38,7 +38,8 @@ def test_chat_completion_returns_answer_usage_and_sfdsl_block() -> None:
 
     body = run(go())
     assert body["object"] == "chat.completion" and body["model"] == "self_consistency"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "12"}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "12", "refusal": None}
+    assert body["choices"][0]["finish_reason"] == "stop"
     usage = body["usage"]
     assert usage["completion_tokens"] > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
@@ -52,7 +53,7 @@ def test_usage_sums_every_model_call_of_the_run() -> None:
 
     async def go() -> dict[str, Any]:
         async with client(make_app(backend)) as http:
-            return (await http.post(CHAT, json=chat("self_refine", rounds=1))).json()
+            return (await http.post(CHAT, json=chat("self_refine", sfdsl={"inputs": {"rounds": 1}}))).json()
 
     body = run(go())
     generations = [r for r in backend.requests if isinstance(r, GenerateRequest)]

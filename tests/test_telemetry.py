@@ -49,8 +49,8 @@ def test_self_consistency_emits_workflow_step_and_genai_spans(otel_spans: InMemo
     assert {s.attributes["sfdsl.step.kind"] for s in steps} >= {"generate", "extract", "vote"}
     generate = next(s for s in steps if s.attributes["sfdsl.step.kind"] == "generate")
     assert generate.attributes["code.file.path"].endswith("self_consistency.sf")
-    assert generate.attributes["code.line.number"] == 43
-    assert str(generate.attributes["sfdsl.step.location"]).endswith("self_consistency.sf:43:3")
+    assert generate.attributes["code.line.number"] == 48
+    assert str(generate.attributes["sfdsl.step.location"]).endswith("self_consistency.sf:48:3")
     assert all(s.parent is not None and s.context.trace_id == root.context.trace_id for s in steps)
 
     calls = [s for s in finished if "gen_ai.usage.output_tokens" in s.attributes and s is not root]
@@ -141,3 +141,46 @@ def test_no_provider_or_no_otel_means_no_op_hooks(block: str) -> None:
                           text=True, timeout=120, env={**os.environ, telemetry.CAPTURE_ENV: "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "4"
+
+
+def test_a_normal_return_leaves_no_exception_event(otel_spans: InMemorySpanExporter) -> None:
+    run_self_consistency()
+    spans = otel_spans.get_finished_spans()
+    assert spans and all(not span.events for span in spans)
+    assert all(span.status.status_code != trace.StatusCode.ERROR for span in spans)
+
+
+def test_a_failure_keeps_its_exception_event(otel_spans: InMemorySpanExporter) -> None:
+    with pytest.raises(sfdsl.SfdslError):
+        sfdsl.load(REPO / "recipes/chain_of_thought.sf").recipe().run(
+            {"question": QUESTION}, backend=sfdsl.ScriptedBackend([]))
+    [root] = by_name(otel_spans.get_finished_spans(), "invoke_workflow ")
+    assert [event.name for event in root.events] == ["exception"]
+
+
+def test_scoring_calls_report_their_token_usage(otel_spans: InMemorySpanExporter) -> None:
+    source = '''
+recipe best(question: str) -> answer {
+  prompt ask = "Q: {{ question }} A:"
+  s = evaluate likelihood ask (of: ["four", "five six"])
+  return s
+}'''
+    sfdsl.compile(source).recipe().run({"question": "2+2?"}, backend=sfdsl.ScriptedBackend(
+        [], scores={"four": -0.1, "five six": -2.0}))
+    [score] = by_name(otel_spans.get_finished_spans(), "score ")
+    assert score.attributes["gen_ai.usage.input_tokens"] == 3 and score.attributes["gen_ai.usage.output_tokens"] == 0
+
+
+def test_client_spans_carry_the_server_and_the_response_model_and_id(otel_spans: InMemorySpanExporter) -> None:
+    from openai_fake import OpenAIServer
+
+    from sfdsl.runtime.backends.openai_http import OpenAIBackend
+
+    with OpenAIServer(sfdsl.ScriptedBackend(["The answer is 4."])) as server:
+        backend = OpenAIBackend(base_url=server.base_url)
+        sfdsl.load(REPO / "recipes/chain_of_thought.sf").recipe().run({"question": QUESTION}, backend=backend)
+    [call] = by_name(otel_spans.get_finished_spans(), "chat ")
+    attrs = call.attributes
+    assert call.kind == trace.SpanKind.CLIENT
+    assert attrs["server.address"] == "127.0.0.1" and attrs["server.port"] == int(server.base_url.split(":")[2][:-3])
+    assert attrs["gen_ai.response.model"] and str(attrs["gen_ai.response.id"]).startswith("cmpl-")

@@ -8,10 +8,22 @@ concurrently from many tasks:
   Sample ``i`` is seeded with ``seed + i`` when ``seed`` is set.
 * ``score(ScoreRequest) -> list[SequenceScore]``: the log-probabilities of
   several given continuations of one prompt (one batch where possible).
+* ``generate_stream(GenerateRequest, sink) -> list[Completion]``: ``generate``,
+  with sample 0's text also handed to ``sink`` in pieces as it decodes (their
+  concatenation is that sample's final text). The default sends the whole text
+  once it is known; backends that decode token by token override it.
 * ``choice_probs(ChoiceRequest) -> list[float]``: the probability of each of a
   set of choices as the continuation of a prompt, renormalised over the set.
   The default implementation derives it from ``score``; backends may answer
   single-token choices from one next-token distribution instead.
+
+Tools and schemas: a request may carry ``tools``/``tool_choice`` (an ``act``
+step) or ``json_schema`` (``generate (schema:)``). A backend that declares
+``native_tools`` / ``native_json_schema`` sends them to its model and returns
+the calls in ``Completion.tool_calls``; for any other backend the runtime has
+already described the tools in the prompt and put a grammar in ``grammar``,
+so it may ignore them. Chat turns may be ``tool`` turns and assistant turns
+with ``tool_calls`` (a spliced conversation).
 
 Backends translate their own low-level failures into ``sfdsl.errors``
 (``BackendError``, ``BackendTimeout``, ``ContextOverflow``) with
@@ -20,25 +32,53 @@ Backends translate their own low-level failures into ``sfdsl.errors``
 
 from __future__ import annotations
 
+import json
 import math
 from abc import ABC, abstractmethod
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sfdsl.agent_values import MessageToolCall, ToolCall, ToolSpec
 from sfdsl.errors import ContextOverflow
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "eos"]
 
 
 class Message(BaseModel):
-    """One chat turn."""
+    """One chat turn: an assistant turn may carry tool calls; a ``tool`` turn answers the call ``tool_call_id``."""
 
     model_config = ConfigDict(frozen=True)
 
     role: Role
     content: str
+    name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    def header(self) -> str:
+        """The role, with the tool turn's name and call id when it has them (``tool name=add id=call_1``)."""
+        extra = "".join(f" {k}={v}" for k, v in (("name", self.name), ("id", self.tool_call_id)) if v)
+        return self.role + extra
+
+    def text_with_calls(self) -> str:
+        """The content followed by one JSON line per tool call: how a template without tool support shows them."""
+        calls = [json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False) for c in self.tool_calls]
+        return "\n".join([self.content, *calls] if self.content else calls)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The turn as an OpenAI chat message."""
+        wire: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            wire["tool_calls"] = [c.to_wire().model_dump() for c in self.tool_calls]
+            wire["content"] = self.content or None
+        if self.tool_call_id is not None:
+            wire["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            wire["name"] = self.name
+        return wire
 
 
 class Prompt(BaseModel):
@@ -65,7 +105,8 @@ class Prompt(BaseModel):
         """A stable plain-text form, used by the scripted backend and cache keys."""
         if self.messages is None:
             return self.text or ""
-        return "\n".join(f"<{m.role}>{m.content}" for m in self.messages)
+        return "\n".join(f"<{m.header()}>{m.content}" + "".join(f"\n<call id={c.id}>{c.key}" for c in m.tool_calls)
+                         for m in self.messages)
 
     def extended(self, suffix: str) -> Prompt:
         """This prompt with ``suffix`` appended to the text or to the last turn.
@@ -77,7 +118,7 @@ class Prompt(BaseModel):
             return Prompt(text=(self.text or "") + suffix)
         msgs = list(self.messages)
         if msgs and msgs[-1].role == "assistant":
-            msgs[-1] = Message(role="assistant", content=msgs[-1].content + suffix)
+            msgs[-1] = msgs[-1].model_copy(update={"content": msgs[-1].content + suffix})
         else:
             msgs.append(Message(role="assistant", content=suffix))
         return Prompt(messages=tuple(msgs))
@@ -98,6 +139,9 @@ class GenerateRequest(BaseModel):
     seed: int | None = None
     grammar: str | None = None  # GBNF; choices and regex are compiled to GBNF
     logprobs: bool = False
+    tools: tuple[ToolSpec, ...] = ()  # sent to backends with native tool calling (``native_tools``)
+    tool_choice: str | None = None  # "auto", "required", "none" or a tool's name
+    json_schema: dict[str, Any] | None = None  # sent to backends with native structured output
 
 
 class Completion(BaseModel):
@@ -112,6 +156,9 @@ class Completion(BaseModel):
     cached: bool = False
     cached_prompt_tokens: int = 0  # prompt tokens whose KV the backend reused instead of decoding
     requests: int | None = None  # requests sent for this sample, when the backend counts them (else one per call)
+    response_model: str | None = None  # the model a remote server says answered (OpenAI's `model`)
+    response_id: str | None = None  # the remote server's id of the response (OpenAI's `id`)
+    tool_calls: tuple[MessageToolCall, ...] = ()  # calls a native-tools backend returned, arguments as JSON text
 
     @property
     def logprob(self) -> float | None:
@@ -164,6 +211,12 @@ class Backend(ABC):
     model_id: str = "unknown"
     #: The most tokens one sequence (prompt and generation) may hold; None when unknown.
     context_tokens: int | None = None
+    #: Whether the backend sends ``tools``/``tool_choice`` and returns ``tool_calls`` itself; otherwise the
+    #: runtime describes the tools in the prompt and constrains the reply with a grammar.
+    native_tools: bool = False
+    #: Whether the backend sends ``json_schema`` as a structured-output format itself; otherwise the runtime
+    #: constrains the reply with a grammar built from the schema.
+    native_json_schema: bool = False
 
     @abstractmethod
     async def generate(self, request: GenerateRequest) -> list[Completion]:
@@ -172,6 +225,13 @@ class Backend(ABC):
     @abstractmethod
     async def score(self, request: ScoreRequest) -> list[SequenceScore]:
         """Return one score per continuation, in order."""
+
+    async def generate_stream(self, request: GenerateRequest, sink: Callable[[str], None]) -> list[Completion]:
+        """``generate``, handing sample 0's text to ``sink`` in pieces (here: whole, at the end)."""
+        completions = await self.generate(request)
+        if completions and completions[0].text:
+            sink(completions[0].text)
+        return completions
 
     async def choice_probs(self, request: ChoiceRequest) -> list[float]:
         """Probability of each choice, renormalised over the choices."""

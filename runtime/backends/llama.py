@@ -18,7 +18,7 @@ prompt is decoded once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -111,6 +111,13 @@ class LlamaBackend(Backend):
     # -- Backend API -----------------------------------------------------
 
     async def generate(self, request: GenerateRequest) -> list[Completion]:
+        return await self._generate(request, None)
+
+    async def generate_stream(self, request: GenerateRequest, sink: Callable[[str], None]) -> list[Completion]:
+        """``generate``; sample 0's text goes to ``sink`` token by token as the engine decodes it."""
+        return await self._generate(request, sink)
+
+    async def _generate(self, request: GenerateRequest, sink: Callable[[str], None] | None) -> list[Completion]:
         _, tokens = self.tokenize_prompt(request.prompt)
         width = self.engine.n_seq_max
         chunks = []
@@ -130,6 +137,7 @@ class LlamaBackend(Backend):
                     max_tokens=request.max_tokens,
                     stop=request.stop,
                     logprobs=request.logprobs,
+                    on_text=sink if start == 0 else None,
                 )
             )
         results: list[GenResult] = [r for part in await self._call(_gather_all(chunks)) for r in part]

@@ -13,6 +13,9 @@ Server differences handled here:
   ``n`` samples are ``n`` concurrent requests seeded ``seed + i``, exactly the
   backend contract. With ``supports_n=True`` one request carries ``n`` and the
   server seeds the samples its own way.
+* tools and schemas: an ``act`` step's ``tools`` and ``tool_choice`` and a ``generate (schema:)``'s
+  ``response_format: {type: json_schema}`` go to ``/chat/completions``; the reply's ``tool_calls`` come back
+  on each completion (the runtime validates them). Text prompts get a grammar instead.
 * grammars: GBNF is sent as ``grammar`` (llama-server). vLLM reads
   ``guided_grammar``: set ``grammar_field="guided_grammar"`` to send both keys.
 * ``finish_reason``: ``length`` stays ``length``; ``stop`` becomes ``stop`` when
@@ -60,10 +63,12 @@ from sfdsl.runtime.backends.openai_wire import (
     chatml,
     finish_reason,
     first_top_logprobs,
+    message_tool_calls,
     response_list,
     retry_after,
     server_message,
     token_logprobs,
+    wire_tool_choice,
 )
 
 log = get_logger(__name__)
@@ -128,6 +133,8 @@ class OpenAIBackend(Backend):
         self._backoff = backoff
         self._supports_n = supports_n
         self._chat = chat
+        self.native_tools = chat  # tools, tool_choice and tool_calls travel on /chat/completions
+        self.native_json_schema = chat  # response_format json_schema, likewise
         self._grammar_field = grammar_field
         self._chatml_fallback = chatml_fallback
         self._choice_mode = choice_mode
@@ -220,6 +227,12 @@ class OpenAIBackend(Backend):
                 body[self._grammar_field] = request.grammar
         if request.logprobs:
             body["logprobs"] = True if chat else 1
+        if chat and request.tools:
+            body["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
+            body["tool_choice"] = wire_tool_choice(request.tool_choice or "auto")
+        if chat and request.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": request.json_schema}}
         return body
 
     async def _generate_once(self, request: GenerateRequest, *, n: int, seed: int | None) -> list[Completion]:
@@ -227,7 +240,7 @@ class OpenAIBackend(Backend):
         chat = prompt.is_chat and self._chat
         body = self._body(request, n=n, seed=seed, chat=chat)
         if chat:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in prompt.messages or ()]
+            body["messages"] = [m.to_wire() for m in prompt.messages or ()]
             if prompt.has_prefill:
                 body.update(continue_final_message=True, add_generation_prompt=False)
             data = await self._post("/chat/completions", body)
@@ -243,6 +256,7 @@ class OpenAIBackend(Backend):
         out = []
         for i, choice in enumerate(choices):
             text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
+            calls = message_tool_calls(choice.get("message")) if chat else ()
             tokens = token_logprobs(choice.get("logprobs"))
             count = len(tokens) if tokens is not None else total // n + (1 if i < total % n else 0)
             out.append(
@@ -254,6 +268,9 @@ class OpenAIBackend(Backend):
                     logprobs=[lp for _, lp, _ in tokens] if request.logprobs and tokens is not None else None,
                     index=i,
                     requests=int(i == 0),  # one request carried every choice
+                    response_model=data.get("model") if isinstance(data.get("model"), str) else None,
+                    response_id=data.get("id") if isinstance(data.get("id"), str) else None,
+                    tool_calls=calls,
                 )
             )
         return out

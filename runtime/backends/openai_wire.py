@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from typing import Any
 
 import httpx
 
+from sfdsl.agent_values import FunctionCall, MessageToolCall
 from sfdsl.errors import BackendError
 from sfdsl.runtime.backends.base import FinishReason, Prompt
 
@@ -20,7 +22,7 @@ def chatml(prompt: Prompt) -> str:
     '<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n'
     """
     messages = list(prompt.messages or [])
-    turns = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages]
+    turns = [f"<|im_start|>{m.role}\n{m.text_with_calls()}<|im_end|>\n" for m in messages]
     if prompt.has_prefill:
         turns[-1] = f"<|im_start|>assistant\n{messages[-1].content}"
     else:
@@ -110,3 +112,34 @@ __all__ = [
     "server_message",
     "token_logprobs",
 ]
+
+
+def wire_tool_choice(choice: str) -> str | dict[str, Any]:
+    """OpenAI's ``tool_choice``: ``auto``, ``required`` and ``none`` as they are; a tool's name as a function choice.
+
+    >>> wire_tool_choice("add")
+    {'type': 'function', 'function': {'name': 'add'}}
+    """
+    if choice in ("auto", "required", "none"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+def message_tool_calls(message: Any) -> tuple[MessageToolCall, ...]:
+    """The tool calls of a response message, arguments kept as the JSON text the server sent.
+
+    A call with no id gets ``call_<i>``; arguments sent as an object are written as JSON text.
+    """
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if not isinstance(calls, list):
+        return ()
+    out = []
+    for i, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise BackendError(f"server response has a tool call without a function: {str(call)[:200]}")
+        arguments = function.get("arguments")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments if arguments is not None else {})
+        out.append(MessageToolCall(id=str(call.get("id") or f"call_{i}"),
+                                   function=FunctionCall(name=str(function.get("name") or ""), arguments=text)))
+    return tuple(out)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from sfdsl.errors import ScriptExhausted
@@ -71,6 +72,14 @@ class ScriptedBackend(Backend):
         async with self._track():
             replies = [await self._reply(text, i) for i in range(request.n)]
         return [self._complete(reply, request, i) for i, reply in enumerate(replies)]
+
+    async def generate_stream(self, request: GenerateRequest, sink: Callable[[str], None]) -> list[Completion]:
+        """``generate``, handing sample 0's text to ``sink`` word by word (a "token" here), yielding between."""
+        completions = await self.generate(request)
+        for piece in re.findall(r"\s*\S+|\s+$", completions[0].text if completions else ""):
+            sink(piece)
+            await asyncio.sleep(0)
+        return completions
 
     async def score(self, request: ScoreRequest) -> list[SequenceScore]:
         if self._record:

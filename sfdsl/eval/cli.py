@@ -93,6 +93,7 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
     p.add_argument(
         "-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="fix an input for every item"
     )
+    p.add_argument("--inputs-json", metavar="FILE", help="a JSON object of inputs fixed for every item (-i wins)")
     p.add_argument(
         "--first-key",
         default="first",
@@ -182,7 +183,7 @@ def run_eval_command(args: argparse.Namespace, *, make_backend: MakeBackend | No
 def _plan(args: argparse.Namespace, rows: list[Row], backend: Any) -> list[tuple[str, Target, list[Item]]]:
     """Load every recipe and map the data for each, before anything runs or is written."""
     field_map = parse_assignments(args.field, what="--field")
-    fixed = parse_assignments(args.input, what="-i")
+    fixed = fixed_inputs(args)
     plans = []
     labels: set[str] = set()
     for spec_text in args.recipes:
@@ -214,7 +215,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     out = Path(args.out)
     logger = stderr_logger()
     matcher = get_metric(args.metric)
-    fixed = parse_assignments(args.input, what="-i")
+    fixed = fixed_inputs(args)
     summaries: list[tuple[str, dict[str, Any]]] = []
     records: dict[str, list[ItemRecord]] = {}
     runs: dict[str, Any] = {}
@@ -315,6 +316,25 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     return 0
 
 
+def fixed_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """Inputs fixed for every item: ``--inputs-json FILE`` (typed JSON values), then ``-i`` pairs over them.
+
+    Raises:
+        InputError: for an unreadable file, one that is not a JSON object, or a malformed ``-i``.
+    """
+    from sfdsl.inputs import load_json
+
+    fixed: dict[str, Any] = {}
+    path = getattr(args, "inputs_json", None)
+    if path:
+        data = load_json(path, what="inputs file")
+        if not isinstance(data, dict):
+            raise InputError(f"{path} must hold a JSON object of inputs")
+        fixed.update(data)
+    fixed.update(parse_assignments(args.input, what="-i"))
+    return fixed
+
+
 def check_writable(paths: list[Path]) -> None:
     """Refuse, before anything runs, output files that cannot be written.
 
@@ -370,7 +390,7 @@ async def _remote_executor(
     )
     worker_args = _absolute_paths(args)
     build = functools.partial(make_backend, worker_args) if make_backend else None
-    from sfdsl.cli import configure_logging
+    from sfdsl.log import configure_logging
 
     setup = functools.partial(configure_logging, -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     return await stack.enter_async_context(RayExecutor(build, settings, limits=_limits(args), worker_setup=setup))

@@ -1,6 +1,6 @@
 """The ASGI app of `sfrun serve`: every recipe as an OpenAI-compatible model, on starlette.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
 ``GET /health`` and ``GET /metrics``. Every error is OpenAI-shaped JSON
 (``{"error": {"message", "type", "code"}}``) and no request can stop the server.
 
@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,9 +29,10 @@ from starlette.routing import Route
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.decode_thread import DecodeThread
 from sfdsl.runtime.pool import BackendPool, pool_from_spec
+from sfdsl.runtime.token_stream import streamed_generate
 from sfdsl.serve.config import ServeConfig
 from sfdsl.serve.limits import ClientGone, parse_json_object, read_body, until_disconnect
-from sfdsl.serve.metrics import CONTENT_TYPE, RequestCounter
+from sfdsl.serve.metrics import CLIENT_CLOSED, CONTENT_TYPE, RequestCounter
 from sfdsl.serve.protocol import (
     ChatRequest,
     CompletionRequest,
@@ -40,12 +42,12 @@ from sfdsl.serve.protocol import (
     parse_request,
     text_completion,
 )
-from sfdsl.serve.registry import RecipeRegistry
+from sfdsl.serve.registry import RecipeRegistry, ServedRecipe
 from sfdsl.serve.runs import Runner
 from sfdsl.serve.streaming import ChunkMaker, Kind, RunStream
+from sfdsl.serve.strict import check_openai_fields
 
-PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
-CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never seen by the client
+PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{id}", "/health", "/metrics")
 
 
 def default_pool_factory(spec: str | None = None, *, model: str | None = None,
@@ -90,6 +92,7 @@ def create_app(recipes: RecipeRegistry | str | Path, *, config: ServeConfig | No
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gc.freeze()  # recipes, modules and models loaded at start-up: no full collection scans them again
         try:
             yield
         finally:
@@ -99,6 +102,7 @@ def create_app(recipes: RecipeRegistry | str | Path, *, config: ServeConfig | No
         routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),
                 Route("/v1/completions", completions, methods=["POST"]),
                 Route("/v1/models", models, methods=["GET"]),
+                Route("/v1/models/{model_id:path}", model, methods=["GET"]),
                 Route("/health", health, methods=["GET"]),
                 Route("/metrics", metrics, methods=["GET"])],
         middleware=[Middleware(RequestCounter, metrics=lambda: runner.metrics, paths=PATHS)],
@@ -127,10 +131,13 @@ async def _complete(request: Request, kind: type[ChatRequest] | type[CompletionR
     runner = _runner(request)
     config = runner.config
     try:
-        body = await read_body(request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
-        parsed = parse_request(kind, parse_json_object(body, max_depth=config.max_json_depth))
+        body = await read_body(request, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s,
+                               max_drain_bytes=config.max_drain_bytes)
+        data = parse_json_object(body, max_depth=config.max_json_depth)
         del body
-        prepared = runner.prepare(parsed)
+        check_openai_fields(data)
+        parsed = parse_request(kind, data)
+        prepared = await runner.prepare(parsed)
         ticket = runner.ticket()
     except HTTPError as exc:
         return exc.response()
@@ -139,8 +146,10 @@ async def _complete(request: Request, kind: type[ChatRequest] | type[CompletionR
     shape: Kind = "chat" if kind is ChatRequest else "text"
     if parsed.stream:
         prefix = "chatcmpl" if shape == "chat" else "cmpl"
-        chunks = ChunkMaker(shape, model=parsed.model, stream_id=f"{prefix}-{uuid.uuid4().hex[:12]}")
-        return _Stream(RunStream(lambda listener: runner.execute(prepared, ticket, listener), chunks,
+        include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
+        chunks = ChunkMaker(shape, model=parsed.model, stream_id=f"{prefix}-{uuid.uuid4().hex[:12]}",
+                            include_usage=include_usage)
+        return _Stream(RunStream(lambda listener, sink: runner.execute(prepared, ticket, listener, sink), chunks,
                                  on_finish=ticket.close))
     try:
         result = await until_disconnect(request.receive, runner.execute(prepared, ticket))
@@ -165,12 +174,26 @@ class _Stream(Response):
         await self._stream(scope, receive, send)
 
 
+def model_card(served: ServedRecipe, runner: Runner) -> dict[str, Any]:
+    """One served recipe as an OpenAI model object; its inputs, streaming and bound under the caps in ``sfdsl``."""
+    return {"id": served.name, "object": "model", "created": 0, "owned_by": "sfdsl",
+            "sfdsl": {"file": served.recipe.file, "inputs": [{"name": n, "type": t} for n, t in served.params],
+                      "streams_tokens": streamed_generate(served.recipe.ast) is not None,
+                      **runner.admission.models[served.name]}}
+
+
 async def models(request: Request) -> Response:
     """Every served recipe, with its inputs."""
-    data = [{"id": served.name, "object": "model", "created": 0, "owned_by": "sfdsl",
-             "sfdsl": {"file": served.recipe.file, "inputs": [{"name": n, "type": t} for n, t in served.params]}}
-            for served in _runner(request).registry]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONResponse({"object": "list", "data": [model_card(served, _runner(request)) for served in _runner(request).registry]})
+
+
+async def model(request: Request) -> Response:
+    """One served recipe (``GET /v1/models/{id}``); a 404 naming the served ones otherwise."""
+    try:
+        served, _ = _runner(request).registry.resolve(request.path_params["model_id"])
+    except HTTPError as exc:
+        return exc.response()
+    return JSONResponse({**model_card(served, _runner(request)), "id": request.path_params["model_id"]})
 
 
 async def health(request: Request) -> Response:

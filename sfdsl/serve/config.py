@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sfdsl.admission import SERVE_DEFAULTS
+
 
 class ServeConfig(BaseModel):
     """Limits of a served app. Every limit is per process.
@@ -20,6 +22,12 @@ class ServeConfig(BaseModel):
         max_n: largest ``n`` a request may ask for (as a field or as an explicit input).
         inputs: inputs fixed for every run (``-i key=value``), under what a request gives.
         cache_max_bytes: bound of the on-disk cache of each pool; None disables the cache.
+        pinned: inputs fixed for every run (``--pin-input key=value``); a request may not change them.
+        max_request_calls, max_request_tokens, max_request_parallel: caps on a request's static bound
+            (model calls, generated tokens, sequences at once), computed with its inputs; None: no cap.
+        max_input_chars: longest text a request may give one input (a message, or a list's texts together).
+        max_run_memory_bytes: bytes of values one run may create (Budget.max_memory_bytes); None: no ceiling.
+        max_drain_bytes: most bytes of an oversized body read and dropped, so that its 413 arrives whole.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -33,3 +41,10 @@ class ServeConfig(BaseModel):
     max_n: int = Field(default=32, ge=1)
     inputs: dict[str, Any] = Field(default_factory=dict)
     cache_max_bytes: int | None = Field(default=256 << 20, ge=1)
+    pinned: dict[str, Any] = Field(default_factory=dict)
+    max_request_calls: int | None = Field(default=SERVE_DEFAULTS.max_calls, ge=1)
+    max_request_tokens: int | None = Field(default=SERVE_DEFAULTS.max_tokens, ge=1)
+    max_request_parallel: int | None = Field(default=SERVE_DEFAULTS.max_parallel, ge=1)
+    max_input_chars: int = Field(default=500_000, ge=1)
+    max_run_memory_bytes: int | None = Field(default=64 << 20, ge=1)
+    max_drain_bytes: int = Field(default=64 << 20, ge=0)

@@ -6,7 +6,8 @@ Each check fails with an HTTPError that the app answers as an OpenAI-shaped erro
 * a ``Content-Length`` that is not a number: 400; a body over the limit: 413, decided
   from the header when there is one and else while the stream is read, never after;
 * a body that does not arrive in time: 408;
-* bytes that are not UTF-8, text that is not JSON, JSON nested too deeply or not an object: 400.
+* bytes that are not UTF-8, text that is not JSON, JSON nested too deeply or not an object,
+  NaN or an infinite number anywhere: 400.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
 
+from sfdsl.serve import strict
 from sfdsl.serve.protocol import HTTPError
 
 T = TypeVar("T")
@@ -80,29 +82,53 @@ class RunLimiter:
         return max(1, math.ceil(backlog * self._mean_run_s))
 
 
-async def read_body(request: Request, *, max_bytes: int, timeout_s: float) -> bytes:
-    """The request body, refused (413) as soon as it passes ``max_bytes``; 408 when it stalls."""
+async def read_body(request: Request, *, max_bytes: int, timeout_s: float, max_drain_bytes: int = 0) -> bytes:
+    """The request body, refused (413) as soon as it passes ``max_bytes``; 408 when it stalls.
+
+    Before a 413 the rest of the body (up to ``max_drain_bytes``, within ``timeout_s``) is read and
+    dropped: closing a socket with unread data resets it, and the client would lose the 413.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise HTTPError(400, f"bad Content-Length header {declared[:40]!r}", code="bad_content_length")
         if int(declared) > max_bytes:
+            if request.headers.get("expect", "").lower() != "100-continue":  # else the body was never sent
+                await _drain(request, max_drain_bytes, timeout_s)
             raise _too_large(max_bytes, int(declared))
     chunks: list[bytes] = []
     size = 0
+    stream = request.stream()
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
+            async for chunk in stream:
                 size += len(chunk)
                 if size > max_bytes:
-                    raise _too_large(max_bytes, None)
+                    chunks.clear()
+                    break
                 chunks.append(chunk)
     except TimeoutError:
         raise HTTPError(408, f"request body not received within {timeout_s:g}s", code="body_timeout",
                         headers={"Connection": "close"}) from None
     except ClientDisconnect:
         raise ClientGone from None
+    if size > max_bytes:
+        await _drain(request, max_drain_bytes, timeout_s, stream=stream)
+        raise _too_large(max_bytes, None)
     return b"".join(chunks)
+
+
+async def _drain(request: Request, limit: int, timeout_s: float, stream: AsyncIterator[bytes] | None = None) -> None:
+    """Read and drop what is left of a body, up to ``limit`` bytes and ``timeout_s`` seconds."""
+    dropped = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in stream or request.stream():
+                dropped += len(chunk)
+                if dropped > limit:
+                    return
+    except (TimeoutError, ClientDisconnect):
+        return
 
 
 def _too_large(max_bytes: int, declared: int | None) -> HTTPError:
@@ -120,7 +146,7 @@ def parse_json_object(body: bytes, *, max_depth: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise HTTPError(400, f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_encoding") from None
     try:
-        data = json.loads(text)
+        data = strict.loads(text)
     except json.JSONDecodeError as exc:
         raise HTTPError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                         code="invalid_json") from None
@@ -130,6 +156,7 @@ def parse_json_object(body: bytes, *, max_depth: int) -> dict[str, Any]:
         raise HTTPError(400, f"request body must be a JSON object, got {type(data).__name__}", code="invalid_json")
     if _depth(data) > max_depth:
         raise HTTPError(400, f"JSON nested deeper than {max_depth} levels", code="json_too_deep")
+    strict.reject_non_finite(data)
     return data
 
 

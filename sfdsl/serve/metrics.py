@@ -6,12 +6,15 @@ Exposed at ``/metrics``; every name starts with ``sfdsl_``:
 * ``sfdsl_requests_total{path, status}``: every HTTP answer, errors included;
 * ``sfdsl_run_seconds{model}``: a histogram of run latency (queueing excluded);
 * ``sfdsl_tokens_generated_total{model}`` and ``sfdsl_prompt_tokens_total{model}``: summed over runs;
+* ``sfdsl_runs_cancelled_total{model}``: runs cancelled because the client left, streaming or not (their
+  requests count as status 499; their time and tokens count in the series above);
 * ``sfdsl_engine_batch_size``: requests the embedded llama engines decode together now
   (absent for backends without an engine).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -23,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sfdsl.runtime.results import RunResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Set in the ASGI scope by a stream whose client left (``sfdsl.serve.streaming``); counted as 499.
+CLIENT_CLOSED_KEY = "sfdsl.client_closed"
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never seen by the client
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -50,7 +56,16 @@ class ServeMetrics:
                                      ["model"], registry=self.registry)
         self.run_failures = Counter("sfdsl_run_failures", "Runs that failed, by error code.", ["code"],
                                     registry=self.registry)
+        self.cancelled = Counter("sfdsl_runs_cancelled", "Runs cancelled because the client left (counted as 499).",
+                                 ["model"], registry=self.registry)
         self.registry.register(_EngineCollector(backends))
+
+    def observe_cancelled(self, model: str, spent: RunSpend) -> None:
+        """Record a run cancelled because its client left: its time and the tokens it had generated."""
+        self.cancelled.labels(model).inc()
+        self.run_seconds.labels(model).observe(spent.wall_s)
+        self.tokens.labels(model).inc(spent.completion_tokens)
+        self.prompt_tokens.labels(model).inc(spent.prompt_tokens)
 
     def observe_run(self, model: str, result: RunResult) -> None:
         """Record one finished run."""
@@ -61,6 +76,37 @@ class ServeMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class RunSpend:
+    """What a run spent, read from its trace events (and streamed tokens), for runs that never finish.
+
+    Chains to another trace listener. The tokens are those of finished model calls, or the streamed
+    answer's pieces when more (a call cut off mid-stream is not charged to the run).
+    """
+
+    def __init__(self, chained: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self._chained = chained
+        self.started = time.perf_counter()
+        self.completion_tokens = 0
+        self.prompt_tokens = 0
+        self.streamed = 0
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __call__(self, event: str, fields: dict[str, Any]) -> None:
+        if event == "run_failed" and "completion_tokens" in fields:
+            self.completion_tokens = max(int(fields["completion_tokens"]), self.streamed)
+            self.prompt_tokens = int(fields.get("prompt_tokens") or 0)
+        if self._chained is not None:
+            self._chained(event, fields)
+
+    def piece(self) -> None:
+        """Count one streamed piece of the answer."""
+        self.streamed += 1
+        self.completion_tokens = max(self.completion_tokens, self.streamed)
 
 
 class _EngineCollector(Collector):
@@ -100,13 +146,26 @@ class RequestCounter:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"] if scope["path"] in self._paths else "other"
+        path = self.path_label(scope["path"])
+        status: list[int] = []
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start":
-                metrics = self._metrics()
-                if metrics is not None:
-                    metrics.requests.labels(path, str(message["status"])).inc()
+                status.append(int(message["status"]))
             await send(message)
 
-        await self.app(scope, receive, counted)
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            metrics = self._metrics()
+            if metrics is not None and status:
+                closed = scope.get(CLIENT_CLOSED_KEY)
+                metrics.requests.labels(path, str(CLIENT_CLOSED if closed else status[0])).inc()
+
+    def path_label(self, path: str) -> str:
+        """The path, its template for a model's own path, or ``other``."""
+        if path in self._paths:
+            return path
+        if path.startswith("/v1/models/") and "/v1/models/{id}" in self._paths:
+            return "/v1/models/{id}"
+        return "other"

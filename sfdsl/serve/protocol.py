@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any, Literal
 
@@ -16,10 +15,12 @@ from pydantic import (
     StrictStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from starlette.responses import JSONResponse
 
-from sfdsl.chat_inputs import ChatMessage
+from sfdsl.agent_values import FunctionCall, Message, MessageToolCall, ToolSpec
+from sfdsl.chat_replies import chat_reply, openai_message, sfdsl_object, usage
 from sfdsl.runtime.results import RunResult
 
 ErrorType = Literal["invalid_request_error", "not_found_error", "rate_limit_error", "timeout_error", "server_error"]
@@ -66,23 +67,63 @@ class TextPart(BaseModel):
     text: StrictStr
 
 
-class MessageIn(BaseModel):
-    """One chat message; content is a string or a list of text parts."""
+class FunctionIn(BaseModel):
+    """The function of a tool call in an assistant message."""
 
     model_config = ConfigDict(extra="ignore")
 
+    name: StrictStr
+    arguments: StrictStr = "{}"
+
+
+class ToolCallIn(BaseModel):
+    """A tool call in an assistant message (as the client got it back)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: FunctionIn
+
+
+class MessageIn(BaseModel):
+    """One chat message; content is a string or a list of text parts (null for an assistant's tool calls)."""
+
+    model_config = ConfigDict(extra="ignore")  # echoed assistant messages carry e.g. refusal and annotations
+
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[TextPart]
+    content: StrictStr | list[TextPart] | None = None
+    name: StrictStr | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: StrictStr | None = None
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
     @field_validator("content")
     @classmethod
-    def _valid_text(cls, value: str | list[TextPart]) -> str | list[TextPart]:
-        for text in [value] if isinstance(value, str) else [p.text for p in value]:
+    def _valid_text(cls, value: str | list[TextPart] | None) -> str | list[TextPart] | None:
+        for text in [] if value is None else [value] if isinstance(value, str) else [p.text for p in value]:
             _utf8(text)
         return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> MessageIn:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        return self
+
+    def message(self) -> Message:
+        """The message as an sfdsl conversation turn."""
+        calls = None if not self.tool_calls else [
+            MessageToolCall(id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments))
+            for c in self.tool_calls]
+        return Message(role=self.role, content=None if self.content is None else self.text(), name=self.name,
+                       tool_calls=calls, tool_call_id=self.tool_call_id)
 
 
 class SfdslExtra(BaseModel):
@@ -93,37 +134,162 @@ class SfdslExtra(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
 
 
-class _Common(BaseModel):
-    """Fields both endpoints share; unknown OpenAI fields (top_p, user, ...) are ignored."""
+class StreamOptions(BaseModel):
+    """``stream_options``: ``include_usage`` adds a last chunk with usage and no choices."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: StrictBool = False
+    include_obfuscation: StrictBool | None = None  # nothing here is obfuscated, so there is nothing to turn off
+
+
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    schema_: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, alias="schema")
+    description: StrictStr | None = None
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: text, or JSON output (any object, or one matching a JSON Schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def schema_input(self) -> dict[str, Any] | None:
+        """The JSON Schema a recipe's ``schema`` input gets; None for plain text."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.json_schema is None:
+            raise ValueError("a json_schema response format needs 'json_schema'")
+        return self.json_schema.schema_
+
+
+#: OpenAI parameters sfdsl recognises but cannot honour: any value other than "absent" is a 400.
+UNSUPPORTED = ("audio", "prediction", "web_search_options", "reasoning_effort", "verbosity", "functions",
+               "function_call", "logit_bias", "top_logprobs", "modalities", "echo", "suffix", "best_of")
+#: Values that ask for nothing beyond the default, so any recipe honours them.
+NO_OPS: dict[str, tuple[Any, ...]] = {"n": (1,), "top_p": (1, 1.0), "presence_penalty": (0, 0.0),
+                                      "frequency_penalty": (0, 0.0), "logprobs": (False,),
+                                      "parallel_tool_calls": (True,)}
+
+
+class _Common(BaseModel):
+    """Fields both endpoints share. Every OpenAI field is declared; an unknown one is a 400 (as at OpenAI)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     model: StrictStr = Field(min_length=1)
     stream: StrictBool = False
+    stream_options: StreamOptions | None = None
     n: StrictInt | None = None
     seed: StrictInt | None = None
     temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[StrictFloat | StrictInt, Field(gt=0, le=1)] | None = None
     max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
+    presence_penalty: Annotated[StrictFloat | StrictInt, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[StrictFloat | StrictInt, Field(ge=-2, le=2)] | None = None
+    logprobs: Any = None
+    user: StrictStr | None = None
+    metadata: dict[str, StrictStr] | None = None
+    store: StrictBool | None = None
+    service_tier: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+    prompt_cache_key: StrictStr | None = None
     sfdsl: SfdslExtra | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in UNSUPPORTED:
+                if data.get(name) not in (None, [], {}, ["text"]):
+                    raise UnsupportedField(name)
+        return data
+
+    def max_answer_tokens(self) -> int | None:
+        """``max_completion_tokens``, else the older ``max_tokens``."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
     def request_fields(self) -> dict[str, Any]:
-        """Fields that map to same-named recipe inputs."""
-        return {"n": self.n, "seed": self.seed, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        """Fields that map to recipe inputs (``sfdsl.chat_inputs``); absent and no-op values are left out."""
+        fields = {"n": self.n, "seed": self.seed, "temperature": self.temperature, "top_p": self.top_p,
+                  "max_tokens": self.max_answer_tokens(), "stop": self.stop,
+                  "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
+                  "logprobs": self.logprobs or None}
+        return {k: v for k, v in fields.items() if v is not None and v not in NO_OPS.get(k, ())}
+
+
+class UnsupportedField(ValueError):
+    """A request field sfdsl cannot honour (raised inside validation, answered as a 400 naming it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"'{name}' is not supported by sfdsl recipes")
+        self.name = name
 
 
 class ChatRequest(_Common):
     """``POST /v1/chat/completions``."""
 
     messages: list[MessageIn] = Field(min_length=1)
+    tools: list[ToolSpec] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: StrictBool | None = None
 
-    def chat_messages(self) -> list[ChatMessage]:
-        return [ChatMessage(role=m.role, content=m.text()) for m in self.messages]
+    @model_validator(mode="after")
+    def _tool_choice_needs_tools(self) -> ChatRequest:
+        if self.tool_choice is not None and not self.tools and self.tool_choice != "none":
+            raise ValueError("'tool_choice' is only allowed when 'tools' are given")
+        if self.response_format is not None:
+            self.response_format.schema_input()
+        return self
+
+    def chat_messages(self) -> list[Message]:
+        return [m.message() for m in self.messages]
+
+    def request_fields(self) -> dict[str, Any]:
+        fields = super().request_fields()
+        if self.tools:
+            fields["tools"] = [t.model_dump(exclude_none=True) for t in self.tools]
+            fields["tool_choice"] = tool_choice_name(self.tool_choice)
+        if self.parallel_tool_calls is not None and self.parallel_tool_calls not in NO_OPS["parallel_tool_calls"]:
+            fields["parallel_tool_calls"] = self.parallel_tool_calls
+        if self.response_format is not None and self.response_format.schema_input() is not None:
+            fields["response_format"] = self.response_format.schema_input()
+        return fields
+
+
+def tool_choice_name(choice: str | dict[str, Any] | None) -> str | None:
+    """OpenAI's ``tool_choice`` as the recipe's ``tool_choice`` text: auto, required, none or a tool's name."""
+    if choice is None or choice == "auto":
+        return None
+    if isinstance(choice, str):
+        if choice not in ("required", "none"):
+            raise ValueError(f"'tool_choice' must be auto, required, none or a function, got {choice!r}")
+        return choice
+    name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+    if not isinstance(name, str):
+        raise ValueError("'tool_choice' names a function as {\"type\": \"function\", \"function\": {\"name\": ...}}")
+    return name
 
 
 class CompletionRequest(_Common):
     """``POST /v1/completions``: one prompt (a string, or a list holding one string)."""
 
     prompt: StrictStr | list[StrictStr]
+    logprobs: StrictInt | None = None
 
     @field_validator("prompt")
     @classmethod
@@ -133,8 +299,8 @@ class CompletionRequest(_Common):
         _utf8(value if isinstance(value, str) else value[0])
         return value
 
-    def chat_messages(self) -> list[ChatMessage]:
-        return [ChatMessage(role="user", content=self.prompt if isinstance(self.prompt, str) else self.prompt[0])]
+    def chat_messages(self) -> list[Message]:
+        return [Message(role="user", content=self.prompt if isinstance(self.prompt, str) else self.prompt[0])]
 
 
 def parse_request(kind: type[ChatRequest] | type[CompletionRequest],
@@ -144,47 +310,36 @@ def parse_request(kind: type[ChatRequest] | type[CompletionRequest],
         return kind.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        unsupported = (first.get("ctx") or {}).get("error")
+        if isinstance(unsupported, UnsupportedField):
+            raise unsupported_parameter(unsupported.name, str(unsupported)) from None
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise HTTPError(400, f"invalid field '{where}': {first['msg']}", code="invalid_field", param=where,
+        if first["type"] == "extra_forbidden":
+            raise HTTPError(400, f"unrecognized request argument supplied: {where}", code="unknown_parameter",
+                            param=where) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise HTTPError(400, f"invalid field '{where}': {message}", code="invalid_field", param=where,
                         extra={"errors": len(exc.errors())}) from None
 
 
-def answer_text(result: RunResult) -> str:
-    """The text an OpenAI client reads: the answer, or why the recipe abstained."""
-    if result.abstained:
-        return f"(abstained: {result.reason or 'no reason given'})"
-    if result.answer is None:
-        return ""
-    if isinstance(result.answer, (dict, list)):
-        return json.dumps(result.answer, default=str)
-    return str(result.answer)
-
-
-def usage(result: RunResult) -> dict[str, int]:
-    """Tokens of every model call in the run."""
-    cost = result.cost
-    return {"prompt_tokens": cost.prompt_tokens, "completion_tokens": cost.completion_tokens,
-            "total_tokens": cost.prompt_tokens + cost.completion_tokens}
-
-
-def sfdsl_block(result: RunResult) -> dict[str, Any]:
-    """What OpenAI's format has no place for: score, abstention, run id, the static bound and the cost."""
-    return {"run_id": result.run_id, "recipe": result.recipe, "score": result.score, "abstained": result.abstained,
-            "reason": result.reason, "bound": result.bound, "calls": result.cost.calls,
-            "cached_calls": result.cost.cached_calls, "wall_s": round(result.cost.wall_s, 6)}
+def unsupported_parameter(param: str, message: str) -> HTTPError:
+    """The 400 for a parameter that cannot be honoured."""
+    return HTTPError(400, message, code="unsupported_parameter", param=param)
 
 
 def chat_completion(result: RunResult, *, model: str) -> dict[str, Any]:
-    """A ``chat.completion`` body."""
+    """A ``chat.completion`` body (the reply mapped by ``sfdsl.chat_replies``)."""
+    reply = chat_reply(result)
     return {"id": f"chatcmpl-{result.run_id}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": answer_text(result)}}],
-            "usage": usage(result), "sfdsl": sfdsl_block(result)}
+            "model": model, "choices": [{"index": 0, "finish_reason": reply.finish_reason, "logprobs": None,
+                                         "message": openai_message(reply)}],
+            "usage": usage(result), "sfdsl": sfdsl_object(result)}
 
 
 def text_completion(result: RunResult, *, model: str) -> dict[str, Any]:
-    """A ``text_completion`` body."""
+    """A ``text_completion`` body: the reply's one text (it says so when the recipe declined or had no answer)."""
+    reply = chat_reply(result)
     return {"id": f"cmpl-{result.run_id}", "object": "text_completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "text": answer_text(result), "finish_reason": "stop",
+            "model": model, "choices": [{"index": 0, "text": reply.text, "finish_reason": reply.finish_reason,
                                          "logprobs": None}],
-            "usage": usage(result), "sfdsl": sfdsl_block(result)}
+            "usage": usage(result), "sfdsl": sfdsl_object(result)}

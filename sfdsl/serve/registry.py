@@ -70,9 +70,12 @@ class RecipeRegistry:
         """The recipe a model name serves, and the alias it asks for (None: the recipe's own models).
 
         Raises:
-            HTTPError: 404 for an unknown recipe or alias.
+            HTTPError: 404 for an unknown recipe or alias; 400 for an '@' without one alias after it.
         """
-        name, _, alias = model.partition("@")
+        name, at, alias = model.partition("@")
+        if at and (not alias or "@" in alias):
+            raise HTTPError(400, f"model '{model[:200]}': '@' must be followed by one model alias (RECIPE@ALIAS)",
+                            code="invalid_model", param="model")
         served = self._recipes.get(name)
         if served is None:
             shown = ", ".join(sorted(self._recipes)[:20])

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from sfdsl.chat_inputs import inputs_from_chat
-from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, InputError, SfdslError
-from sfdsl.inputs import bind_inputs
+from sfdsl.chat_inputs import UnsupportedParameter, inputs_from_chat, unplaced_fields
+from sfdsl.errors import BackendError, BackendTimeout, BudgetExceeded, ContextOverflow, InputError, SfdslError
 from sfdsl.log import get_logger
-from sfdsl.runtime.context import Listener, observe
+from sfdsl.runtime.context import Budget, Listener, observe
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime.token_stream import TokenSink, streamed_generate
 from sfdsl.runtime_session import Runtime
+from sfdsl.serve.admission import Admission
 from sfdsl.serve.config import ServeConfig
 from sfdsl.serve.limits import RunLimiter
-from sfdsl.serve.metrics import ServeMetrics
-from sfdsl.serve.protocol import ChatRequest, CompletionRequest, HTTPError
+from sfdsl.serve.metrics import RunSpend, ServeMetrics
+from sfdsl.serve.protocol import ChatRequest, CompletionRequest, HTTPError, unsupported_parameter
 from sfdsl.serve.registry import RecipeRegistry, RuntimeSet, ServedRecipe
 
 log = get_logger(__name__)
@@ -34,6 +35,12 @@ class PreparedRun:
     inputs: dict[str, Any]
     seed: int
     runtime: Runtime
+    budget: Budget | None = None  # max_tokens for a recipe without a max_tokens input: all generated tokens
+
+    @property
+    def streams_tokens(self) -> bool:
+        """Whether the answer's tokens stream as they decode (a single sample of one generate)."""
+        return streamed_generate(self.served.recipe.ast) is not None
 
 
 class Ticket:
@@ -65,24 +72,32 @@ class Runner:
         self.limiter = RunLimiter(max_concurrency=config.max_concurrency, max_queue=config.max_queue)
         self.metrics = ServeMetrics(in_flight=lambda: self.limiter.in_flight, queued=lambda: self.limiter.waiting,
                                     backends=self.runtimes.backends)
-        self._fixed = fixed_inputs(registry, config.inputs)
+        self.admission = Admission(registry, config)
         self.runtimes.get(None)  # a bad --backend spec fails at start-up, not at the first request
 
-    def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
-        """Route the request and bind its inputs; a 4xx HTTPError otherwise."""
+    async def prepare(self, request: ChatRequest | CompletionRequest) -> PreparedRun:
+        """Route the request, bind its inputs and admit it by its static bound (off the loop); a 4xx otherwise."""
         served, alias = self.registry.resolve(request.model)
         self._check_n(request.n, "n")
         extra = request.sfdsl.inputs if request.sfdsl else None
+        fields = request.request_fields()
         try:
-            given = inputs_from_chat(served.params, request.chat_messages(), request_fields=request.request_fields(),
+            budget_tokens = honoured_fields(served, fields, extra)
+            given = inputs_from_chat(served.params, request.chat_messages(), request_fields=fields,
                                      extra=extra, recipe=served.name)
-            inputs = bind_inputs(served.recipe.ast, {**self._fixed.get(served.name, {}), **given})
+        except UnsupportedParameter as exc:
+            raise unsupported_parameter(exc.param, str(exc)) from None
         except InputError as exc:
             raise HTTPError(400, str(exc), code="invalid_input") from None
-        if isinstance(inputs.get("n"), int):
-            self._check_n(inputs["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
-        return PreparedRun(served=served, inputs=inputs, seed=request.seed or 0,
-                          runtime=self.runtimes.get(alias))
+        if isinstance(given.get("n"), int) and not isinstance(given["n"], bool):
+            self._check_n(given["n"], "sfdsl.inputs.n" if extra and "n" in extra else "n")
+        inputs = (await self.admission.acheck(served, given)).inputs
+        return PreparedRun(served=served, inputs=inputs, seed=request.seed or 0, runtime=self.runtimes.get(alias),
+                           budget=self._budget(budget_tokens))
+
+    def _budget(self, max_tokens: int | None) -> Budget:
+        """The run's budget: the server's memory ceiling, and a request's ``max_tokens`` when no input takes it."""
+        return Budget(max_memory_bytes=self.config.max_run_memory_bytes, max_tokens=max_tokens)
 
     def _check_n(self, n: int | None, param: str) -> None:
         if n is not None and not 1 <= n <= self.config.max_n:
@@ -93,14 +108,25 @@ class Runner:
         """A place in the run queue, or a 429."""
         return Ticket(self.limiter)
 
-    async def execute(self, run: PreparedRun, ticket: Ticket, listener: Listener | None = None) -> RunResult:
-        """Wait for a run slot and run; 504 past the timeout, a located 5xx when the run fails."""
+    async def execute(self, run: PreparedRun, ticket: Ticket, listener: Listener | None = None,
+                      on_token: TokenSink | None = None) -> RunResult:
+        """Wait for a run slot and run; 504 past the timeout, a located 5xx when the run fails.
+
+        ``on_token`` receives the answer's text as it decodes, when the answer streams.
+        """
         recipe = run.served.recipe
+        spent = RunSpend(listener)
+        sink = None if on_token is None else _counted(on_token, spent)
         try:
             async with asyncio.timeout(self.config.timeout_s):
                 async with ticket.slot():
-                    with observe(listener) if listener is not None else nullcontext():
-                        result = await run.runtime.arun(recipe, run.inputs, seed=run.seed)
+                    spent.started = time.perf_counter()
+                    with observe(spent):
+                        result = await run.runtime.arun(recipe, run.inputs, seed=run.seed, budget=run.budget,
+                                                        on_token=sink)
+        except asyncio.CancelledError:
+            self.metrics.observe_cancelled(run.served.name, spent)
+            raise
         except TimeoutError:
             self.metrics.run_failures.labels("timeout").inc()
             raise HTTPError(504, f"run of '{run.served.name}' did not finish within {self.config.timeout_s:g}s",
@@ -118,29 +144,40 @@ class Runner:
         return result
 
     async def aclose(self) -> None:
+        self.admission.close()
         await self.runtimes.aclose()
 
 
-def fixed_inputs(registry: RecipeRegistry, given: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The ``-i`` inputs each served recipe declares, converted from text.
+def _counted(sink: TokenSink, spent: RunSpend) -> TokenSink:
+    def counted(piece: str) -> None:
+        spent.piece()
+        sink(piece)
+
+    return counted
+
+
+#: Request fields a recipe honours without an input of that name: the run seed, and a token budget.
+RUN_FIELDS = ("seed", "max_tokens")
+
+
+def honoured_fields(served: ServedRecipe, fields: dict[str, Any], extra: dict[str, Any] | None) -> int | None:
+    """Refuse a request field the recipe cannot honour; the run's token budget when ``max_tokens`` needs one.
 
     Raises:
-        InputError: for an input no served recipe declares, or a value of the wrong type.
+        UnsupportedParameter: naming the first field no input takes and the run cannot honour.
     """
-    unused = set(given)
-    fixed: dict[str, dict[str, Any]] = {}
-    for served in registry:
-        names = {name for name, _ in served.params}
-        mine = {k: v for k, v in given.items() if k in names}
-        unused -= set(mine)
-        fixed[served.name] = {k: v for k, v in bind_inputs(served.recipe.ast, mine, from_text=True,
-                                                            require_all=False).items() if k in mine}
-    if unused:
-        raise InputError(f"no served recipe has input(s) {', '.join(sorted(unused))}")
-    return fixed
+    for name in unplaced_fields(served.params, fields):
+        if name in RUN_FIELDS or (extra and name in extra):
+            continue
+        wanted = {"tools": "tools-typed input", "response_format": "schema-typed input"}.get(name, f"'{name}' input")
+        raise UnsupportedParameter(f"recipe '{served.name}' cannot honour '{name}': it has no {wanted}", param=name)
+    declared = {name for name, _ in served.params}
+    return fields.get("max_tokens") if "max_tokens" not in declared else None
 
 
-_STATUS: list[tuple[type[BaseException], int]] = [(BackendTimeout, 504), (BackendError, 502), (SfdslError, 500)]
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (ContextOverflow, 400),  # the request's text does not fit the model: the client's to shorten
+    (BackendTimeout, 504), (BackendError, 502), (SfdslError, 500)]
 
 
 def run_error(exc: BaseException) -> HTTPError:
@@ -152,10 +189,13 @@ def run_error(exc: BaseException) -> HTTPError:
         message = str(leaf)
     else:
         code, message = "internal_error", f"internal error during the run: {type(leaf).__name__}: {leaf}"
+    if isinstance(leaf, ContextOverflow):
+        code = "context_length_exceeded"  # OpenAI's code for the same mistake
     extra = {"location": getattr(leaf, "location", None), "node_id": getattr(leaf, "node_id", None)}
     if isinstance(leaf, BudgetExceeded) and isinstance(leaf.partial, dict):
         extra["run_id"] = leaf.partial.get("run_id")
-    return HTTPError(status, message, type="server_error", code=code, extra=extra)
+    return HTTPError(status, message, type="server_error" if status >= 500 else "invalid_request_error", code=code,
+                     extra=extra)
 
 
 def _leaf(exc: BaseException) -> BaseException:

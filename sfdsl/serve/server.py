@@ -1,14 +1,17 @@
-"""Running the app on uvicorn: a deep listen backlog, and timeouts for connections that stall.
+"""Running the app on uvicorn: a deep listen backlog, timeouts for stalled connections, JSON protocol errors.
 
 uvicorn already closes idle keep-alive connections (``timeout_keep_alive``) and
 the app times out bodies that stall (``ServeConfig.body_timeout_s``). What is
 left is a client that opens a connection and sends part of a request head, or
-nothing at all: ``HeadTimeoutH11Protocol`` closes it after ``head_timeout_s``.
+nothing at all: ``HeadTimeoutH11Protocol`` closes it after ``head_timeout_s``. The same
+protocol answers requests h11 cannot parse with an OpenAI-shaped JSON 400 (uvicorn's own
+is plain text).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -48,6 +51,23 @@ class HeadTimeoutH11Protocol(H11Protocol):
         if timer is not None:
             timer.cancel()
             self._head_timer = None
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (bad or duplicate Content-Length, bad chunk size, NUL in a header...):
+        uvicorn's 400, but with an OpenAI-shaped JSON body instead of plain text, then the connection closes."""
+        body = json.dumps({"error": {"message": f"{msg.rstrip('.')}: the request does not follow HTTP/1.1",
+                                     "type": "invalid_request_error", "code": "invalid_http_request",
+                                     "param": None}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        try:
+            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
+                                 or b"")
+            self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
+            self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:  # a response was already under way: nothing more can be said
+            pass
+        self.transport.close()
 
     def _on_head_timeout(self) -> None:
         """Close the connection if it is still waiting for a request head (a request in progress is left alone)."""

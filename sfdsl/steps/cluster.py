@@ -62,14 +62,15 @@ SUPPLIED = ("a", "b")
 MODES = {
     "exact": {},
     "similarity": {
-        "threshold": ParamSpec(FLOAT, "difflib ratio at or above which an answer joins a cluster", default=0.8),
+        "threshold": ParamSpec(FLOAT, "difflib ratio at or above which an answer joins a cluster", default=0.8,
+                               low=0, high=1),
     },
     "llm": {
         "prompt": ParamSpec(PROMPT, "asks whether answer {{ a }} implies answer {{ b }} (default: a built-in one)"),
         "options": ParamSpec(list_of(STR), "the continuations compared; the first one means yes",
                              default=(" (A)", " (B)")),
         "threshold": ParamSpec(FLOAT, "probability of yes at or above which one answer implies the other",
-                               default=0.5),
+                               default=0.5, low=0, high=1),
     },
 }
 

@@ -74,10 +74,9 @@ KIND = StepKind(
     node=Deepen,
     rule="deepen",
     build=build,
-    modes={"": PARAMS},
-    mode_field="",
+    params=PARAMS,
     check=check,
     bound=bound,
     label=lambda node: node.prompt,
-    runtime="sfdsl.runtime.model_steps:run_deepen",
+    runtime="sfdsl.runtime.step_runs:run_deepen",
 )

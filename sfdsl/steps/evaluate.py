@@ -31,7 +31,7 @@ MODES = {
         "positive": ParamSpec(STR, "the option whose probability is the score (default: the first)"),
     },
     "rating": {
-        "scale": ParamSpec(INT, "highest digit of the rating", default=9),
+        "scale": ParamSpec(INT, "highest digit of the rating", default=9, low=1, high=9),
     },
     "likelihood": {
         "of": ParamSpec(ANY, "the continuation (or list of them) to score", required=True),
@@ -87,5 +87,5 @@ KIND = StepKind(
     check=check,
     bound=bound,
     label=lambda node: f"{node.mode} {node.prompt}",
-    runtime="sfdsl.runtime.model_steps:run_evaluate",
+    runtime="sfdsl.runtime.step_runs:run_evaluate",
 )

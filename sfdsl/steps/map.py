@@ -8,6 +8,7 @@ from pydantic import Field
 
 from sfdsl import ast
 from sfdsl.bounds import UNKNOWN, Abstract, Bound
+from sfdsl.diagnostics import Diagnostic
 from sfdsl.scope import Scope
 from sfdsl.step_kind import ParamSpec, StepKind
 from sfdsl.types import ANY, INT, Type, elem, list_of
@@ -25,7 +26,7 @@ class MapStep(ast.StepNode):
     body: ast.Block
 
 
-PARAMS = {"limit": ParamSpec(INT, "at most this many items (required when the list length is unknown)")}
+PARAMS = {"limit": ParamSpec(INT, "at most this many items (required when the list length is unknown)", low=0)}
 
 
 def build(b: Any, c: list[Any], meta: Any) -> MapStep:
@@ -48,11 +49,24 @@ def bound(cm: CostModel, node: MapStep, env: Env) -> tuple[Bound, Abstract]:
     limit = next((a for a in node.args if a.name == "limit"), None)
     if limit is not None:
         cap = int(cm.static(limit.value, env, "`limit:` of map"))
+        _warn_cut(cm, limit, length, cap)
         length = cap if length is None else min(length, cap)
     if length is None:
         length = cm.unbounded(node, "map", "add a static cap: map x in xs with (limit: 5) { ... }")
     inner = {**env, node.var: UNKNOWN}
     return cm.body(node, "body", inner).times(length, concurrent=True), Abstract(length=length)
+
+
+def _warn_cut(cm: CostModel, limit: ast.Arg, length: int | None, cap: int) -> None:
+    """SF910: a `limit:` that cuts the list, or may (the run then records how many items it dropped)."""
+    hint = "the run logs how many items it dropped (event map_truncated); raise `limit:` if every item matters"
+    if length is None:
+        message = f"map runs at most {cap} items; a longer list is cut without an error"
+    elif length > cap:
+        message = f"map drops {length - cap} of the {length} items: `limit:` is {cap}"
+    else:
+        return
+    cm.warn(Diagnostic(code="SF910", message=message, span=limit.span, hint=hint))
 
 
 KIND = StepKind(
@@ -62,8 +76,7 @@ KIND = StepKind(
     node=MapStep,
     rule="map_step",
     build=build,
-    modes={"": PARAMS},
-    mode_field="",
+    params=PARAMS,
     check=check,
     bound=bound,
     label=lambda node: node.var,

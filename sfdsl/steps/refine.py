@@ -1,4 +1,4 @@
-"""`refine EXPR as NAME (max: N) { ... stop when C  score S  next STEP }`: iterate an answer, keep last or best."""
+"""`refine EXPR as NAME (max: N) { ... score S  stop when C  next STEP }`: iterate an answer, keep last or best."""
 
 from __future__ import annotations
 
@@ -48,7 +48,47 @@ def check(ck: StepChecks, node: Refine, scope: Scope) -> Type:
     loop = ck.loop_body("refine", node.body, body_scope, node, needs="next")
     if loop.nexts > 1:
         ck.error("SF402", "a refine body has exactly one `next`", node)
+    _check_clause_order(ck, node.body)
     return REFINED
+
+
+def _check_clause_order(ck: StepChecks, body: ast.Block) -> None:
+    """SF321: a `score` after a statement that may stop the round is skipped in the round that stops, so the
+    result is left unscored. It is an error when the score reads nothing made after the stop, i.e. when it
+    could come first (a score of work the stopping round never does is left alone)."""
+    stopper = None
+    for i, stmt in enumerate(body.stmts):
+        if stmt.stmt == "score" and stopper is not None:
+            later = {s.target for s in body.stmts[body.stmts.index(stopper):i] if isinstance(s, ast.Assign)}
+            if not _names(stmt.value) & later:
+                ck.error("SF321", f"this `score` comes after a `stop when` (line {stopper.span.line}), so the "
+                         "round that stops is left unscored", stmt, "put `score` before `stop when`")
+        if stopper is None and _may_stop(stmt):
+            stopper = stmt
+
+
+def _names(node: Any) -> set[str]:
+    """Every name an expression reads."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, ast.Name):
+            found.add(item.id)
+        elif isinstance(item, ast.Node):
+            stack.extend(getattr(item, name) for name in type(item).model_fields if name != "span")
+    return found
+
+
+def _may_stop(stmt: Any) -> bool:
+    """Whether a statement is a `stop when`, or an `if` with one in a branch."""
+    if stmt.stmt == "stop":
+        return True
+    if stmt.stmt == "if":
+        return any(_may_stop(s) for block in (stmt.then, stmt.orelse) if block is not None for s in block.stmts)
+    return False
 
 
 def bound(cm: CostModel, node: Refine, env: Env) -> tuple[Bound, Abstract]:
@@ -60,12 +100,11 @@ def bound(cm: CostModel, node: Refine, env: Env) -> tuple[Bound, Abstract]:
 KIND = StepKind(
     name="refine",
     doc="iterate an answer: each round may `stop`, must give the `next` iterate, and may `score` it",
-    syntax="refine EXPR as NAME (max: N, params) { ... stop when C  score S  next STEP }",
+    syntax="refine EXPR as NAME (max: N, params) { ... score S  stop when C  next STEP }",
     node=Refine,
     rule="refine",
     build=build,
-    modes={"": PARAMS},
-    mode_field="",
+    params=PARAMS,
     check=check,
     bound=bound,
     label=lambda node: f"as {node.var}",

@@ -35,16 +35,16 @@ JOIN = ParamSpec(STR, "text placed between a state and its next step", default="
 DONE = ParamSpec(REGEX, "a state matching this is final")
 STRATEGIES = {
     "beam": {
-        "depth": ParamSpec(INT, "maximum depth", required=True, bounds_loop=True),
-        "beam": ParamSpec(INT, "states kept per level", required=True, bounds_loop=True),
+        "depth": ParamSpec(INT, "maximum depth", required=True, bounds_loop=True, low=1),
+        "beam": ParamSpec(INT, "states kept per level", required=True, bounds_loop=True, low=1),
         "join": JOIN,
         "done": DONE,
     },
     "mcts": {
-        "simulations": ParamSpec(INT, "number of simulations", required=True, bounds_loop=True),
-        "depth": ParamSpec(INT, "maximum depth", required=True, bounds_loop=True),
-        "c": ParamSpec(FLOAT, "UCB exploration constant", default=1.0),
-        "width": ParamSpec(INT, "children a node gets before selection descends past it", default=2),
+        "simulations": ParamSpec(INT, "number of simulations", required=True, bounds_loop=True, low=1),
+        "depth": ParamSpec(INT, "maximum depth", required=True, bounds_loop=True, low=1),
+        "c": ParamSpec(FLOAT, "UCB exploration constant", default=1.0, low=0),
+        "width": ParamSpec(INT, "children a node gets before selection descends past it", default=2, low=1),
         "join": JOIN,
         "done": DONE,
     },
