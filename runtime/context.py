@@ -113,6 +113,10 @@ class RunContext:
         self.token_sink = token_sink  # receives the text of the `streamed` generate node, as it decodes
         self.streamed = streamed
         self._truncated: set[tuple[str, ...]] = set()
+        self.held_bytes = 0
+        self._slice_started: float | None = None
+        self._tick_pending = False
+        self._parked: deque[asyncio.Future[None]] = deque()
 
     def mark_truncated(self, path: tuple[str, ...]) -> None:
         """Record that the step at ``path`` kept a generation that its token limit cut short."""
@@ -121,10 +125,6 @@ class RunContext:
     def truncated_under(self, path: tuple[str, ...]) -> bool:
         """Whether a generation cut short by its token limit ran at ``path`` or inside it (a loop, a call)."""
         return any(p[: len(path)] == path for p in self._truncated)
-        self.held_bytes = 0
-        self._slice_started: float | None = None
-        self._tick_pending = False
-        self._parked: deque[asyncio.Future[None]] = deque()
 
     def derive_seed(self, path: tuple[str, ...]) -> int:
         """A deterministic per-call seed from the run seed and the node's path."""

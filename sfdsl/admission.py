@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
@@ -39,8 +39,15 @@ from sfdsl import ast
 from sfdsl.bounds import Bound
 from sfdsl.errors import InputError, OverCapError
 
-if TYPE_CHECKING:
-    from sfdsl.api import Recipe
+
+class Recipe(Protocol):
+    """What admission reads of a recipe (``sfdsl.api.Recipe``), named here so that admission and the API do not
+    import each other."""
+
+    name: str
+    ast: ast.Recipe
+
+    def bound(self, inputs: dict[str, Any] | None = None) -> Bound: ...
 
 __all__ = ["SERVE_DEFAULTS", "Admitted", "Caps", "admit", "check_pins", "check_step_values", "input_problems"]
 

@@ -14,14 +14,14 @@ from sfdsl.diagnostics import Diagnostic, Span
 from sfdsl.steps.call import CallRecipe
 
 if TYPE_CHECKING:
-    from sfdsl.program import Program
+    from sfdsl.program import ParsedProgram
 
 #: Deepest chain of recipes calling recipes, and most recipe bodies one recipe's calls may reach in all.
 MAX_CALL_DEPTH = 32
 MAX_CALL_REACH = 1_000
 
 
-def call_problems(program: Program) -> list[Diagnostic]:
+def call_problems(program: ParsedProgram) -> list[Diagnostic]:
     """A located SF116 diagnostic when calls nest deeper than ``MAX_CALL_DEPTH`` recipes, or when one recipe's
     calls, followed down, reach more than ``MAX_CALL_REACH`` recipe bodies (each must be bounded); else []."""
     graph: dict[tuple[str, str], list[tuple[tuple[str, str], Span]]] = {}

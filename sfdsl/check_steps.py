@@ -21,13 +21,13 @@ from sfdsl.types import CONVERSATION, PROMPT, REGEX, STR, TEXT, Type, assignable
 if TYPE_CHECKING:
     import networkx as nx
 
-    from sfdsl.program import Program
+    from sfdsl.program import ParsedProgram
 
 
 class StepChecks:
     """Step checks; RecipeChecker supplies error(), infer(), define(), check_block() and the tables."""
 
-    program: Program
+    program: ParsedProgram
     file: str
     recipe: ast.Recipe
     calls: nx.DiGraph

@@ -11,15 +11,17 @@ import networkx as nx
 
 from sfdsl import ast
 from sfdsl.check_steps import StepChecks
+from sfdsl.constant_checks import range_problems
 from sfdsl.declarations import BACKENDS, ROLES, SPLICE_ROLE
 from sfdsl.diagnostics import Diagnostic, Span, with_suggestion
-from sfdsl.program import Program
+from sfdsl.program import ParsedProgram
 from sfdsl.scope import Loop, Scope, Symbol
+from sfdsl.step_kind import SAMPLING
 from sfdsl.templates import TemplateError, variables
 from sfdsl.types import ANY, FLOAT, PARAM_TYPES, ExprTyper, Type, assignable, join, parse_type
 
 
-def check_program(program: Program) -> list[Diagnostic]:
+def check_program(program: ParsedProgram) -> list[Diagnostic]:
     """Check every recipe of every module; return errors and warnings."""
     diagnostics: list[Diagnostic] = []
     calls = nx.DiGraph()
@@ -52,7 +54,7 @@ def _d(code: str, message: str, span: Span, hint: str | None = None, severity: s
 class RecipeChecker(StepChecks):
     """Checks one recipe."""
 
-    def __init__(self, program: Program, file: str, recipe: ast.Recipe, calls: nx.DiGraph) -> None:
+    def __init__(self, program: ParsedProgram, file: str, recipe: ast.Recipe, calls: nx.DiGraph) -> None:
         self.program, self.file, self.recipe, self.calls = program, file, recipe, calls
         self.diagnostics: list[Diagnostic] = []
         self.prompts: dict[str, ast.PromptDecl] = {}
@@ -146,6 +148,9 @@ class RecipeChecker(StepChecks):
             self.error("SF207", msg, decl, "backends: " + ", ".join(BACKENDS))
         for arg in decl.args:
             self.infer(arg.value, Scope())
+            if arg.name in SAMPLING:  # a model's sampling defaults are held to the steps' ranges
+                for problem in range_problems(arg.name, SAMPLING[arg.name], arg.value, f"model '{decl.name}'"):
+                    self.error(*problem)
 
     def check_prompt(self, decl: ast.PromptDecl) -> None:
         for turn in decl.turns or []:

@@ -13,14 +13,14 @@ from sfdsl.cost import Bound, bound_with_errors
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
 from sfdsl.plan import Plan, plan_recipe
-from sfdsl.program import Program, load_program, program_from_text, recipe_key
+from sfdsl.program import ParsedProgram, load_program, program_from_text, recipe_key
 
 
 @dataclass
 class CompiledProgram:
     """A checked program: its recipes' plans and cost bounds at default inputs."""
 
-    program: Program
+    program: ParsedProgram
     plans: dict[str, Plan] = field(default_factory=dict)
     bounds: dict[str, Bound] = field(default_factory=dict)
     warnings: list[Diagnostic] = field(default_factory=list)
@@ -48,7 +48,7 @@ def compile_text(text: str, *, file: str = "<string>", import_path: Sequence[str
     return compile_program(program_from_text(text, file=file, import_path=import_path))
 
 
-def compile_program(program: Program) -> CompiledProgram:
+def compile_program(program: ParsedProgram) -> CompiledProgram:
     """Check every module, then plan and bound each recipe of the main file."""
     too_deep = call_problems(program)  # before the passes that follow calls recursively
     if too_deep:

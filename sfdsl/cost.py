@@ -17,7 +17,7 @@ from sfdsl.bounds import UNKNOWN, Abstract, Bound, BoundError, known
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.expressions import ExprError, NotStatic, evaluate
 from sfdsl.plan import Plan, plan_recipe
-from sfdsl.program import Program, recipe_key
+from sfdsl.program import ParsedProgram, recipe_key
 from sfdsl.registry import kind_of
 from sfdsl.step_kind import SAMPLING, Spec
 
@@ -29,7 +29,7 @@ MAX_EXACT_PLAN = 200_000
 Plans = Mapping[str, Plan]
 
 
-def recipe_bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
+def recipe_bound(program: ParsedProgram, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
                  plans: Plans | None = None) -> Bound:
     """The worst-case cost of one run of ``recipe`` with ``inputs`` (defaults fill the rest).
 
@@ -46,7 +46,7 @@ def recipe_bound(program: Program, file: str, recipe: ast.Recipe, inputs: dict[s
     return bound
 
 
-def bound_with_errors(program: Program, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
+def bound_with_errors(program: ParsedProgram, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
                       plans: Plans | None = None) -> tuple[Bound, list[Diagnostic]]:
     """The worst-case cost and every bound problem, errors (loops bounded only at run time) and warnings (a
     `limit:` that may cut a list), in one pass; the bound is meaningless when there are errors."""
@@ -69,7 +69,7 @@ def _static_lookup(env: Env, name: str) -> Any:
 class CostModel:
     """Walks a recipe's plan with abstract values; step kinds' ``bound`` functions call its helpers."""
 
-    def __init__(self, program: Program, file: str, recipe: ast.Recipe, plans: Plans,
+    def __init__(self, program: ParsedProgram, file: str, recipe: ast.Recipe, plans: Plans,
                  errors: list[Diagnostic] | None = None) -> None:
         self.program, self.file, self.recipe, self.plans = program, file, recipe, plans
         self.plan = plans.get(recipe_key(program, file, recipe.name)) or plan_recipe(recipe)

@@ -1,4 +1,5 @@
-"""A loaded program: the main .sf file, its imports, and a table of every recipe."""
+"""A parsed program (ParsedProgram): the main .sf file, its imports, and a table of every recipe; the
+compiler checks and plans it into a CompiledProgram, which the API wraps as sfdsl.Program."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sfdsl.source_limits import MAX_SOURCE_BYTES, normalize_newlines, too_large
 
 
 @dataclass
-class Program:
+class ParsedProgram:
     """Every parsed module of a program, keyed by file path."""
 
     main: str
@@ -67,7 +68,7 @@ class Program:
         return digest.hexdigest()
 
 
-def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> Program:
+def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> ParsedProgram:
     """Parse a .sf file and, recursively, the files it imports.
 
     Imports are confined: they must resolve inside the main file's directory
@@ -95,7 +96,7 @@ def load_program(path: str | Path, *, import_path: Sequence[str | Path] = ()) ->
     return _load(str(main), text, ImportRoots.for_main(main.parent, import_path))
 
 
-def program_from_text(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> Program:
+def program_from_text(text: str, *, file: str = "<string>", import_path: Sequence[str | Path] = ()) -> ParsedProgram:
     """Parse a program held in memory (imports resolve inside the working directory or ``import_path``)."""
     base = Path(file).parent if not file.startswith("<") else Path.cwd()
     return _load(file, text, ImportRoots.for_main(base, import_path))
@@ -155,8 +156,8 @@ def _read(path: Path) -> str | _ReadProblem:
                             line, column)
 
 
-def _load(main: str, text: str, roots: ImportRoots) -> Program:
-    program = Program(main=main)
+def _load(main: str, text: str, roots: ImportRoots) -> ParsedProgram:
+    program = ParsedProgram(main=main)
     diagnostics: list[Diagnostic] = []
     pending: list[tuple[str, str]] = [(main, text)]
     while pending:
@@ -225,6 +226,6 @@ def _resolve_import(roots: ImportRoots, importer_dir: Path, imp: ast.Import) -> 
                             hint=f"looked for {os.path.abspath(candidates[0])}")
 
 
-def recipe_key(program: Program, file: str, name: str) -> str:
+def recipe_key(program: ParsedProgram, file: str, name: str) -> str:
     """The name a recipe is known by: bare in the main file, `file::name` elsewhere."""
     return name if file == program.main else f"{file}::{name}"

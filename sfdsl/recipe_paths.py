@@ -14,7 +14,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sfdsl import ast
 from sfdsl.declarations import BACKENDS
@@ -22,8 +22,18 @@ from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import ModelNotFoundError
 from sfdsl.models import DEFAULT_ALIASES, EMBEDDED_PACKAGE, load_aliases
 
-if TYPE_CHECKING:
-    from sfdsl.program import ImportRoots
+
+class ImportRoots(Protocol):
+    """The directories imports may read (``sfdsl.program.ImportRoots``), named by what this module reads of them,
+    so that the program loader and this module do not import each other."""
+
+    @property
+    def main(self) -> Path: ...
+
+    @property
+    def search(self) -> tuple[Path, ...]: ...
+
+    def allows(self, real: Path) -> bool: ...
 
 #: The environment variable naming the models directory; ``~/models`` when unset.
 MODELS_DIR_ENV = "SFDSL_MODELS_DIR"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from sfdsl.cli import main
 
+REPO = Path(__file__).resolve().parent.parent
 OK = Path(__file__).parent / "fixtures" / "ok"
 ERRORS = Path(__file__).parent / "fixtures" / "errors"
 
@@ -136,3 +138,29 @@ def test_verbosity_sets_the_level_of_the_sfdsl_logger(flags: list[str], level: s
     logger = logging.getLogger("sfdsl")
     assert logging.getLevelName(logger.level) == level
     assert sum(getattr(h, "sfrun_console", False) for h in logger.handlers) == 1  # never stacked
+
+
+def test_piped_output_is_not_wrapped_at_the_terminal_width(tmp_path: Path) -> None:
+    """`sfrun run ... | grep cost` in an 80-column terminal: rich would size the table to the terminal."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    reply = "The answer is 4. " + "Counting the apples one by one is easy. " * 4
+    script = tmp_path / "long.json"
+    script.write_text(json.dumps({"": reply}))
+    terminal, stdin = pty.openpty()  # stdin stays a terminal of 80 columns, as in a shell pipeline
+    fcntl.ioctl(stdin, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "sfdsl.cli", "run", str(REPO / "recipes/chain_of_thought.sf"),
+                               "-i", "question=How many apples?", "--backend", f"scripted:{script}", "--no-cache"],
+                              stdin=stdin, capture_output=True, text=True, env=env)
+    finally:
+        os.close(stdin)
+        os.close(terminal)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("response") and reply.strip() in line for line in lines)
+    assert len([line for line in lines if line.startswith("cost")]) == 1 and len(lines) == 5

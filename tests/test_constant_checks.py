@@ -6,6 +6,8 @@ import pytest
 
 import sfdsl
 from sfdsl.cli import main
+from sfdsl.compiler import compile_text
+from sfdsl.errors import CompileError
 
 LOOKAHEAD = """recipe r(q: str) {
   prompt p = "{{ q }}"
@@ -77,3 +79,23 @@ def test_a_matching_regex_re2_rejects_is_a_compile_error() -> None:
     (diagnostic,) = caught.value.diagnostics
     assert diagnostic.code == "SF314" and "missing )" in diagnostic.message
     assert (diagnostic.span.line, diagnostic.span.column) == (3, 49)  # the literal (RE2 gives no position)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ("(n: 0)", "'n: 0' of generate is out of range: it must be at least 1"),
+    ("(top_p: 0)", "'top_p: 0' of generate is out of range: it must be above 0"),
+    ("(top_k: -1)", "'top_k: -1' of generate is out of range: it must be at least 0"),
+    ("(max_tokens: 2 - 2)", "'max_tokens: 0' of generate is out of range: it must be at least 1"),
+])
+def test_a_constant_out_of_its_range_is_sf320(args: str, message: str) -> None:
+    with pytest.raises(CompileError) as info:
+        compile_text(f'recipe r() {{\n  prompt p = "x"\n  a = generate p {args}\n  return a\n}}')
+    assert [(d.code, d.message) for d in info.value.diagnostics] == [("SF320", message)]
+
+
+def test_a_model_declaration_is_held_to_the_same_ranges() -> None:
+    with pytest.raises(CompileError) as info:
+        compile_text('recipe r() {\n  model m = llama(max_tokens: 0, top_p: 1)\n  prompt p = "x"\n'
+                     '  a = generate p\n  return a\n}')
+    assert [(d.code, d.message) for d in info.value.diagnostics] == [
+        ("SF320", "'max_tokens: 0' of model 'm' is out of range: it must be at least 1")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import sfdsl
-from sfdsl import cost
+from sfdsl import cost, plan
 from sfdsl.bounds import Bound
 from sfdsl.compiler import compile_text
 from sfdsl.errors import CompileError
@@ -104,6 +104,39 @@ def test_the_cost_pass_reads_the_compiled_plan(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(cost, "plan_recipe", no_planning)
     assert recipe_key(program, program.main, "r") in compiled.plans
     assert cost.recipe_bound(program, program.main, recipe, plans=compiled.plans) == Bound(1, 3, 1)
+
+
+def test_compiling_bounds_each_recipe_once_and_collects_its_declarations_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = """
+recipe helper(q: str) { prompt p = "{{ q }}"  a = generate p (max_tokens: 2)  return a }
+recipe main(q: str) {
+  model m = llama(model: "default")
+  prompt p = "{{ q }}"
+  a = generate p (max_tokens: 3)
+  b = call helper(q: q)
+  return a
+}
+"""
+    walks: list[str] = []
+    collected: list[str] = []
+    recipe_cost, collect = cost.CostModel.recipe_cost, plan.collect_prompts
+
+    def counted_cost(self: cost.CostModel, given: dict[str, object]) -> Bound:
+        walks.append(self.recipe.name)
+        return recipe_cost(self, given)  # type: ignore[arg-type]
+
+    def counted_collect(block: object) -> object:
+        collected.append("prompts")
+        return collect(block)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cost.CostModel, "recipe_cost", counted_cost)
+    monkeypatch.setattr(plan, "collect_prompts", counted_collect)
+    compiled = compile_text(source)
+    assert sorted(walks) == ["helper", "helper", "main"]  # each recipe once, and helper again inside main's call
+    assert collected == ["prompts", "prompts"]  # once per recipe, carried by its plan
+    key = recipe_key(compiled.program, compiled.program.main, "main")
+    assert compiled.bounds[key] == Bound(2, 5, 2)
+    assert set(compiled.plans[key].models) == {"m"} and set(compiled.plans[key].prompts) == {"p"}
 
 
 # ---------------------------------------------------------------- sequences at once: a maximum-weight antichain

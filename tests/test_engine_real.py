@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from sfdsl.constraints import gbnf_for_choices, gbnf_for_regex
 from sfdsl.errors import BackendError, ContextOverflow, InputError, ModelNotFoundError
 from sfdsl.runtime.backends.base import (
     ChoiceRequest,
@@ -20,7 +21,6 @@ from sfdsl.runtime.backends.base import (
     Prompt,
     ScoreRequest,
 )
-from sfdsl.runtime.constraints import gbnf_for_choices, gbnf_for_regex
 
 pytestmark = [
     pytest.mark.real_model,

@@ -30,8 +30,8 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import symtable
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +158,9 @@ def _shell(command: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedP
 def _check_static(block: Block) -> None:
     if block.lang == "python":
         compile(block.text, f"README.md:{block.line}", "exec")  # a top-level await is a SyntaxError here
-        assert undefined_names(block.text) == set(), f"README.md:{block.line}: undefined names"
+        missing = undefined_names(block.text)
+        assert not missing, (f"README.md:{block.line}: the block uses {sorted(missing)} without defining them; "
+                             "define them in the block (each block stands alone), or mark it: see tests/test_readme.py")
     if block.lang in SHELL or block.is_transcript:
         parser = build_parser()
         for command in commands(block):
@@ -168,7 +170,8 @@ def _check_static(block: Block) -> None:
             try:
                 parser.parse_args(argv)
             except SystemExit as exc:
-                pytest.fail(f"README.md:{block.line}: sfrun rejects `{command}` (exit {exc.code})")
+                pytest.fail(f"README.md:{block.line}: sfrun rejects `{command}` (exit {exc.code}); fix the command, "
+                            "or mark the block `skip` with a reason: see tests/test_readme.py")
 
 
 def _run_as_written(block: Block) -> None:

@@ -13,10 +13,12 @@ import pytest
 from pydantic import Field
 
 from sfdsl import ast, registry
+from sfdsl.diagnostics import Span
 from sfdsl.grammar.loader import KEYWORDS, grammar_text
 from sfdsl.grammar_words import keywords
-from sfdsl.step_kind import REQUIRED_PIECES, StepKind, StepKindError
+from sfdsl.step_kind import REQUIRED_PIECES, ParamSpec, StepKind, StepKindError
 from sfdsl.steps.vote import Vote
+from sfdsl.types import INT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +70,15 @@ def test_the_node_must_carry_the_kind_name() -> None:
 
     with pytest.raises(StepKindError, match="step kind 'vote': its node Other must have"):
         _kind(node=Other)
+
+
+def test_params_is_short_for_a_single_unnamed_mode() -> None:
+    spec = {"k": ParamSpec(INT, "a count", default=1)}
+    kind = _kind(modes=None, params=spec)
+    assert kind.modes == {"": spec} and kind.mode_field == ""
+    assert kind.spec_of(Vote(span=Span(file="x"), source=ast.Name(id="x", span=Span(file="x")), mode="anything"))
+    with pytest.raises(StepKindError, match="give modes= or params=, not both"):
+        _kind(params=spec)
 
 
 def test_the_runtime_must_be_a_runtime_reference() -> None:

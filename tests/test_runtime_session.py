@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import threading
@@ -193,3 +194,31 @@ def test_three_sync_runs_on_the_default_model_load_it_once(monkeypatch: pytest.M
     # Measured on a quiet 2-core machine: about 0.58 s, then 0.07 s (cold page cache for the model file); with the
     # file already cached, as late in a full test run, about 0.25 s then 0.064 s. A reload per run costs ~0.2 s more.
     assert second < first / 3 and third < first / 3, times
+
+
+def test_a_runtime_takes_the_backend_spec_strings_of_the_cli(tmp_path: Path) -> None:
+    from tests.openai_fake import OpenAIServer
+
+    script = tmp_path / "replies.json"
+    script.write_text('{"": "scripted"}')
+    recipe = sfdsl.compile(ECHO).recipe()
+    with Runtime(backend=f"scripted:{script}") as rt:
+        assert recipe.run(q="a", runtime=rt).answer == "scripted"
+    with OpenAIServer(ScriptedBackend(lambda prompt, i: "over http")) as server, \
+            Runtime(backend=f"openai:{server.base_url}", model="remote-name") as rt:
+        assert recipe.run(q="b", runtime=rt).answer == "over http"
+        assert server.requests[-1]["body"]["model"] == "remote-name"
+    assert recipe.run(q="c", backend=f"scripted:{script}").answer == "scripted"
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("gpu:0", "unknown --backend 'gpu:0'; use llama[:MODEL], openai:BASE_URL"),
+    ("scriptd:x.json", "did you mean 'scripted'"),
+    ("openai", "--backend openai needs a value: openai:BASE_URL"),
+    ("scripted:/nope.json", "not found"),
+])
+def test_a_bad_backend_spec_is_an_input_error_naming_the_choices(spec: str, message: str) -> None:
+    with pytest.raises(sfdsl.InputError, match=re.escape(message)):
+        Runtime(backend=spec)
+    with pytest.raises(sfdsl.InputError, match=re.escape(message)):
+        sfdsl.compile(ECHO).recipe().run(q="x", backend=spec)

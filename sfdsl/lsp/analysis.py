@@ -16,7 +16,7 @@ from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
 from sfdsl.log import get_logger
 from sfdsl.parser import parse
-from sfdsl.program import Program, program_from_text
+from sfdsl.program import ParsedProgram, program_from_text
 from sfdsl.scope import Symbol
 
 log = get_logger(__name__)
@@ -43,7 +43,7 @@ class Analysis:
     text: str
     diagnostics: list[Diagnostic] = field(default_factory=list)
     module: ast.Module | None = None
-    program: Program | None = None
+    program: ParsedProgram | None = None
     facts: dict[str, RecipeFacts] = field(default_factory=dict)
     bounds: dict[str, Bound] = field(default_factory=dict)
 
@@ -56,7 +56,7 @@ class Analysis:
 def analyze(text: str, file: str, import_path: Sequence[str | Path] = ()) -> Analysis:
     """Parse, load imports (confined as the compiler confines them), check and bound ``text``."""
     result = Analysis(file=file, text=text)
-    program: Program | None = None
+    program: ParsedProgram | None = None
     try:
         program = program_from_text(text, file=file, import_path=import_path)
     except CompileError as exc:
@@ -110,13 +110,13 @@ def _parsed(text: str, file: str) -> ast.Module | None:
         return None
 
 
-def _alone(file: str, text: str, module: ast.Module) -> Program:
+def _alone(file: str, text: str, module: ast.Module) -> ParsedProgram:
     """A program of the one module (its imports failed), so its recipes can still be checked for types."""
-    return Program(main=file, modules={file: module}, sources={file: text}, aliases={file: {}},
+    return ParsedProgram(main=file, modules={file: module}, sources={file: text}, aliases={file: {}},
                    plain_imports={file: []})
 
 
-def _facts(program: Program, file: str, module: ast.Module) -> dict[str, RecipeFacts]:
+def _facts(program: ParsedProgram, file: str, module: ast.Module) -> dict[str, RecipeFacts]:
     facts: dict[str, RecipeFacts] = {}
     for recipe in module.recipes:
         checker = RecipeChecker(program, file, recipe, nx.DiGraph())

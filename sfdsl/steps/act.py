@@ -35,7 +35,7 @@ PARAMS = {
     "tool_choice": ParamSpec(STR, "'auto': a call or a text answer; 'required': a call; 'none': a text answer; "
                                   "or a tool's name: a call of that tool", default="auto"),
     "retries": ParamSpec(INT, "asks again for a sample whose reply is not a valid action, before the step fails",
-                         default=2),
+                         default=2, low=0),
 }
 
 
@@ -68,8 +68,7 @@ KIND = StepKind(
     node=Act,
     rule="act",
     build=build,
-    modes={"": PARAMS},
-    mode_field="",
+    params=PARAMS,
     check=check,
     bound=bound,
     label=lambda node: node.prompt,

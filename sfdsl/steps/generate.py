@@ -30,7 +30,7 @@ PARAMS = {
                                 "value (a record with the schema's properties, when the schema is a literal)",
                         check=json_schema_literal),
     "retries": ParamSpec(INT, "with `schema:`, asks again for a sample whose reply is not valid, before the "
-                              "step fails", default=2),
+                              "step fails", default=2, low=0),
 }
 #: Constraints that exclude each other.
 CONSTRAINTS = ("choices", "regex", "grammar", "schema")

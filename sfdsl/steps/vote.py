@@ -39,9 +39,9 @@ MODES = {
     },
     "llm": {
         **SAMPLING,
-        "temperature": ParamSpec(FLOAT, "sampling temperature of the selection", default=0.0),
+        "temperature": ParamSpec(FLOAT, "sampling temperature of the selection", default=0.0, low=0),
         "max_tokens": ParamSpec(INT, "tokens of the selection at most (default: the model's, else 64)",
-                                default=64),
+                                default=64, low=1),
         "prompt": ParamSpec(PROMPT, "selection prompt; default: Universal Self-Consistency's"),
     },
 }
