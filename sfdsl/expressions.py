@@ -88,8 +88,16 @@ def text_of(value: Any) -> str:
     return "" if value is None or isinstance(value, NoAnswer) else str(value)
 
 
+#: Longest text join() may build, like a template render's intermediate work (``TemplateLimits.max_work_chars``).
+MAX_JOIN_CHARS = 16_000_000
+
+
 def _join(xs: list[Any], sep: str = "\n") -> str:
-    return text_of(sep).join(text_of(x) for x in xs)
+    texts, glue = [text_of(x) for x in xs], text_of(sep)
+    size = sum(len(t) for t in texts) + len(glue) * max(len(texts) - 1, 0)
+    if size > MAX_JOIN_CHARS:  # refused before it is built
+        raise ValueError(f"would build {size} characters (limit {MAX_JOIN_CHARS})")
+    return glue.join(texts)
 
 
 def _min(*xs: Any) -> Any:
