@@ -3,8 +3,9 @@
 Like gofmt, the formatter keeps the author's line breaks and rewrites everything between tokens: one space
 around operators and after commas and colons, none inside brackets, two spaces of indentation per open block
 or bracket line, at most one blank line in a row, one blank line between top-level items, no trailing
-whitespace, one newline at the end. Comments stay where they are; tokens, triple-quoted prompt text
-included, are copied byte for byte, so a formatted file parses to the same AST.
+whitespace, trailing comments of consecutive lines aligned, one newline at the end. Comments stay where
+they are; tokens, triple-quoted prompt text included, are copied byte for byte, so a formatted file parses to
+the same AST.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def _lines(text: str, tokens: list[Token]) -> list[_Line]:
 
 
 def _render(lines: list[_Line], marks: _Marks) -> str:
-    out: list[str] = []
+    rows: list[tuple[str, str | None]] = []  # each output line: its code, and its trailing comment
     stack: list[tuple[int, str]] = []  # each open bracket: the line that opened it, and its type
     previous: _Line | None = None
     last_code: _Line | None = None
@@ -120,15 +121,16 @@ def _render(lines: list[_Line], marks: _Marks) -> str:
             leading += 1
         open_here = stack[: max(0, len(stack) - leading)]
         depth = len({opened for opened, _ in open_here})
-        if items and last_code is not None and _continues(last_code.items[-1], items[0]) \
+        if items and not leading and last_code is not None and _continues(last_code.items[-1], items[0]) \
                 and (not open_here or open_here[-1][1] == "LBRACE"):
             depth += 1
-        if out and _wants_blank(previous, line, stack):
-            out.append("")
+        if rows and _wants_blank(previous, line, stack):
+            rows.append(("", None))
         body = _join(items, marks)
-        if line.comment is not None:
-            body = f"{body}  {line.comment}" if body else line.comment
-        out.append(INDENT * depth + body)
+        if body:
+            rows.append((INDENT * depth + body, line.comment))
+        else:
+            rows.append((INDENT * depth + (line.comment or ""), None))
         for token in items:
             if token.type in OPENERS:
                 stack.append((number, token.type))
@@ -136,9 +138,29 @@ def _render(lines: list[_Line], marks: _Marks) -> str:
                 stack.pop()
         previous = line
         last_code = line if items else last_code
-    while out and not out[-1]:
-        out.pop()
-    return "\n".join(out) + "\n" if out else ""
+    while rows and not rows[-1][0]:
+        rows.pop()
+    return "".join(line + "\n" for line in _aligned(rows))
+
+
+def _aligned(rows: list[tuple[str, str | None]]) -> list[str]:
+    """The lines, trailing comments of consecutive lines aligned in one column (two spaces after the
+    longest code), as gofmt does."""
+    out: list[str] = []
+    i = 0
+    while i < len(rows):
+        j = i
+        while j < len(rows) and rows[j][1] is not None and "\n" not in rows[j][0]:
+            j += 1
+        if j == i:
+            code, comment = rows[i]
+            out.append(f"{code}  {comment}" if comment is not None else code)
+            i += 1
+            continue
+        width = max(len(code) for code, _ in rows[i:j])
+        out += [f"{code.ljust(width)}  {comment}" for code, comment in rows[i:j]]
+        i = j
+    return out
 
 
 def _continues(last: Token, first: Token) -> bool:

@@ -99,6 +99,12 @@ def test_continuation_lines_inside_brackets_are_indented_once() -> None:
     assert format_source(text).splitlines()[2] == "    temperature: 0)"
 
 
+def test_trailing_comments_of_consecutive_lines_align_and_closers_are_not_continuations() -> None:
+    text = "recipe r(\n  q: str, #: the question\n  max_tokens: int = 256,   #: at most\n) -> answer {\n  return q\n}\n"
+    assert format_source(text) == ("recipe r(\n  q: str,                 #: the question\n"
+                                   "  max_tokens: int = 256,  #: at most\n) -> answer {\n  return q\n}\n")
+
+
 def test_blank_lines_collapse_and_vanish_at_block_edges() -> None:
     text = "recipe r() {\n\n\n  x = 1\n\n\n\n  return x\n\n}\n\n\n"
     assert format_source(text) == "recipe r() {\n  x = 1\n\n  return x\n}\n"

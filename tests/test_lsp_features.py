@@ -118,6 +118,7 @@ def answer_everything(text: str, offset: int) -> None:
     references(analysis, lex, offset, include_declaration=True)
     if analysis.module is not None:
         outline(analysis.module)
+    if analysis.complete:
         format_source(text)
     for d in analysis.diagnostics:
         fixes(d, text)
@@ -132,3 +133,18 @@ def test_every_feature_answers_after_random_edits(path: Path, data: st.DataObjec
         cut = data.draw(st.integers(0, 20))
         text = text[:at] + data.draw(st.sampled_from(TOKENS)) + text[at + cut:]
     answer_everything(text, data.draw(st.integers(0, len(text))))
+
+
+def test_references_of_an_imported_recipe_include_its_declaration_there() -> None:
+    text = 'import "lib.sf" as lib\nrecipe r(q: str) {\n  a = call lib.helper(question: q)\n  return a\n}\n'
+    analysis, lex = analyze(text, FILE), Lexicon(text)
+    refs = references(analysis, lex, text.index("helper") + 1, include_declaration=True)
+    assert [(Path(r.file).name, r.line) for r in refs] == [("main.sf", 2), ("lib.sf", 1)]
+
+
+def test_hover_on_a_mode_and_on_a_parameter() -> None:
+    analysis, lex = analyze(TEXT, FILE), Lexicon(TEXT)
+    mode = hover(analysis, lex, TEXT.index("by exact") + 4)
+    assert mode is not None and "`mode` **exact**" in mode.markdown and "**similarity**" not in mode.markdown
+    param = hover(analysis, lex, TEXT.index("(options") + 2)
+    assert param is not None and param.markdown.startswith("**options**: `list[str]`")

@@ -225,3 +225,61 @@ async def test_server_answers_every_request_after_random_edits(client: LanguageC
         if not client.diagnostics[URI]:
             break
     assert list(client.diagnostics[URI]) == []
+
+
+OUTSIDE = HERE.parent / "lsp_outside"
+IMPORTS_OUTSIDE = '''import "../lsp_outside/shared.sf" as shared
+
+recipe r(question: str) -> (answer) {
+  got = call shared.shared(question: question)
+  return answer: got
+}
+'''
+
+
+async def test_imports_stay_confined_until_a_setting_adds_the_directory(client: LanguageClient) -> None:
+    open_doc(client, IMPORTS_OUTSIDE)
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert [d.code for d in client.diagnostics[URI]] == ["SF506"]
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"sfdsl": {"importPath": [str(OUTSIDE)]}}))
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert list(client.diagnostics[URI]) == []
+    found = await client.text_document_definition_async(types.DefinitionParams(
+        text_document=doc(), position=at(IMPORTS_OUTSIDE, "shared.shared(", len("shared.sh"))))
+    assert [loc.uri for loc in found] == [(OUTSIDE / "shared.sf").as_uri()]  # type: ignore[union-attr]
+
+
+WITH_IMPORT_PATH = f"from sfdsl.cli import main; raise SystemExit(main(['lsp', '--import-path', {str(OUTSIDE)!r}]))"
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-c", WITH_IMPORT_PATH]))
+async def client_with_import_path(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
+    await lsp_client.initialize_session(types.InitializeParams(capabilities=client_capabilities("visual-studio-code")))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_import_path_option_reaches_the_server(client_with_import_path: LanguageClient) -> None:
+    open_doc(client_with_import_path, IMPORTS_OUTSIDE)
+    await client_with_import_path.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert list(client_with_import_path.diagnostics[URI]) == []
+
+
+async def test_positions_are_utf16_code_units(client: LanguageClient) -> None:
+    vote = "  v = vote samples by majority"
+    text = GOOD.replace(vote, vote + '\n  _g = "\U0001f600" + question')
+    open_doc(client, text)
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    line = text.splitlines()[6]
+    utf16 = len(line[:line.index("question")].encode("utf-16-le")) // 2  # one more than the code points
+    found = await client.text_document_hover_async(types.HoverParams(
+        text_document=doc(), position=types.Position(line=6, character=utf16 + 1)))
+    assert found is not None and found.range is not None
+    assert (found.range.start.character, found.range.end.character) == (utf16, utf16 + len("question"))
+    assert "question: str" in found.contents.value  # type: ignore[union-attr]
+    broken = text.replace('+ question', '+ qestion')
+    change(client, broken, 2)
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    typo = next(d for d in client.diagnostics[URI] if d.code == "SF201")
+    assert (typo.range.start.line, typo.range.start.character) == (6, utf16)

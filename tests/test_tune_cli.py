@@ -128,3 +128,18 @@ def test_serve_takes_inputs_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(sfdsl.serve, "create_app", create_app)
     main(["serve", str(RECIPES / "self_consistency.sf"), "--inputs-json", str(inputs), "-i", "n=4"])
     assert seen == {"n": "4", "temperature": 0.5}  # -i wins over the file, as for `sfrun run`
+
+
+def test_tpe_over_two_recipes_and_a_float_range(task: dict[str, Any]) -> None:
+    """An infinite space: TPE proposes the recipe, and only the chosen recipe's inputs, within their ranges."""
+    rc, _ = _tune(task, SC, COT, "--space", "n=1..3", "--space", "temperature=0.3..1.0", "--split", "16:8",
+                  "--trials", "5")
+    assert rc == 0
+    trials = json.loads((task["out"] / "tune.json").read_text())["trials"]
+    assert len([t for t in trials if t["state"] in ("complete", "stopped")]) == 5
+    for t in trials:
+        if t["recipe"] == "chain_of_thought":
+            assert t["inputs"] == {}
+        else:
+            assert set(t["inputs"]) == {"n", "temperature"}
+            assert 1 <= t["inputs"]["n"] <= 3 and 0.3 <= t["inputs"]["temperature"] <= 1.0

@@ -34,6 +34,7 @@ def test_tune_smoke_on_the_real_model(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    print(proc.stdout)  # shown with -s: the front, the choice, the test figure and the command
     doc = json.loads((out / "tune.json").read_text())
     assert len([t for t in doc["trials"] if t["state"] in ("complete", "stopped")]) == 4
     assert (out / "report.html").stat().st_size > 10_000 and (out / "best.json").exists()
@@ -52,3 +53,5 @@ def test_tune_smoke_on_the_real_model(tmp_path: Path) -> None:
     metrics = json.loads((out / "reproduce" / "metrics.json").read_text())
     (run,) = metrics["recipes"].values()
     assert run["summary"]["accuracy"] == test["accuracy"] and run["summary"]["items"] == 10
+    # the same configuration, not just the same score: its cost per item is the tuned figure's too
+    assert run["summary"]["cost"]["tokens_per_item"] == test["cost"]["tokens_per_item"]

@@ -89,3 +89,26 @@ def test_sigkill_mid_search_then_resume(tmp_path: Path) -> None:
     assert rerun_calls == _rows(db) - survived
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT SUM(calls) FROM results").fetchone()[0] == _rows(db)
+
+
+def test_a_trial_killed_before_its_parameters_is_dropped(tmp_path: Path) -> None:
+    """Killed between Optuna's proposal and its parameters: the trial fails, and the search goes on as if
+    it had never been proposed (same front as an uninterrupted run)."""
+    import optuna
+
+    from sfdsl.tune.search import STUDY_FILE
+
+    rows = make_items(30, seed=13)
+    data = write_items(tmp_path / "d.jsonl", rows)
+    argv = [f"{RECIPES / 'self_consistency.sf'}:self_consistency", "--data", str(data), "--space", "n=1..12",
+            "-i", f"max_tokens={WORDS}", "--split", "20:10", "--metric", "numeric", "--baseline", "none"]
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    assert run_tune([*argv, "--trials", "4", "--out", str(reference)], SyntheticBackend(rows)) == 0
+    assert run_tune([*argv, "--trials", "2", "--out", str(out)], SyntheticBackend(rows)) == 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / STUDY_FILE}")
+    (summary,) = optuna.get_all_study_summaries(storage)
+    optuna.load_study(study_name=summary.study_name, storage=storage).ask()  # proposed, then "killed"
+    assert run_tune([*argv, "--trials", "4", "--out", str(out)], SyntheticBackend(rows)) == 0
+    assert _front(out) == _front(reference)
+    states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials]
+    assert optuna.trial.TrialState.FAIL in states

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import networkx as nx
@@ -15,11 +17,14 @@ from sfdsl.compiler import compile_program
 from sfdsl.diagnostics import Diagnostic
 from sfdsl.errors import CompileError
 from sfdsl.log import get_logger
-from sfdsl.parser import parse
+from sfdsl.lsp.chunks import PieceCache, parse_pieces
+from sfdsl.lsp.lexicon import Lexicon
 from sfdsl.program import ParsedProgram, program_from_text
 from sfdsl.scope import Symbol
 
 log = get_logger(__name__)
+#: The code of a call of an unknown recipe (sfdsl/steps/call.py).
+UNKNOWN_RECIPE = "SF502"
 
 
 @dataclass
@@ -37,14 +42,18 @@ class RecipeFacts:
 
 @dataclass
 class Analysis:
-    """A document checked as the compiler checks it, with what the editor features read."""
+    """A document checked as the compiler checks it, with what the editor features read.
+
+    ``module`` holds every recipe that parses; ``complete`` says whether that is all of them.
+    """
 
     file: str
     text: str
+    lexicon: Lexicon
     diagnostics: list[Diagnostic] = field(default_factory=list)
     module: ast.Module | None = None
+    complete: bool = False
     program: ParsedProgram | None = None
-    facts: dict[str, RecipeFacts] = field(default_factory=dict)
     bounds: dict[str, Bound] = field(default_factory=dict)
 
     def recipe(self, name: str | None) -> ast.Recipe | None:
@@ -52,66 +61,58 @@ class Analysis:
             return None
         return next((r for r in self.module.recipes if r.name == name), None)
 
+    @cached_property
+    def facts(self) -> dict[str, RecipeFacts]:
+        """Each recipe's names and types (checked on first use: diagnostics do not need them)."""
+        if self.module is None:
+            return {}
+        program = self.program or _alone(self.file, self.text, self.module)
+        return _facts(program, self.file, self.module)
 
-def analyze(text: str, file: str, import_path: Sequence[str | Path] = ()) -> Analysis:
-    """Parse, load imports (confined as the compiler confines them), check and bound ``text``."""
-    result = Analysis(file=file, text=text)
-    program: ParsedProgram | None = None
+
+def analyze(text: str, file: str, import_path: Sequence[str | Path] = (), cache: PieceCache | None = None) -> Analysis:
+    """Parse (recipe by recipe, through ``cache``), load imports (confined as the compiler confines them),
+    check and bound ``text``. Recipes with syntax errors are left out; the others are still checked."""
+    lexicon = Lexicon(text)
+    module, diagnostics, broken = parse_pieces(lexicon, file, cache if cache is not None else PieceCache())
+    result = Analysis(file=file, text=text, lexicon=lexicon, module=module, complete=not diagnostics)
+    before = len(diagnostics)
+    program = _program(text, file, module, import_path, diagnostics)
+    imports_failed = len(diagnostics) > before
+    result.program = program
     try:
-        program = program_from_text(text, file=file, import_path=import_path)
+        compiled = compile_program(program)
     except CompileError as exc:
-        result.diagnostics = list(exc.diagnostics)
-    if program is not None:
-        result.program = program
-        result.module = program.modules.get(file)
-        try:
-            compiled = compile_program(program)
-        except CompileError as exc:
-            result.diagnostics = list(exc.diagnostics)
-        else:
-            result.diagnostics = list(compiled.warnings)
-            result.bounds = {name: bound for name, bound in compiled.bounds.items() if "::" not in name}
+        found = list(exc.diagnostics)
     else:
-        result.module = _parsed(text, file)
-        if result.module is None:
-            _check_the_rest(result, import_path)
-    if result.module is not None and not result.facts:
-        result.facts = _facts(result.program or _alone(file, text, result.module), file, result.module)
+        found = list(compiled.warnings)
+        result.bounds = {name: bound for name, bound in compiled.bounds.items() if "::" not in name}
+    mentions = tuple(f"'{name}'" for name in broken)
+    follow_on = {UNKNOWN_RECIPE} if imports_failed else set()  # calls into a file that did not load
+    diagnostics += [d for d in found if not any(m in d.message for m in mentions) and d.code not in follow_on]
+    result.diagnostics = diagnostics
     return result
 
 
-def _check_the_rest(result: Analysis, import_path: Sequence[str | Path]) -> None:
-    """With syntax errors in some recipes, check the others: blank out the broken recipes (keeping every line
-    where it is) and add the semantic diagnostics of what remains."""
-    from sfdsl.lsp.lexicon import Lexicon
-
-    broken_lines = {d.span.line for d in result.diagnostics if d.span.file == result.file}
-    lex = Lexicon(result.text)
-    kept, blanked = list(result.text), []
-    for name, _, start, end in lex.recipes:
-        first, last = lex.position(start)[0] + 1, lex.position(end)[0] + 1
-        if any(first <= line <= last for line in broken_lines):
-            blanked.append(name)
-            kept[start:end] = [ch if ch == "\n" else " " for ch in result.text[start:end]]
-    if not blanked:
-        return
-    rest = analyze("".join(kept), result.file, import_path)
-    if rest.module is None:
-        return
-    mentions = tuple(f"'{name}'" for name in blanked)
-    result.diagnostics += [d for d in rest.diagnostics if not any(m in d.message for m in mentions)]
-    result.facts, result.bounds, result.program = rest.facts, rest.bounds, rest.program
-
-
-def _parsed(text: str, file: str) -> ast.Module | None:
+def _program(text: str, file: str, module: ast.Module, import_path: Sequence[str | Path],
+             diagnostics: list[Diagnostic]) -> ParsedProgram:
+    """The program of ``module``: its imports loaded from disk (import problems join ``diagnostics``)."""
+    rows = [""] * max([i.span.line for i in module.imports] or [0])
+    for imp in module.imports:
+        alias = f" as {imp.alias}" if imp.alias else ""
+        rows[imp.span.line - 1] = " " * (imp.span.column - 1) + f"import {json.dumps(imp.path)}{alias}"
     try:
-        return parse(text, file=file)
-    except CompileError:
-        return None
+        program = program_from_text("\n".join(rows), file=file, import_path=import_path)
+    except CompileError as exc:
+        diagnostics += exc.diagnostics
+        program = _alone(file, text, module)
+    program.modules[file] = module
+    program.sources[file] = text
+    return program
 
 
 def _alone(file: str, text: str, module: ast.Module) -> ParsedProgram:
-    """A program of the one module (its imports failed), so its recipes can still be checked for types."""
+    """A program of the one module (its imports failed), so its recipes can still be checked."""
     return ParsedProgram(main=file, modules={file: module}, sources={file: text}, aliases={file: {}},
                    plain_imports={file: []})
 

@@ -49,7 +49,7 @@ def complete(analysis: Analysis, lex: Lexicon, offset: int) -> list[Item]:
     if text in MODE_AFTER:
         return _modes(MODE_AFTER[text])
     if text == "by":
-        found = lex.step_of(at + 1)
+        found = lex.step_of(at, inclusive=True)
         return _modes(found[0]) if found else []
     if text == "using":
         return _declared(lex, recipe, "decl_model", "model")

@@ -93,7 +93,7 @@ def _step(analysis: Analysis, lex: Lexicon, index: int, role: Role) -> str:
 
 
 def _mode(analysis: Analysis, lex: Lexicon, index: int, role: Role) -> str:
-    found = lex.step_of(index + 1)
+    found = lex.step_of(index, inclusive=True)
     if found is None:
         return ""
     kind, mode = found

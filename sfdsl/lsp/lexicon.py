@@ -67,7 +67,7 @@ def scan(text: str) -> list[Tok]:
         if kind == "slash":
             previous = next((t for t in reversed(tokens) if t.kind != "comment"), None)
             regex = _REGEX.match(text, match.start())
-            divides = previous is not None and (previous.kind in _OPERAND_ENDS and previous.text not in KEYWORDS
+            divides = previous is not None and ((previous.kind in _OPERAND_ENDS and previous.text not in KEYWORDS)
                                                 or previous.text in (")", "]"))
             if regex is not None and not divides:
                 tokens.append(Tok("regex", regex.group(), regex.start(), regex.end()))
@@ -84,8 +84,8 @@ class Lexicon:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.tokens = [t for t in scan(text) if t.kind != "comment"]
         self.all_tokens = scan(text)
+        self.tokens = [t for t in self.all_tokens if t.kind != "comment"]
         self._line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
 
     # ------------------------------------------------------------ positions
@@ -151,9 +151,15 @@ class Lexicon:
             found.append((current[0], current[1], current[2], len(self.text)))
         return found
 
+    @cached_property
+    def _recipe_starts(self) -> list[int]:
+        return [start for _, _, start, _ in self.recipes]
+
     def recipe_at(self, offset: int) -> str | None:
         """The name of the recipe whose text holds ``offset``."""
-        for name, _, start, end in self.recipes:
+        i = bisect_right(self._recipe_starts, offset) - 1
+        if i >= 0:
+            name, _, start, end = self.recipes[i]
             if start <= offset <= end:
                 return name
         return None
@@ -191,10 +197,11 @@ class Lexicon:
                     "import", "else")
         return tok.text in keywords or (tok.kind == "name" and following == "=")
 
-    def step_of(self, index: int) -> tuple[str, str] | None:
-        """The step kind and mode of the step whose arguments' `(` is token ``index``, or None."""
+    def step_of(self, index: int, *, inclusive: bool = False) -> tuple[str, str] | None:
+        """The step kind and mode of the statement holding token ``index`` (the tokens before it, and with
+        ``inclusive`` the token itself), e.g. for the `(` of its arguments; None when it is no step."""
         start = self.statement_start(index)
-        words = [t for t in self.tokens[start:index] if t.kind == "name"]
+        words = [t for t in self.tokens[start:index + 1 if inclusive else index] if t.kind == "name"]
         texts = [t.text for t in words]
         for position, word in enumerate(texts):
             kinds = STEP_WORDS.get(word)

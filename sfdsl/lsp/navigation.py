@@ -95,6 +95,10 @@ def references(analysis: Analysis, lex: Lexicon, offset: int, *, include_declara
             continue
         if other.role.startswith("decl_") and not include_declaration:
             continue
+        if space == "recipe" and i + 1 < len(lex.tokens) and lex.tokens[i + 1].text == ".":
+            continue  # the alias of `call lib.helper(...)`: the recipe's name is the token after the dot
         tok = lex.tokens[i]
         found.append(Loc.of_offsets(analysis.file, lex, tok.start, tok.end))
+    if space == "recipe" and include_declaration:  # a recipe of an imported file: its declaration there
+        found += [loc for loc in _recipe(analysis, lex, role) if loc.file != analysis.file]
     return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -13,9 +13,10 @@ from pygls.lsp.server import LanguageServer
 from sfdsl.errors import CompileError
 from sfdsl.formatter import format_source
 from sfdsl.log import get_logger
-from sfdsl.lsp import convert
+from sfdsl.lsp import convert, units
 from sfdsl.lsp.actions import fixes
 from sfdsl.lsp.analysis import Analysis, analyze
+from sfdsl.lsp.chunks import PieceCache
 from sfdsl.lsp.completion import complete
 from sfdsl.lsp.hover import hover
 from sfdsl.lsp.lexicon import Lexicon
@@ -27,6 +28,7 @@ log = get_logger(__name__)
 #: Seconds a change waits for the next keystroke before the document is checked again.
 DEBOUNCE_S = 0.05
 NAME, VERSION = "sfdsl", "0.1.0"
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class State:
     settings_path: list[str] = field(default_factory=list)
     checked: dict[str, Checked] = field(default_factory=dict)
     pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    pieces: dict[str, PieceCache] = field(default_factory=dict)
     root: Path | None = None
 
     def search_path(self) -> list[str]:
@@ -67,26 +70,30 @@ class SfLanguageServer(LanguageServer):
         cached = self.state.checked.get(uri)
         if cached is not None and cached.version == doc.version and cached.analysis.text == doc.source:
             return cached
-        fresh = Checked(doc.version, analyze(doc.source, _file(doc.path, uri), self.state.search_path()),
-                        Lexicon(doc.source))
+        analysis = analyze(doc.source, _file(doc.path, uri), self.state.search_path(), self.cache(uri))
+        fresh = Checked(doc.version, analysis, analysis.lexicon)
         self.state.checked[uri] = fresh
         return fresh
+
+    def cache(self, uri: str) -> PieceCache:
+        """The parsed pieces of this document's recent texts."""
+        return self.state.pieces.setdefault(uri, PieceCache())
 
     def with_facts(self, uri: str, line: int) -> Checked:
         """Like ``checked``, but when the text does not parse, the analysis of it without the cursor's line
         (what the author is typing), so names and types are still known."""
         checked = self.checked(uri)
-        if checked.analysis.module is not None:
+        if checked.analysis.complete:
             return checked
         lines = checked.analysis.text.split("\n")
         if 0 <= line < len(lines):
             lines[line] = " " * len(lines[line])
-        repaired = analyze("\n".join(lines), checked.analysis.file, self.state.search_path())
+        repaired = analyze("\n".join(lines), checked.analysis.file, self.state.search_path(), self.cache(uri))
         return Checked(checked.version, repaired, checked.lexicon)
 
-    def publish(self, uri: str) -> None:
-        checked = self.checked(uri)
-        shown = convert.diagnostics(checked.analysis, uri, self.state.search_path())
+    def publish(self, uri: str, checked: Checked | None = None) -> None:
+        checked = checked or self.checked(uri)
+        shown = _out(self, uri, convert.diagnostics(checked.analysis, uri, self.state.search_path()))
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=uri, diagnostics=shown, version=checked.version))
 
@@ -100,7 +107,8 @@ class SfLanguageServer(LanguageServer):
     async def _check_later(self, uri: str, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
-            self.publish(uri)
+            checked = await asyncio.to_thread(self.checked, uri)  # the loop keeps answering requests meanwhile
+            self.publish(uri, checked)
         except Exception as exc:  # a bug must not take the editor's server down
             log.error("lsp_check_failed", uri=uri, error=repr(exc))
         finally:
@@ -112,8 +120,19 @@ def _file(path: str, uri: str) -> str:
     return path if path and uri.startswith("file:") else f"<{uri}>"
 
 
-def _offset(checked: Checked, position: types.Position) -> int:
-    return checked.lexicon.offset(position.line, position.character)
+def _offset(ls: SfLanguageServer, uri: str, checked: Checked, position: types.Position) -> int:
+    found = units.from_client(ls.workspace.get_text_document(uri), position)
+    return checked.lexicon.offset(found.line, found.character)
+
+
+def _at(ls: SfLanguageServer, checked: Checked, params: Any) -> int:
+    """The offset of a request's position (``params.text_document``, ``params.position``)."""
+    return _offset(ls, params.text_document.uri, checked, params.position)
+
+
+def _out(ls: SfLanguageServer, uri: str, value: T) -> T:
+    """A result with its positions in the client's units."""
+    return units.to_client(ls.workspace.get_text_document(uri), value)  # type: ignore[no-any-return]
 
 
 def build_server(import_path: list[str] | None = None) -> SfLanguageServer:
@@ -150,6 +169,7 @@ def build_server(import_path: list[str] | None = None) -> SfLanguageServer:
         if task is not None:
             task.cancel()
         ls.state.checked.pop(uri, None)
+        ls.state.pieces.pop(uri, None)
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -164,41 +184,46 @@ def build_server(import_path: list[str] | None = None) -> SfLanguageServer:
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
     def on_hover(ls: SfLanguageServer, params: types.HoverParams) -> types.Hover | None:
-        checked = ls.with_facts(params.text_document.uri, params.position.line)
-        found = hover(checked.analysis, checked.lexicon, _offset(checked, params.position), ls.state.search_path())
+        uri = params.text_document.uri
+        checked = ls.with_facts(uri, params.position.line)
+        offset = _offset(ls, uri, checked, params.position)
+        found = hover(checked.analysis, checked.lexicon, offset, ls.state.search_path())
         if found is None:
             return None
         lex = checked.lexicon
         (line, char), (end_line, end_char) = lex.position(found.start), lex.position(found.end)
-        return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=found.markdown),
-                           range=types.Range(start=types.Position(line=line, character=char),
-                                             end=types.Position(line=end_line, character=end_char)))
+        where = types.Range(start=types.Position(line=line, character=char),
+                            end=types.Position(line=end_line, character=end_char))
+        markdown = types.MarkupContent(kind=types.MarkupKind.Markdown, value=found.markdown)
+        return _out(ls, uri, types.Hover(contents=markdown, range=where))
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                     types.CompletionOptions(trigger_characters=[".", "(", ",", " ", "{"]))
     def on_completion(ls: SfLanguageServer, params: types.CompletionParams) -> types.CompletionList:
         checked = ls.with_facts(params.text_document.uri, params.position.line)
-        items = complete(checked.analysis, checked.lexicon, _offset(checked, params.position))
+        items = complete(checked.analysis, checked.lexicon, _at(ls, checked, params))
         return types.CompletionList(is_incomplete=False, items=[convert.completion(i) for i in items])
 
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
     def on_definition(ls: SfLanguageServer, params: types.DefinitionParams) -> list[types.Location]:
         checked = ls.with_facts(params.text_document.uri, params.position.line)
-        found = definition(checked.analysis, checked.lexicon, _offset(checked, params.position),
+        found = definition(checked.analysis, checked.lexicon, _at(ls, checked, params),
                            ls.state.search_path())
-        return [convert.location(loc) for loc in found]
+        return _out(ls, params.text_document.uri, [convert.location(loc) for loc in found])
 
     @server.feature(types.TEXT_DOCUMENT_REFERENCES)
     def on_references(ls: SfLanguageServer, params: types.ReferenceParams) -> list[types.Location]:
         checked = ls.checked(params.text_document.uri)
-        found = references(checked.analysis, checked.lexicon, _offset(checked, params.position),
+        found = references(checked.analysis, checked.lexicon, _at(ls, checked, params),
                            include_declaration=params.context.include_declaration)
-        return [types.Location(uri=params.text_document.uri, range=convert.loc_range(loc)) for loc in found]
+        uri = params.text_document.uri
+        return _out(ls, uri, [types.Location(uri=uri, range=convert.loc_range(loc)) for loc in found])
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     def on_symbols(ls: SfLanguageServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
         module = ls.checked(params.text_document.uri).analysis.module
-        return [convert.symbol(o) for o in outline(module)] if module is not None else []
+        symbols = [convert.symbol(o) for o in outline(module)] if module is not None else []
+        return _out(ls, params.text_document.uri, symbols)
 
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
                     types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
@@ -213,7 +238,7 @@ def build_server(import_path: list[str] | None = None) -> SfLanguageServer:
             shown = next((c for c in params.context.diagnostics if c.code == d.code
                           and c.range.start.line == d.span.line - 1), None)
             actions += [convert.code_action(fix, uri, shown) for fix in fixes(d, checked.analysis.text)]
-        return actions
+        return _out(ls, uri, actions)
 
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
     def on_formatting(ls: SfLanguageServer, params: types.DocumentFormattingParams) -> list[types.TextEdit]:
@@ -228,7 +253,7 @@ def build_server(import_path: list[str] | None = None) -> SfLanguageServer:
         end_line, end_char = lex.position(len(doc.source))
         whole = types.Range(start=types.Position(line=0, character=0),
                             end=types.Position(line=end_line, character=end_char))
-        return [types.TextEdit(range=whole, new_text=formatted)]
+        return _out(ls, params.text_document.uri, [types.TextEdit(range=whole, new_text=formatted)])
 
     @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
     def on_inlay_hint(ls: SfLanguageServer, params: types.InlayHintParams) -> list[types.InlayHint]:
@@ -241,7 +266,7 @@ def build_server(import_path: list[str] | None = None) -> SfLanguageServer:
             at = types.Position(line=recipe.body.span.line - 1, character=recipe.body.span.column)
             hints.append(types.InlayHint(position=at, label=f"bound: {bound}", padding_left=True,
                                          kind=types.InlayHintKind.Type))
-        return hints
+        return _out(ls, params.text_document.uri, hints)
 
     return server
 

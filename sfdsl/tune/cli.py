@@ -144,7 +144,8 @@ async def _tune(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     from sfdsl.tune.space import parse_space, probe_space
     from sfdsl.tune.trials import Evaluator, Judging, fixed_for
 
-    import_optuna()
+    optuna = import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the command prints its own line per trial
     objective = parse_objective(args.objective)
     constraints = parse_constraints(args.constraint)
     rows = load_rows(args.data)

@@ -121,6 +121,7 @@ class Search:
     logger: Any = None
     outcome: SearchOutcome = field(default_factory=SearchOutcome)
     _thread: Any = None
+    _storage: Any = None
 
     async def run(self) -> SearchOutcome:
         """Run (or resume) the search until ``trials`` configurations ran or the space is used up."""
@@ -155,8 +156,7 @@ class Search:
     def _study(self) -> Any:
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = optuna.storages.RDBStorage(
+        storage = self._storage = optuna.storages.RDBStorage(
             f"sqlite:///{(self.out / STUDY_FILE).resolve()}", engine_kwargs={"connect_args": {"timeout": 30}}
         )
         study = optuna.create_study(study_name=f"tune-{self.signature}", storage=storage, load_if_exists=True,
@@ -191,11 +191,13 @@ class Search:
 
     def _ask(self, study: Any) -> Any:
         """A new trial, proposed from the stored history only: a fresh view of the study (Optuna's study object
-        caches trials), with the sampler reseeded from the seed and the trial count."""
+        caches trials), with the sampler reseeded from the seed and the count of finished trials."""
         import optuna
 
-        fresh = optuna.load_study(study_name=study.study_name, storage=study._storage,
-                                  sampler=self._sampler(len(study.get_trials(deepcopy=False))))
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        finished = len(study.get_trials(deepcopy=False, states=states))  # a trial failed by a kill does not count
+        fresh = optuna.load_study(study_name=study.study_name, storage=self._storage,
+                                  sampler=self._sampler(finished))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fresh.ask()
@@ -231,6 +233,9 @@ class Search:
             import optuna
 
             await self._call(study.tell, frozen.number, state=optuna.trial.TrialState.FAIL)
+            fixed = frozen.system_attrs.get("fixed_params")
+            if fixed:  # an enqueued configuration goes back in the queue
+                await self._call(study.enqueue_trial, fixed)
             return
         await self._finish(study, frozen.number, frozen._trial_id, config)
 
@@ -244,7 +249,7 @@ class Search:
 
         def tell() -> None:
             for key, value in attrs.items():
-                study._storage.set_trial_user_attr(trial_id, key, value)
+                self._storage.set_trial_user_attr(trial_id, key, value)
             if outcome.state == "skipped":
                 study.tell(number, state=optuna.trial.TrialState.PRUNED)
             else:
