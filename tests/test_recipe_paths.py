@@ -145,3 +145,11 @@ def test_default_model_named_by_its_path_runs_on_the_real_model(tmp_path: Path) 
     assert _model_arg(program.compiled.program, "model") == str(gguf.resolve())
     result = program.recipe().run({})
     assert isinstance(result.answer, str) and result.answer.strip() and result.outputs["ok"] is True
+
+
+@pytest.mark.parametrize("text", ["~nosuchuser0/x.gguf", "a" * 5000, "/dev/zero", "/proc/self/environ"])
+def test_odd_paths_are_refused_in_one_short_located_line(text: str, tree: Path) -> None:
+    with pytest.raises(CompileError) as info:
+        load_program(_recipe(tree, f'llama(model: "{text}")'))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "SF508" and diag.span.line == 2 and len(diag.message) < 250
