@@ -72,10 +72,10 @@ def test_cache_max_mb_inf_is_a_usage_error(recipe: Path, capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e7", "x", "9" * 5000])
 @pytest.mark.parametrize(("command", "flag"), [("run", "--timeout"), ("eval", "--item-timeout"),
-                                               ("serve", "--timeout")])
+                                               ("serve", "--timeout"), ("tune", "--item-timeout")])
 def test_timeout_flags_follow_one_rule(command: str, flag: str, value: str, recipe: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    extra = ["--data", "d.jsonl"] if command == "eval" else []
+    extra = ["--data", "d.jsonl"] if command in ("eval", "tune") else []
     assert f"argument {flag}" in _usage([command, str(recipe), *extra, flag, value], capsys)
 
 
@@ -88,6 +88,7 @@ def test_timeout_flags_follow_one_rule(command: str, flag: str, value: str, reci
     (["eval", "{r}", "--data", "d", "--samples", "10000000000"], "--samples"),
     (["eval", "{r}", "--data", "d", "--worker-cpus", "nan"], "--worker-cpus"),
     (["data", "make", "arithmetic", "--n", "-3"], "--n"),
+    (["tune", "{r}", "--data", "d", "--seed", "-1"], "--seed"),
 ])
 def test_every_numeric_flag_names_itself_when_bad(argv: list[str], flag: str, recipe: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
