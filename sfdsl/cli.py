@@ -382,7 +382,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = RecipeRegistry.from_path(args.path, import_path=args.import_path)
     app = create_app(registry, config=config,
                      make_pool=default_pool_factory(args.backend, model=args.model, cache_max_bytes=cache))
-    sock = bind_socket(args.host, args.port)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:  # a host that does not resolve, a port in use or not allowed
+        raise InputError(f"argument --host/--port: cannot listen on {args.host}:{args.port}: "
+                         f"{exc.strerror or exc}") from None
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {len(registry)} recipes as models at http://{shown}:{port}/v1 (Ctrl-C stops)", flush=True)

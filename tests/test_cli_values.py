@@ -135,3 +135,17 @@ def test_load_inputs_json_refuses_nan_and_reads_good_files(tmp_path: Path) -> No
         cli_values.load_inputs_json(str(bad))
     with pytest.raises(InputError, match="cannot read"):
         cli_values.load_inputs_json(str(tmp_path / "missing.json"))
+
+
+def test_serve_on_a_port_in_use_is_a_usage_error_naming_the_flags(recipe: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    script = tmp_path / "x.json"
+    script.write_text("[]")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = _exit(["serve", str(recipe), "--port", str(port), "--backend", f"scripted:{script}"], capsys)
+    assert code == 2 and "--host/--port" in err and len(err.strip().splitlines()) == 1
