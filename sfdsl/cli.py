@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--inputs-json", metavar="FILE", help="a JSON object of inputs")
     add_backend_options(run)
     run.add_argument("--seed", type=cli_values.seed, default=0, help="run seed, 0 to 2^32-1 (default 0)")
-    run.add_argument("--trace", metavar="FILE", help="append a JSONL trace of events to FILE")
+    run.add_argument("--trace", metavar="FILE", type=cli_values.output_file,
+                     help="append a JSONL trace of events to FILE")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--steps", action="store_true", help="with --json, include every step record")
     run.add_argument("--max-calls", type=_positive(int), help="budget: model calls")

@@ -78,6 +78,20 @@ seed = integer(0, MAX_SEED)
 port = integer(0, 65_535)
 
 
+def output_file(text: str) -> str:
+    """An argparse type: a file that can be appended to (opened once now, so it exists afterwards)."""
+    path = Path(text)
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a directory")
+        with path.open("a", encoding="utf-8"):
+            pass
+    except (OSError, ValueError) as exc:  # no such directory, permission denied, a name too long, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise argparse.ArgumentTypeError(f"cannot write {text[:80]}: {reason}") from None
+    return text
+
+
 def positive(kind: type[int] | type[float], *, zero: bool = False, maximum: float | None = None) -> Any:
     """An argparse type: a number above zero (or at least zero), finite, of ``kind``."""
     if kind is int:

@@ -149,3 +149,10 @@ def test_serve_on_a_port_in_use_is_a_usage_error_naming_the_flags(recipe: Path, 
         port = busy.getsockname()[1]
         code, err = _exit(["serve", str(recipe), "--port", str(port), "--backend", f"scripted:{script}"], capsys)
     assert code == 2 and "--host/--port" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["missing-dir/t.jsonl", "."])
+def test_trace_that_cannot_be_written_is_a_usage_error(where: str, recipe: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    target = str(tmp_path / where)
+    assert "argument --trace" in _usage(["run", str(recipe), "--trace", target], capsys)

@@ -135,7 +135,8 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="LEVELS",
         help="comma-separated difficulty levels, cycled (default: 1,2,3)",
     )
-    make.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    make.add_argument("--output", "-o", metavar="FILE", type=cli_values.output_file,
+                      help="write here instead of stdout")
     make.set_defaults(func=run_data_command)
     return p
 
