@@ -242,9 +242,7 @@ def test_beam_bound_counts_the_levels_like_the_plain_loop(depth: int, beam: int,
 def test_tree_of_thoughts_with_huge_depth_k_and_beam_bounds_at_once() -> None:
     from pathlib import Path
 
-    from sfdsl.compiler import compile_file
-
     recipes = Path(__file__).resolve().parent.parent / "recipes"
-    recipe = sfdsl.api.Program(compile_file(recipes / "tree_of_thoughts.sf")).recipe()
+    recipe = sfdsl.load(recipes / "tree_of_thoughts.sf").recipe()
     bound = recipe.bound({"depth": 10**9, "k": 10**6, "beam": 10**6})
     assert bound.calls > 10**20 and bound.parallel >= 10**6
