@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sfdsl.eval.store import ResultStore, StoreBusy, ensure_free, lock_path
+from sfdsl.eval.store import ResultStore, StoreBusy, WriterLock, lock_path
 
 HOLD = """
 import sys, time
@@ -36,7 +36,7 @@ def test_second_writer_is_refused_at_once_naming_the_holder_pid(tmp_path: Path) 
         with pytest.raises(StoreBusy) as info:
             ResultStore(path)
         with pytest.raises(StoreBusy):
-            ensure_free(path)
+            WriterLock(path)
         assert time.monotonic() - start < 5
         message = str(info.value)
         assert f"pid {proc.pid}" in message and "\n" not in message
@@ -51,7 +51,6 @@ def test_lock_left_by_a_killed_writer_is_taken_over(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert lock_path(path).read_text().strip() == str(proc.pid)  # the stale file stays behind
-    ensure_free(path)
     with ResultStore(path):
         assert lock_path(path).read_text().strip() == str(os.getpid())
 
@@ -66,6 +65,11 @@ def test_closing_the_store_lets_the_next_writer_in(tmp_path: Path) -> None:
         pass
 
 
-def test_ensure_free_creates_nothing(tmp_path: Path) -> None:
-    ensure_free(tmp_path / "none" / "results.sqlite")
-    assert not (tmp_path / "none").exists()
+def test_a_store_opened_without_its_lock_leaves_it_to_the_caller(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    writer = WriterLock(path)
+    with ResultStore(path, lock=False), pytest.raises(StoreBusy):
+        ResultStore(path)
+    writer.release()
+    with ResultStore(path):
+        pass

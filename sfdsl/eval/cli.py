@@ -170,9 +170,15 @@ def run_eval_command(args: argparse.Namespace, *, make_backend: MakeBackend | No
     """
     from rich.console import Console
 
+    from sfdsl.eval.store import STORE_NAME, WriterLock
+
     try:
         console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
-        return asyncio.run(_eval(args, make_backend, console))
+        writer = WriterLock(Path(args.out) / STORE_NAME)  # one eval per --out at once, held until its outputs are
+        try:                                              # written; a second one stops here, naming this one's pid
+            return asyncio.run(_eval(args, make_backend, console))
+        finally:
+            writer.release()
     except SfdslError as exc:
         sys.stderr.write(f"sfrun eval: error: {exc}\n")
         return 1
@@ -210,7 +216,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     from sfdsl.eval.metrics import compare, get_metric, summarize
     from sfdsl.eval.paired import paired_gains
     from sfdsl.eval.runner import EvalSpec, make_progress, make_run_key, run_eval, stderr_logger
-    from sfdsl.eval.store import STORE_NAME, ResultStore, ensure_free
+    from sfdsl.eval.store import ResultStore
     from sfdsl.eval.table import print_comparison, print_summary
 
     out = Path(args.out)
@@ -224,14 +230,13 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
     rows = load_rows(args.data)  # fail fast on bad data, before a model is loaded
     outputs = [out / "metrics.json"] + ([out / "report.html"] if args.report else [])
     check_writable(outputs)  # and on an output that cannot be written
-    ensure_free(out / STORE_NAME)  # and when another eval writes this --out (opening the store takes its lock)
     made = make_backend(args) if make_backend else None
     backend = shared_pool(made)
     try:
         plans = _plan(args, rows, backend)
         async with contextlib.AsyncExitStack() as stack:
             remote = await _remote_executor(args, make_backend, stack)
-            store = stack.enter_context(ResultStore.in_dir(out))
+            store = stack.enter_context(ResultStore.in_dir(out, lock=False))  # run_eval_command holds the lock
             for spec_text, target, items in plans:
                 run: Any = Warmup(target.run_item) if remote is None else remote.for_target(target)
                 models = await (

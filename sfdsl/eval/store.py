@@ -84,9 +84,13 @@ class WriterLock:
 
         Raises:
             StoreBusy: naming the holder's pid, when another process holds it.
-            StoreError: when the lock file cannot be opened.
+            StoreError: when the lock file (or its directory) cannot be created.
         """
         self.path = lock_path(store)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create output directory {self.path.parent}: {exc.strerror or exc}") from None
         try:
             self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -106,25 +110,6 @@ class WriterLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def ensure_free(store: str | Path) -> None:
-    """Raise StoreBusy at once when another process writes ``store``; creates nothing.
-
-    Raises:
-        StoreBusy: naming the holder's pid.
-    """
-    try:
-        fd = os.open(lock_path(store), os.O_RDONLY)
-    except OSError:
-        return  # no lock file yet (or none readable): nobody holds it
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            raise busy(Path(store), _holder(fd)) from None
-    finally:
-        os.close(fd)
 
 
 def busy(store: Path, holder: str) -> StoreBusy:
@@ -197,8 +182,11 @@ class ResultStore:
     :class:`StoreBusy` naming its pid (see :class:`WriterLock`).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lock: bool = True) -> None:
         """Open (creating if needed) the store at ``path``.
+
+        Args:
+            lock: take the store's writer lock; False when the caller already holds it (a :class:`WriterLock`).
 
         Raises:
             StoreBusy: If another process has the store open.
@@ -210,20 +198,21 @@ class ResultStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot open results store {self.path}: {exc}") from exc
-        self._writer = WriterLock(self.path)
+        self._writer = WriterLock(self.path) if lock else None
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            self._writer.release()
+            if self._writer is not None:
+                self._writer.release()
             raise StoreError(f"cannot open results store {self.path}: {exc}") from exc
 
     @classmethod
-    def in_dir(cls, out_dir: str | Path) -> ResultStore:
+    def in_dir(cls, out_dir: str | Path, *, lock: bool = True) -> ResultStore:
         """Open the store file inside an output directory."""
-        return cls(Path(out_dir) / STORE_NAME)
+        return cls(Path(out_dir) / STORE_NAME, lock=lock)
 
     def register_run(self, run_key: str, label: str, meta: dict[str, Any]) -> None:
         """Record what a run key stands for (recipe, models, inputs...)."""
@@ -292,7 +281,8 @@ class ResultStore:
         """Close the database and let another process write it."""
         with self._lock:
             self._db.close()
-            self._writer.release()
+            if self._writer is not None:
+                self._writer.release()
 
     def __enter__(self) -> ResultStore:
         return self
