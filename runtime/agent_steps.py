@@ -195,7 +195,7 @@ def read_action(tools: Sequence[ToolSpec], choice: str, *, native: bool) -> Read
                 return Invalid(f"the arguments of {first.function.name!r} are not JSON: {exc.msg}")
             return call(first.id, first.function.name, arguments)
         if native:
-            return text(c.text)
+            return text(c.text) if c.text.strip() else Invalid("the reply has neither tool calls nor text")
         value = _json(c)
         if isinstance(value, Invalid):
             return value

@@ -158,10 +158,10 @@ class Executor:
             record.output = plain(output)
             if self._cut_short(stmt, frame, node_path, state):
                 frame.truncated.update(writes(stmt))
-        except Exit as done:
+        except Exit as leaving:
             record.output = "exit"
             if stmt.stmt == "return" and self._cut_short(stmt, frame, node_path, state):
-                done.outcome = replace(done.outcome, truncated=True)
+                leaving.outcome = replace(leaving.outcome, truncated=True)
             raise
         except StopLoop:
             record.output = "exit"

@@ -49,10 +49,7 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
     async def one(i: int) -> None:
         nonlocal stopped
         loop = LoopState()
-        try:
-            await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
-        finally:
-            live.release()
+        await ex.block(state, plan, Frame(parent=frame, loop=loop), path + (f"#{i}",))
         results[i] = loop.yielded
         weight = loop.score if node.mode == "weighted" and loop.score is not None else 1.0
         tally.add(loop.yielded, weight)
@@ -72,6 +69,7 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
                 task = group.create_task(one(i))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _: live.release())  # also when cancelled before it started
                 await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
@@ -128,19 +126,15 @@ async def run_map(ex: Executor, state: RecipeState, node: MapStep, frame: Frame,
     loops: list[LoopState] = []
     live = asyncio.Semaphore(LIVE_BODIES)
 
-    async def one(inner: Frame, where: tuple[str, ...]) -> None:
-        try:
-            await ex.block(state, bodies["body"], inner, where)
-        finally:
-            live.release()
-
     try:
         async with asyncio.TaskGroup() as group:
             for i, item in enumerate(items):
                 await live.acquire()
                 ex.ctx.hold(BODY_BYTES, "/".join(path))
                 loops.append(LoopState())
-                group.create_task(one(Frame(parent=frame, values={node.var: item}, loop=loops[-1]), path + (f"#{i}",)))
+                inner = Frame(parent=frame, values={node.var: item}, loop=loops[-1])
+                task = group.create_task(ex.block(state, bodies["body"], inner, path + (f"#{i}",)))
+                task.add_done_callback(lambda _: live.release())
                 await ex.ctx.checkpoint()
     except* Exception as failed:
         reraise(pick(failed, CONTROL))

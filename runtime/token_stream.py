@@ -55,11 +55,10 @@ def _top_level(block: ast.Block) -> Iterator[Any]:
 
 
 def _answer_name(stmt: ast.Return) -> str | None:
+    value: Any = stmt.value
     if stmt.fields is not None:
         field = next((f for f in stmt.fields if f.name == "answer"), None)
         value = field.value if field is not None else None
-    else:
-        value = stmt.value
     return value.id if isinstance(value, ast.Name) else None
 
 

@@ -256,6 +256,8 @@ def print_result(result: Any) -> None:
     if result.abstained:
         table.add_row("abstained", result.reason or "yes")
     table.add_row("answer", _shown(result.answer))
+    if result.truncated:
+        table.add_row("truncated", "yes: a token limit cut short the generation the answer was read from")
     if result.score is not None:
         table.add_row("score", f"{result.score:.3f}")
     for key, value in result.outputs.items():

@@ -181,6 +181,10 @@ class Action(Record):
     def as_json(self) -> Any:
         return {name: getattr(self, name) for name in self.FIELDS}
 
+    def __eq__(self, other: object) -> bool:
+        """Actions are equal when they are the same call (name and canonical arguments) or the same text."""
+        return isinstance(other, Action) and (self.kind, self.key) == (other.kind, other.key)
+
     def __hash__(self) -> int:
         return hash((self.kind, self.key))
 

@@ -44,6 +44,18 @@ def test_run_json_with_inputs_file_and_trace(script: Path, tmp_path: Path, capsy
     assert trace.read_text().count("\n") >= 5
 
 
+def test_max_tokens_that_cut_the_answer_short_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "long.json"
+    script.write_text(json.dumps(["Let me think step by step about it. The answer is 4."] * 2))
+    recipe = str(OK.parent.parent.parent / "recipes" / "chain_of_thought.sf")
+    argv = ["run", recipe, "-i", "question=q", "--backend", f"scripted:{script}", "--max-tokens", "5"]
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["answer"] is None and data["truncated"] is True
+    assert main(argv) == 0
+    assert "truncated" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

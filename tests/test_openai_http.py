@@ -358,3 +358,22 @@ def test_cost_counts_requests_sent_next_to_model_calls(server: OpenAIServer, tmp
     assert len(server.requests) == sent
     assert (again.cost.calls, again.cost.requests, again.cost.cached_calls) == (1, 0, 1)
     assert first.summary()["cost"]["requests"] == sent
+
+
+def test_tools_and_a_json_schema_travel_on_chat_requests_and_tool_calls_come_back(server: OpenAIServer) -> None:
+    from sfdsl.agent_values import ToolSpec
+    from sfdsl.runtime.backends.openai_wire import message_tool_calls, wire_tool_choice
+
+    tool = ToolSpec.model_validate({"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}})
+    chat = Prompt(messages=(Message(role="user", content="2+3?"),))
+    request = GenerateRequest(prompt=chat, tools=(tool,), tool_choice="add", json_schema={"type": "object"})
+    [completion] = call(server, lambda b: b.generate(request))
+    body = server.requests[-1]["body"]
+    assert body["tools"] == [tool.model_dump(exclude_none=True)]
+    assert body["tool_choice"] == wire_tool_choice("add") == {"type": "function", "function": {"name": "add"}}
+    assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    assert completion.tool_calls == ()  # the scripted reply "sample 0" is text, not a call
+    calls = message_tool_calls({"tool_calls": [{"function": {"name": "add", "arguments": {"a": 2}}}]})
+    assert calls[0].id == "call_0" and calls[0].function.arguments == '{"a": 2}'
+    with pytest.raises(BackendError, match="without a function"):
+        message_tool_calls({"tool_calls": [{"id": "x"}]})

@@ -132,3 +132,27 @@ def test_unknown_model_is_a_typed_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body["code"] == "model_not_found"
+
+
+def test_langchains_chat_openai_binds_tools_against_the_server(client: openai.OpenAI) -> None:
+    pytest.importorskip("langchain_openai")
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(base_url=str(client.base_url), api_key="unused", model="tool_chat", max_retries=0)
+    reply = chat.bind_tools([CALC]).invoke("What is 2+3?")
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("calc", {"expr": "2+3"})]
+    streamed = "".join(str(c.content) for c in ChatOpenAI(base_url=str(client.base_url), api_key="unused",
+                                                         model="chat").stream("Say hi"))
+    assert streamed == "Hello there, dear friend"
+
+
+def test_streamed_tool_calls_arrive_as_deltas(client: openai.OpenAI) -> None:
+    calls = []
+    finish = None
+    for chunk in client.chat.completions.create(model="tool_chat", tools=[CALC], stream=True,
+                                                messages=[{"role": "user", "content": "What is 2+3?"}]):
+        calls += chunk.choices[0].delta.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert [(c.index, c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        (0, "calc", {"expr": "2+3"})]

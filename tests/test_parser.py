@@ -116,6 +116,22 @@ recipe second(q: str) -> answer {
     assert second.doc == "File header: two recipes.\n  Indented detail."
 
 
+def test_input_doc_comments_at_the_end_of_the_line_or_above() -> None:
+    [recipe] = parse('''recipe r(
+  #: the question
+  #: to answer
+  question: str,
+  n: int = 3,  #: how many samples
+  label: str = "a #: b",
+  plain: int = 1,  # an ordinary comment
+) -> answer {
+  return question
+}
+''').recipes
+    assert [(p.name, p.doc) for p in recipe.params] == [
+        ("question", "the question to answer"), ("n", "how many samples"), ("label", ""), ("plain", "")]
+
+
 def test_recipe_without_any_comment_has_an_empty_doc() -> None:
     [recipe] = parse("recipe r(q: str) -> answer {\n  return q\n}\n").recipes
     assert recipe.doc == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,22 @@ def test_many_steps_that_never_wait_still_let_the_loop_run_and_the_timeout_land(
     elapsed, worst = asyncio.run(go())
     assert elapsed < 2.5  # 0.5 s budget; benchmarks/redteam_serve.py measures the real margin
     assert worst < 1.0  # without the slices one iteration runs every body: seconds
+
+
+def test_a_vote_over_more_bodies_than_stay_alive_stops_early_without_waiting_forever() -> None:
+    recipe = sfdsl.compile('''
+recipe early(q: str, k: int = 3) -> answer {
+  prompt p = "{{ q }}"
+  v = vote k times by majority (stop: "unbeatable") {
+    said = generate p (max_tokens: 4)
+    yield said
+  }
+  return v.answer
+}''').recipe()
+
+    async def go() -> Any:
+        async with asyncio.timeout(30):
+            return await recipe.arun({"q": "hi", "k": 5000}, backend=ScriptedBackend(lambda p, i: "same"))
+
+    result = asyncio.run(go())
+    assert result.answer == "same" and result.cost.calls < 5000

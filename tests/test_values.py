@@ -12,6 +12,7 @@ TEXT = Action(kind="text", text="It is sunny.")
 
 def test_an_action_is_keyed_by_name_and_canonical_arguments() -> None:
     assert CALL.key == SAME.key == 'add({"a":2,"b":3})'
+    assert CALL == SAME and len({CALL, SAME}) == 1 and CALL != TEXT
     assert str(TEXT) == "It is sunny."
     assert plain(CALL) == {"kind": "call", "id": "call_1", "name": "add", "arguments": {"a": 2, "b": 3}, "text": ""}
     assert field_of(CALL, "arguments") == {"a": 2, "b": 3}

@@ -77,6 +77,7 @@ try:
     from pydantic import BaseModel
 
     from sfdsl.integrations.langchain_messages import (
+        last_chunk,
         openai_tools,
         reply_message,
         to_messages,
@@ -165,24 +166,33 @@ class SfdslChatModel(BaseChatModel):
         return self.bind(tools=formatted, **kwargs)
 
     def with_structured_output(self, schema: dict[str, Any] | type, *, include_raw: bool = False,
+                               method: str = "json_schema", strict: bool | None = None,
                                **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
         """Constrain the answer to ``schema`` (a pydantic model, TypedDict or JSON Schema) via the ``schema`` input.
 
-        Returns a runnable giving the parsed value (a model instance, else a dict), or with ``include_raw``
-        ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``.
+        ``method`` is ``json_schema`` (the schema constrains the output; always strict) or ``json_mode`` (any
+        JSON object, parsed with the schema). Returns a runnable giving the parsed value (a model instance,
+        else a dict), or with ``include_raw`` ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``.
 
         Raises:
-            InputError: when the recipe has no ``schema`` input, or for an unknown keyword argument.
+            InputError: when the recipe has no ``schema`` input, for another method, ``strict=False``
+                or an unknown keyword argument.
         """
         if kwargs:
             raise InputError(f"with_structured_output takes no {', '.join(sorted(kwargs))}")
+        if method not in ("json_schema", "json_mode"):
+            raise InputError(f"with_structured_output method {method!r} is not supported: use json_schema or "
+                             "json_mode (bind_tools gives a recipe tools)")
+        if strict is False:
+            raise InputError("sfdsl constrains output to the schema itself: strict=False cannot be honoured")
         self._require("response_format", "schema")
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
-        json_schema = convert_to_json_schema(schema)
+        json_schema = convert_to_json_schema(schema) if method == "json_schema" else {"type": "object"}
         llm = self.bind(response_format=json_schema, ls_structured_output_format={
-            "kwargs": {"method": "json_schema"}, "schema": json_schema})
-        parser: Runnable[Any, Any] = PydanticOutputParser(pydantic_object=schema) if is_model \
-            else JsonOutputParser()
+            "kwargs": {"method": method}, "schema": json_schema})
+        parser: Runnable[Any, Any] = JsonOutputParser()
+        if is_model:
+            parser = PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
         if not include_raw:
             return llm | parser
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
@@ -216,7 +226,7 @@ class SfdslChatModel(BaseChatModel):
             while (piece := pieces.get()) is not _DONE:
                 streamed.append(piece)
                 yield _piece(piece, run_manager)
-            yield ChatGenerationChunk(message=reply_message(future.result(), streamed="".join(streamed), chunk=True))
+            yield ChatGenerationChunk(message=last_chunk(future.result(), streamed="".join(streamed)))
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
@@ -232,7 +242,7 @@ class SfdslChatModel(BaseChatModel):
                 if run_manager is not None:
                     await run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
-            yield ChatGenerationChunk(message=reply_message(await task, streamed="".join(streamed), chunk=True))
+            yield ChatGenerationChunk(message=last_chunk(await task, streamed="".join(streamed)))
         finally:
             task.cancel()
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall, ToolCallChunk, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from sfdsl.agent_values import FunctionCall, Message, MessageToolCall
@@ -72,25 +72,31 @@ def tool_choice_text(choice: Any, tools: Sequence[dict[str, Any]]) -> str | None
     return name
 
 
-def reply_message(result: RunResult, *, streamed: str = "", chunk: bool = False) -> AIMessage:
-    """The run's reply as an ``AIMessage`` (or the last ``AIMessageChunk`` of a stream, past ``streamed``)."""
+def reply_message(result: RunResult) -> AIMessage:
+    """The run's reply as an ``AIMessage``."""
+    reply = chat_reply(result)
+    return AIMessage(**_fields(result, reply, reply.content or ""),
+                     tool_calls=[ToolCall(name=c.name, args=c.arguments, id=c.id, type="tool_call")
+                                 for c in reply.tool_calls])
+
+
+def last_chunk(result: RunResult, *, streamed: str) -> AIMessageChunk:
+    """The last ``AIMessageChunk`` of a stream: the content past ``streamed``, the tool calls, the metadata."""
     reply = chat_reply(result)
     content = reply.content or ""
-    if chunk:
-        content = content[len(streamed):] if content.startswith(streamed) else content
+    rest = content[len(streamed):] if content.startswith(streamed) else content
+    return AIMessageChunk(**_fields(result, reply, rest), chunk_position="last", tool_call_chunks=[
+        ToolCallChunk(name=c.name, args=json.dumps(c.arguments), id=c.id, index=i, type="tool_call_chunk")
+        for i, c in enumerate(reply.tool_calls)])
+
+
+def _fields(result: RunResult, reply: ChatReply, content: str) -> dict[str, Any]:
     cost = result.cost
     usage = {"input_tokens": cost.prompt_tokens, "output_tokens": cost.completion_tokens,
              "total_tokens": cost.tokens}
-    fields: dict[str, Any] = {
-        "content": content, "response_metadata": metadata(result, reply), "usage_metadata": usage,
-        "additional_kwargs": {"refusal": reply.refusal} if reply.refusal is not None else {},
-        "id": f"run-{result.run_id}"}
-    calls = [{"name": c.name, "args": c.arguments, "id": c.id} for c in reply.tool_calls]
-    if chunk:
-        return AIMessageChunk(**fields, chunk_position="last", tool_call_chunks=[
-            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
-            for i, c in enumerate(calls)])
-    return AIMessage(**fields, tool_calls=[{**c, "type": "tool_call"} for c in calls])
+    return {"content": content, "response_metadata": metadata(result, reply), "usage_metadata": usage,
+            "additional_kwargs": {"refusal": reply.refusal} if reply.refusal is not None else {},
+            "id": f"run-{result.run_id}"}
 
 
 def metadata(result: RunResult, reply: ChatReply) -> dict[str, Any]:

@@ -182,10 +182,10 @@ def build_tool(recipe: Recipe, runtime: Runtime, name: str, *, remote: bool = Fa
         [inspect.Parameter("sfdsl_context", inspect.Parameter.KEYWORD_ONLY, annotation=Context)],
         return_annotation=returns)
     run.__annotations__ = {"sfdsl_context": Context, "return": returns}
+    hints = ToolAnnotations(title=recipe.name, read_only_hint=True, destructive_hint=False, idempotent_hint=False,
+                            open_world_hint=remote)
     tool = Tool.from_function(run, name=name, title=recipe.name, description=short_description(recipe),
-                              annotations=ToolAnnotations(title=recipe.name, readOnlyHint=True, destructiveHint=False,
-                                                          idempotentHint=False, openWorldHint=remote),
-                              meta={"sfdsl/doc": recipe.ast.doc, "sfdsl/file": recipe.file})
+                              annotations=hints, meta={"sfdsl/doc": recipe.ast.doc, "sfdsl/file": recipe.file})
     tool.fn_metadata.arg_model = _AnyArguments  # type: ignore[assignment]
     tool.parameters = input_schema(recipe)
     return tool

@@ -184,7 +184,8 @@ def model_card(served: ServedRecipe, runner: Runner) -> dict[str, Any]:
 
 async def models(request: Request) -> Response:
     """Every served recipe, with its inputs."""
-    return JSONResponse({"object": "list", "data": [model_card(served, _runner(request)) for served in _runner(request).registry]})
+    runner = _runner(request)
+    return JSONResponse({"object": "list", "data": [model_card(served, runner) for served in runner.registry]})
 
 
 async def model(request: Request) -> Response:

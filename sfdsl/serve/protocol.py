@@ -223,8 +223,9 @@ class _Common(BaseModel):
 
     def request_fields(self) -> dict[str, Any]:
         """Fields that map to recipe inputs (``sfdsl.chat_inputs``); absent and no-op values are left out."""
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop  # OpenAI takes one string or a list
         fields = {"n": self.n, "seed": self.seed, "temperature": self.temperature, "top_p": self.top_p,
-                  "max_tokens": self.max_answer_tokens(), "stop": self.stop,
+                  "max_tokens": self.max_answer_tokens(), "stop": stop,
                   "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
                   "logprobs": self.logprobs or None}
         return {k: v for k, v in fields.items() if v is not None and v not in NO_OPS.get(k, ())}
