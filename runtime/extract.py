@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sfdsl.expressions import regex_flags, scalar
+from sfdsl import regexes
+from sfdsl.expressions import scalar
 from sfdsl.values import NoAnswer
 
 NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -37,7 +38,7 @@ def extract(
         return source
     text = str(scalar(source))
     if after is not None:
-        found = list(re.finditer(after[0], text, regex_flags(after[1])))
+        found = list(regexes.finditer(after[0], text, after[1]))
         if not found:
             return NoAnswer(f"no /{after[0]}/ in the text")
         text = text[(found[-1] if last else found[0]).end():]
@@ -90,7 +91,7 @@ def _list(text: str, **kw: Any) -> Any:
 
 def _regex(text: str, **kw: Any) -> Any:
     pattern, flags = kw["pattern"]
-    found = list(re.finditer(pattern, text, regex_flags(flags)))
+    found = list(regexes.finditer(pattern, text, flags))
     if not found:
         return NoAnswer(f"no match for /{pattern}/")
     match = found[-1] if kw["last"] else found[0]

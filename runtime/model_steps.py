@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sfdsl import ast
+from sfdsl import ast, regexes
 from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
 from sfdsl.errors import ContextOverflow, StepError
 from sfdsl.expressions import evaluate as eval_expr
-from sfdsl.expressions import regex_flags, scalar
+from sfdsl.expressions import scalar
 from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import (
     Backend,
@@ -314,8 +314,8 @@ def _text(c: Completion) -> Text:
 
 def _matches(pattern: Any, text: str) -> bool:
     if isinstance(pattern, ast.RegexLit):
-        return re.search(pattern.pattern, text, regex_flags(pattern.flags)) is not None
-    return re.search(str(pattern), text) is not None
+        return regexes.search(pattern.pattern, text, pattern.flags)
+    return regexes.search(str(pattern), text)
 
 
 def _verdict(text: str, params: dict[str, Any]) -> Score:

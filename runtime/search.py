@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from sfdsl import ast
-from sfdsl.expressions import regex_flags
+from sfdsl import ast, regexes
 from sfdsl.values import SearchOutcome
 
 #: Loop iterations between two yields to the event loop, in loops that may run without awaiting.
@@ -39,8 +37,8 @@ def _is_done(state: str, done: Any) -> bool:
     if done is None:
         return False
     if isinstance(done, ast.RegexLit):
-        return re.search(done.pattern, state, regex_flags(done.flags)) is not None
-    return re.search(str(done), state) is not None
+        return regexes.search(done.pattern, state, done.flags)
+    return regexes.search(str(done), state)
 
 
 async def beam_search(root: str, expand: Expand, value: Value, opts: dict[str, Any]) -> SearchOutcome:

@@ -16,6 +16,7 @@ import sys
 import traceback
 from typing import Any
 
+from sfdsl import cli_values
 from sfdsl.declarations import backend_usage
 from sfdsl.errors import (
     BudgetExceeded,
@@ -84,13 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="an input value")
     run.add_argument("--inputs-json", metavar="FILE", help="a JSON object of inputs")
     add_backend_options(run)
-    run.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    run.add_argument("--trace", metavar="FILE", help="append a JSONL trace of events to FILE")
+    run.add_argument("--seed", type=cli_values.seed, default=0, help="run seed, 0 to 2^32-1 (default 0)")
+    run.add_argument("--trace", metavar="FILE", type=cli_values.output_file,
+                     help="append a JSONL trace of events to FILE")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--steps", action="store_true", help="with --json, include every step record")
-    run.add_argument("--max-calls", type=int, help="budget: model calls")
-    run.add_argument("--max-tokens", type=int, help="budget: generated tokens")
-    run.add_argument("--timeout", type=float, help="budget: wall-clock seconds")
+    run.add_argument("--max-calls", type=_positive(int), help="budget: model calls")
+    run.add_argument("--max-tokens", type=_positive(int), help="budget: generated tokens")
+    run.add_argument("--timeout", type=cli_values.seconds, help="budget: wall-clock seconds")
     add_import_path_option(run)
     run.set_defaults(handler=cmd_run)
 
@@ -121,18 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pin-input", action="append", default=[], metavar="KEY=VALUE",
                        help="fix an input of every run; a request that sets another value gets a 400")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+    serve.add_argument("--port", type=cli_values.port, default=8000, help="port (0 picks a free one)")
     add_backend_options(serve)
     add_import_path_option(serve)
     serve.add_argument("--max-concurrency", type=_positive(int), default=8, metavar="N", help="runs at once (8)")
     serve.add_argument("--max-queue", type=_positive(int, zero=True), default=256, metavar="N",
                        help="requests waiting for a run; beyond it 429 (256)")
-    serve.add_argument("--timeout", type=_positive(float), default=300.0, metavar="S",
+    serve.add_argument("--timeout", type=cli_values.seconds, default=300.0, metavar="S",
                        help="seconds a request may wait and run before a 504 (300)")
     serve.add_argument("--max-body-bytes", type=_positive(int), default=1 << 20, metavar="B",
                        help="largest request body; beyond it 413 (1 MiB)")
     serve.add_argument("--max-n", type=_positive(int), default=32, metavar="N", help="largest n a request may ask (32)")
-    serve.add_argument("--cache-max-mb", type=_positive(float), default=256.0, metavar="MB",
+    serve.add_argument("--cache-max-mb", type=_positive(float, maximum=1e9), default=256.0, metavar="MB",
                        help="bound of the on-disk cache; oldest entries are evicted (256)")
     add_admission_options(serve)
     serve.set_defaults(handler=cmd_serve)
@@ -186,11 +188,10 @@ def make_pool(args: argparse.Namespace) -> Any:
 
 def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
     from sfdsl.errors import InputError
-    from sfdsl.inputs import load_json
 
     inputs: dict[str, Any] = {}
     if json_file:
-        data = load_json(json_file, what="inputs file")
+        data = cli_values.load_inputs_json(json_file)
         if not isinstance(data, dict):
             raise InputError(f"{json_file} must hold a JSON object of inputs")
         inputs.update(data)
@@ -334,19 +335,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Any:
-    """An argparse type: a number above zero (or at least zero)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"must be {'at least 0' if zero else 'above 0'}, got {text}")
-        return value
-
-    return parse
+def _positive(kind: type[int] | type[float], *, zero: bool = False, maximum: float | None = None) -> Any:
+    """An argparse type: a finite number above zero (or at least zero); see ``sfdsl.cli_values``."""
+    return cli_values.positive(kind, zero=zero, maximum=maximum)
 
 
 def add_admission_options(parser: argparse.ArgumentParser) -> None:
@@ -394,7 +385,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = RecipeRegistry.from_path(args.path, import_path=args.import_path)
     app = create_app(registry, config=config,
                      make_pool=default_pool_factory(args.backend, model=args.model, cache_max_bytes=cache))
-    sock = bind_socket(args.host, args.port)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:  # a host that does not resolve, a port in use or not allowed
+        raise InputError(f"argument --host/--port: cannot listen on {args.host}:{args.port}: "
+                         f"{exc.strerror or exc}") from None
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {len(registry)} recipes as models at http://{shown}:{port}/v1 (Ctrl-C stops)", flush=True)

@@ -3,7 +3,8 @@
 The checker calls ``constant_problems`` for each step parameter whose type
 already fits. By type, it finds what would only fail at run time otherwise:
 literal list elements of the wrong type (``weights: ["a", 1]``) and matching
-regexes (``done:``, ``pass:``, ``fail:``) that Python's ``re`` rejects. A
+regexes (``done:``, ``pass:``, ``fail:``) that RE2 cannot run (``regex_problem`` also serves `matches` and
+`extract`). A
 parameter spec may declare its own value check instead (``ParamSpec.check``):
 `generate` declares ``regex_constraint`` (a ``regex:`` outside the subset the
 engine compiles to a grammar) and ``gbnf_grammar`` (a ``grammar:`` literal
@@ -13,7 +14,6 @@ the spec's range (``n: 0``), which the runtime would refuse too.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,6 +22,8 @@ from sfdsl.constraints import UnsupportedRegex, gbnf_for_regex
 from sfdsl.diagnostics import Span
 from sfdsl.expressions import ExprError, NotStatic, evaluate
 from sfdsl.gbnf import gbnf_problem
+from sfdsl.regexes import HINT as REGEX_RE2_HINT
+from sfdsl.regexes import regex_problem
 from sfdsl.types import BOOL, FLOAT, INT, REGEX, STR, Type, assignable, elem
 
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ def constant_problems(name: str, want: Type, value: Any, where: str, own: ValueC
     if own is not None:
         problems += own(name, value, where)
     elif want == REGEX:
-        problems += _python_regex(name, value, where)
+        problems += _matching_regex(name, value, where)
     return problems
 
 
@@ -161,21 +163,17 @@ def _regex_constraint(value: Any, where: str) -> list[Problem]:
     return []
 
 
-def _python_regex(name: str, value: Any, where: str) -> list[Problem]:
-    """A matching regex (``done:``, ``pass:``...) must compile with Python's ``re``, as the runtime uses it."""
+def _matching_regex(name: str, value: Any, where: str) -> list[Problem]:
+    """A matching regex (``done:``, ``pass:``...) must be one RE2 runs, as the runtime matches with it."""
     if isinstance(value, ast.RegexLit):
-        pattern = value.pattern
+        problem = regex_problem(value.pattern, value.flags)
     elif isinstance(value, ast.Const) and isinstance(value.value, str):
-        pattern = value.value
+        problem = regex_problem(value.value)
     else:
         return []
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        column = 1 + (exc.pos or 0)
-        return [Problem("SF314", f"'{name}' of {where} is not a valid regex: {exc.msg}", _caret(value.span, column),
-                        "Python `re` syntax; escape literal brackets and parentheses with \\")]
-    return []
+    if problem is None:
+        return []
+    return [Problem("SF314", f"'{name}' of {where} cannot run in linear time (RE2): {problem}", value, REGEX_RE2_HINT)]
 
 
 def _grammar(value: ast.Const, where: str) -> list[Problem]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Callable
 from typing import Any
 
-from sfdsl import ast
+from sfdsl import ast, regexes
 from sfdsl.masking import mask_concept
 from sfdsl.values import NoAnswer, Score, Text, attr_of, primary
 
@@ -89,8 +88,16 @@ def text_of(value: Any) -> str:
     return "" if value is None or isinstance(value, NoAnswer) else str(value)
 
 
+#: Longest text join() may build, like a template render's intermediate work (``TemplateLimits.max_work_chars``).
+MAX_JOIN_CHARS = 16_000_000
+
+
 def _join(xs: list[Any], sep: str = "\n") -> str:
-    return text_of(sep).join(text_of(x) for x in xs)
+    texts, glue = [text_of(x) for x in xs], text_of(sep)
+    size = sum(len(t) for t in texts) + len(glue) * max(len(texts) - 1, 0)
+    if size > MAX_JOIN_CHARS:  # refused before it is built
+        raise ValueError(f"would build {size} characters (limit {MAX_JOIN_CHARS})")
+    return glue.join(texts)
 
 
 def _min(*xs: Any) -> Any:
@@ -227,7 +234,10 @@ def _eval_binop(node: ast.BinOp, lookup: Lookup) -> Any:
     if node.op == "matches":
         if not isinstance(right, ast.RegexLit):
             raise ExprError("'matches' needs a /regex/ on its right", node)
-        return bool(re.search(right.pattern, str(scalar(left)), _flags(right.flags)))
+        try:
+            return regexes.search(right.pattern, str(scalar(left)), right.flags)
+        except regexes.RegexError as exc:
+            raise ExprError(f"'matches': {exc}", node) from None
     if node.op == "in":
         if isinstance(right, (list, tuple)):
             return any(_equal(left, r) for r in right)
@@ -278,19 +288,6 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, NoAnswer) or value is None:
         return False
     return bool(value)
-
-
-def _flags(flags: str) -> int:
-    table = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
-    result = 0
-    for ch in flags:
-        result |= table.get(ch, 0)
-    return result
-
-
-def regex_flags(flags: str) -> int:
-    """Python re flags for a /regex/flags literal."""
-    return _flags(flags)
 
 
 def truthy(value: Any) -> bool:

@@ -139,7 +139,7 @@ def convert(value: Any, type_name: str | Type, *, name: str, from_text: bool = F
         return adapter(type_).validate_python(data, strict=strict or None)
     except ValidationError as exc:
         raise InputError(f"input '{name}' must be {type_}{_why(exc, type_)}, got {_clip(value)}") from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise InputError(f"input '{name}' must be {type_}, got {_clip(value)}") from None
 
 

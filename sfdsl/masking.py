@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 #: English function words that are never masked on their own (the NLTK English stop-word list).
 STOPWORDS = frozenset(
@@ -19,6 +20,18 @@ STOPWORDS = frozenset(
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
+#: Limits of one mask() call, like those of a template render (``sfdsl.template_limits``): the text and the
+#: result in characters, the concept in characters and content words, the mask in characters, and wall time.
+MAX_TEXT_CHARS = 1_000_000
+MAX_CONCEPT_CHARS = 1_000
+MAX_CONCEPT_WORDS = 64
+MAX_MASK_CHARS = 100
+TIMEOUT_S = 2.0
+
+
+class MaskLimitExceeded(ValueError):
+    """A mask() call went past one of its limits."""
+
 
 def content_words(concept: str) -> list[str]:
     """The words of a concept that are not stop words, longest first (ties in order of appearance).
@@ -33,7 +46,7 @@ def content_words(concept: str) -> list[str]:
     return sorted(first.values(), key=lambda w: -len(w))
 
 
-def mask_concept(text: str, concept: str, mask: str = "___") -> str:
+def mask_concept(text: str, concept: str, mask: str = "___", *, timeout_s: float = TIMEOUT_S) -> str:
     """Replace a concept in ``text`` by ``mask``: the whole concept, then each of its content words.
 
     Matching ignores case, so every case variant is masked ("Penicillin", "penicillin",
@@ -43,14 +56,48 @@ def mask_concept(text: str, concept: str, mask: str = "___") -> str:
 
     >>> mask_concept("The theory of relativity: Relativity theories differ.", "Theory of Relativity")
     'The ___: ___ ___ differ.'
+
+    Raises:
+        MaskLimitExceeded: past a limit (``MAX_TEXT_CHARS``, ``MAX_CONCEPT_CHARS``, ``MAX_CONCEPT_WORDS``,
+            ``MAX_MASK_CHARS``) or ``timeout_s`` seconds.
     """
     concept = concept.strip()
     if not concept:
         return text
+    _within("text", len(text), MAX_TEXT_CHARS)
+    _within("concept", len(concept), MAX_CONCEPT_CHARS)
+    _within("mask", len(mask), MAX_MASK_CHARS)
+    words = content_words(concept)
+    if len(words) > MAX_CONCEPT_WORDS:
+        raise MaskLimitExceeded(f"the concept has {len(words)} content words (limit {MAX_CONCEPT_WORDS})")
+    deadline = time.monotonic() + timeout_s
     out = text
-    for part in [concept, *content_words(concept)]:
-        out = re.sub(rf"(?<![^\W_]){_plural(part)}(?![^\W_])", mask, out, flags=re.IGNORECASE)
+    for part in [concept, *words]:
+        out = _mask_part(out, part, mask, deadline, timeout_s)
     return out
+
+
+def _mask_part(text: str, part: str, mask: str, deadline: float, timeout_s: float) -> str:
+    """One pass: every whole-word match of ``part`` (or its plural) in ``text`` becomes ``mask``."""
+    size = len(text)
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal size
+        size += len(mask) - (match.end() - match.start())
+        if size > MAX_TEXT_CHARS:
+            raise MaskLimitExceeded(f"the masked text would pass {MAX_TEXT_CHARS} characters")
+        if time.monotonic() > deadline:
+            raise MaskLimitExceeded(f"mask() exceeded its time limit of {timeout_s:g} s")
+        return mask
+
+    if time.monotonic() > deadline:
+        raise MaskLimitExceeded(f"mask() exceeded its time limit of {timeout_s:g} s")
+    return re.sub(rf"(?<![^\W_]){_plural(part)}(?![^\W_])", replace, text, flags=re.IGNORECASE)
+
+
+def _within(what: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise MaskLimitExceeded(f"the {what} has {size} characters (limit {limit})")
 
 
 def _plural(word: str) -> str:

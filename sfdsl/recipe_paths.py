@@ -84,7 +84,7 @@ def confine_paths(module: ast.Module, roots: ImportRoots, importer_dir: Path) ->
                 allowed = ", ".join(str(r) for r in _dirs(roots, models if backend.model_files else None))
                 problems.append(Diagnostic(
                     code="SF508", message=f"`{arg.name}:` of model '{decl.name}' names a file outside the allowed "
-                                          f"directories: {value.value}", span=value.span,
+                                          f"directories: {_shown(value.value)}", span=value.span,
                     hint=f"files a recipe names must lie under {allowed}; an operator can add a directory with "
                          "--import-path or SFDSL_PATH"))
                 continue
@@ -94,7 +94,10 @@ def confine_paths(module: ast.Module, roots: ImportRoots, importer_dir: Path) ->
 
 def _resolve(text: str, roots: ImportRoots, importer_dir: Path, models: _ModelRoots | None) -> Path | None:
     """The allowed file a path names (an existing one first), or None when every reading of it is outside."""
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # `~user/...` for a user with no home directory: no reading of it is allowed
+        return None
     candidates = [path] if path.is_absolute() else [importer_dir / path, *(root / path for root in roots.search)]
     allowed: Path | None = None
     for candidate in candidates:
@@ -108,6 +111,10 @@ def _resolve(text: str, roots: ImportRoots, importer_dir: Path, models: _ModelRo
         if inside and allowed is None:
             allowed = real
     return allowed
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _in_models(real: Path, models: _ModelRoots) -> bool:

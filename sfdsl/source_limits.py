@@ -1,8 +1,8 @@
 """Limits on a source text, checked before it is parsed, so compile time and memory stay linear in its size.
 
-Also makes line endings uniform: CR, LF and CRLF all end a line. The parser counts tokens against
-``MAX_TOKENS`` (``too_many_tokens``), and literal sizes (list and dict items, string characters) are checked
-as the AST is built (``literal_problem``).
+Also makes line endings uniform: CR, LF and CRLF all end a line (and a UTF-8 byte-order mark is dropped).
+The parser counts tokens against ``MAX_TOKENS`` (``too_many_tokens``), and literal sizes (list and dict items,
+string characters) are checked as the AST is built (``literal_problem``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ MAX_TOKENS = 50_000
 
 
 def normalize_newlines(text: str) -> str:
-    """``text`` with every CRLF and lone CR turned into LF."""
+    """``text`` with every CRLF and lone CR turned into LF, and without a leading byte-order mark."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
     if "\r" not in text:
         return text
     return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -9,6 +9,7 @@ from typing import Any
 from sfdsl import ast
 from sfdsl.diagnostics import with_suggestion
 from sfdsl.expressions import BUILTINS
+from sfdsl.regexes import HINT, regex_problem
 from sfdsl.values import VECTORISED_FIELDS
 
 
@@ -161,6 +162,7 @@ class ExprTyper:
     def infer(self, node: Any) -> Type:
         return self._rules[node.kind](node)
 
+
     def _name(self, node: ast.Name) -> Type:
         t = self._resolve(node)
         return t if t is not None else ANY
@@ -252,6 +254,11 @@ class ExprTyper:
         if op == "matches":
             if right != REGEX:
                 self._report("SF303", "'matches' needs a /regex/ on its right", node.right, None)
+            elif isinstance(node.right, ast.RegexLit):
+                problem = regex_problem(node.right.pattern, node.right.flags)
+                if problem is not None:
+                    self._report("SF314", f"'matches' regex cannot run in linear time (RE2): {problem}", node.right,
+                                 HINT)
             return BOOL
         if op in ("<", "<=", ">", ">="):
             for side, t in ((node.left, left), (node.right, right)):

@@ -224,3 +224,25 @@ def test_chained_steps_of_a_long_recipe_are_bounded_by_the_widest_layer() -> Non
         steps.append(f"  a{i} = generate q{i} (n: 2, max_tokens: 1)")
     text = 'recipe chain() {\n  prompt p = "x"\n' + "\n".join(steps) + "\n  return a399\n}\n"
     assert compile_text(text).bounds["chain"].parallel == 2
+
+
+@pytest.mark.parametrize(("depth", "beam", "k"), [(d, b, k) for d in (0, 1, 2, 5, 9) for b in (0, 1, 3, 8)
+                                                  for k in (1, 2, 3)])
+def test_beam_bound_counts_the_levels_like_the_plain_loop(depth: int, beam: int, k: int) -> None:
+    from sfdsl.steps.search import beam_bound
+
+    per_state = Bound(3, 7, 2)
+    expected, states = Bound(), 1
+    for _ in range(depth):
+        expected = expected.then(per_state.times(states, concurrent=True))
+        states = min(beam, states * k)
+    assert beam_bound(per_state, depth, beam, k) == expected
+
+
+def test_tree_of_thoughts_with_huge_depth_k_and_beam_bounds_at_once() -> None:
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    recipe = sfdsl.load(recipes / "tree_of_thoughts.sf").recipe()
+    bound = recipe.bound({"depth": 10**9, "k": 10**6, "beam": 10**6})
+    assert bound.calls > 10**20 and bound.parallel >= 10**6

@@ -325,3 +325,37 @@ def test_eval_out_dir_under_a_file_is_a_one_line_error(tmp_path: Path, capsys: p
                  "--out", str(blocker / "out")])
     err = capsys.readouterr().err
     assert code == 1 and "cannot create output directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_two_evals_on_the_same_out_second_refuses_at_once_with_the_holder_pid(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    from sfdsl.cli import main
+
+    recipe, data, script = _budget_files(tmp_path)
+    out = tmp_path / "out"
+    hold = ("import sys, time\nfrom sfdsl.eval.store import ResultStore\nResultStore(sys.argv[1])\n"
+            "print('held', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(out / "results.sqlite")], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        code = main(["eval", str(recipe), "--data", str(data), "--backend", f"scripted:{script}", "--no-cache",
+                     "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 1 and f"(pid {proc.pid})" in err and len(err.strip().splitlines()) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    code = main(["eval", str(recipe), "--data", str(data), "--backend", f"scripted:{script}", "--no-cache",
+                 "--out", str(out), "-k", "1"])
+    assert code == 0  # the killed holder's lock is taken over
+    metrics = json.loads((out / "metrics.json").read_text())["recipes"]["chain"]
+    assert (metrics["new"], metrics["resumed"]) == (3, 0)
+    assert main(["eval", str(recipe), "--data", str(data), "--backend", f"scripted:{script}", "--no-cache",
+                 "--out", str(out), "-k", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["recipes"]["chain"]
+    assert (metrics["new"], metrics["resumed"]) == (0, 3)
+    capsys.readouterr()

@@ -146,3 +146,13 @@ def test_yesno_gold_is_exact() -> None:
             assert truth == ((a + b > c + d) if m[2] == "+" else (a * b > c * d))
         else:
             pytest.fail(f"unknown template: {q}")
+
+
+@pytest.mark.parametrize(("value", "message"), [("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+                                                ("7" * 100_000, "100000 digits")], ids=["deep", "bigint"])
+def test_jsonl_nested_100k_deep_or_with_a_100k_digit_integer_is_a_data_error(value: str, message: str,
+                                                                            tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"question": ' + value + ', "answer": 1}\n')
+    with pytest.raises(DataError, match=message):
+        load_rows(path)

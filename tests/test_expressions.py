@@ -77,3 +77,12 @@ def test_scalar_reads_the_primary_value() -> None:
     assert scalar(VALUES["s"]) == 0.25
     assert scalar(VALUES["v"]) == 4
     assert scalar(VALUES["c"]) == 4
+
+
+def test_join_that_would_build_a_huge_text_is_refused_before_building_it() -> None:
+    from sfdsl.expressions import MAX_JOIN_CHARS
+
+    node = _expr('join(xs, s)')
+    with pytest.raises(ExprError, match=f"limit {MAX_JOIN_CHARS}"):
+        evaluate(node, {"xs": ["a"] * 100_000, "s": "x" * 1000}.__getitem__)
+    assert evaluate(node, {"xs": ["a", "b"], "s": ", "}.__getitem__) == "a, b"

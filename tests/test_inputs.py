@@ -104,3 +104,14 @@ def test_agent_inputs_bind_through_the_recipe() -> None:
     assert bound["c"][3].tool_call_id == "call_1"
     with pytest.raises(InputError, match="input 't' must be tools"):
         bind_inputs(recipe, {"c": CONVERSATION, "t": [{"name": "add"}], "s": {}})
+
+
+def test_cli_input_nested_5000_deep_is_an_input_error_not_a_recursion_error() -> None:
+    with pytest.raises(InputError, match=r"input 'q' must be list\[int\]"):
+        convert("[" * 5000 + "]" * 5000, "list[int]", name="q", from_text=True)
+
+
+def test_input_error_shows_a_huge_value_cut_short() -> None:
+    with pytest.raises(InputError) as info:
+        convert("9" * 100_000, "int", name="n", from_text=True)
+    assert len(str(info.value)) < 300

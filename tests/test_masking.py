@@ -46,3 +46,33 @@ def test_content_words_longest_first_without_repeats() -> None:
 
 def test_the_mask_text_is_a_parameter() -> None:
     assert mask_concept("Paris is in France.", "Paris", "[MASK]") == "[MASK] is in France."
+
+
+def test_mask_on_1mb_text_with_100k_concept_words_is_refused_at_once() -> None:
+    from sfdsl.masking import MaskLimitExceeded
+
+    text = "lorem ipsum " * 83_000  # 1 MB, within the text limit
+    concept = " ".join(f"word{i}" for i in range(100_000))
+    with pytest.raises(MaskLimitExceeded, match="concept"):
+        mask_concept(text, concept)
+
+
+def test_mask_stops_at_its_time_limit_and_size_limits() -> None:
+    from sfdsl.masking import MAX_CONCEPT_WORDS, MAX_TEXT_CHARS, MaskLimitExceeded
+
+    with pytest.raises(MaskLimitExceeded, match="time limit"):
+        mask_concept("theory " * 1000, "theory", timeout_s=0.0)
+    with pytest.raises(MaskLimitExceeded, match="text"):
+        mask_concept("a" * (MAX_TEXT_CHARS + 1), "a")
+    with pytest.raises(MaskLimitExceeded, match="content words"):
+        mask_concept("x", " ".join(f"w{i}" for i in range(MAX_CONCEPT_WORDS + 1)))
+    with pytest.raises(MaskLimitExceeded, match="would pass"):
+        mask_concept("a " * 400_000, "a", mask="x" * 100)
+
+
+def test_mask_limit_at_run_time_is_a_step_error() -> None:
+    import sfdsl
+
+    program = sfdsl.compile('recipe r(q: str) {\n  m = mask(q, "a", "' + "x" * 101 + '")\n  return answer: m\n}\n')
+    with pytest.raises(sfdsl.StepError, match="mask"):
+        program.recipe().run({"q": "a b"}, backend=sfdsl.ScriptedBackend([]))

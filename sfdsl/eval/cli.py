@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sfdsl import cli_values
 from sfdsl.errors import InputError, SfdslError
 from sfdsl.eval import generate
 from sfdsl.eval.data import DataError, Item, Row, build_items, coerce, load_rows, parse_assignments
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sfdsl.eval.store import ItemRecord
+
+#: Items in flight, samples per item, Ray workers: far above real use, low enough to allocate.
+_positive_int = cli_values.integer(1, 1_000_000)
+_non_negative = cli_values.number(0.0, above=False)
+#: Most rows `sfrun data make` writes.
+MAX_ROWS = 10_000_000
 
 # Heavier modules (numpy, matplotlib, rich, sqlite) are imported when a command runs,
 # so registering these subcommands keeps `sfrun` start-up fast.
@@ -81,7 +88,7 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
         metavar="S",
         help="runs per item with seeds seed..seed+S-1 (default: 1)",
     )
-    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--seed", type=cli_values.seed, default=0, help="base seed, 0 to 2^32-1 (default: 0)")
     p.add_argument("--out", default="out/eval", metavar="DIR", help="results directory (default: out/eval)")
     p.add_argument(
         "-i", "--input", action="append", default=[], metavar="KEY=VALUE", help="fix an input for every item"
@@ -93,7 +100,7 @@ def add_eval_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
         metavar="KEY",
         help="output holding a first-turn answer, for two-turn metrics (default: first)",
     )
-    p.add_argument("--item-timeout", type=float, metavar="SECONDS", help="per-item wall-clock budget")
+    p.add_argument("--item-timeout", type=cli_values.seconds, metavar="SECONDS", help="per-item wall-clock budget")
     p.add_argument("--max-calls", type=_positive_int, metavar="N", help="per-item budget of model calls")
     p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="per-item budget of tokens")
     p.add_argument("--retry-errors", action="store_true", help="rerun items whose stored result is a failure")
@@ -120,15 +127,16 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="data_command", required=True)
     make = sub.add_parser("make", help="generate a synthetic dataset with exact gold answers (JSONL on stdout)")
     make.add_argument("kind", choices=sorted(generate.GENERATORS))
-    make.add_argument("--n", type=int, default=100, help="number of rows (default: 100)")
-    make.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    make.add_argument("--n", type=cli_values.integer(1, MAX_ROWS), default=100, help="number of rows (default: 100)")
+    make.add_argument("--seed", type=cli_values.seed, default=0, help="random seed (default: 0)")
     make.add_argument(
         "--difficulty",
         default="1,2,3",
         metavar="LEVELS",
         help="comma-separated difficulty levels, cycled (default: 1,2,3)",
     )
-    make.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    make.add_argument("--output", "-o", metavar="FILE", type=cli_values.output_file,
+                      help="write here instead of stdout")
     make.set_defaults(func=run_data_command)
     return p
 
@@ -162,9 +170,15 @@ def run_eval_command(args: argparse.Namespace, *, make_backend: MakeBackend | No
     """
     from rich.console import Console
 
+    from sfdsl.eval.store import STORE_NAME, WriterLock
+
     try:
         console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
-        return asyncio.run(_eval(args, make_backend, console))
+        writer = WriterLock(Path(args.out) / STORE_NAME)  # one eval per --out at once, held until its outputs are
+        try:                                              # written; a second one stops here, naming this one's pid
+            return asyncio.run(_eval(args, make_backend, console))
+        finally:
+            writer.release()
     except SfdslError as exc:
         sys.stderr.write(f"sfrun eval: error: {exc}\n")
         return 1
@@ -222,7 +236,7 @@ async def _eval(args: argparse.Namespace, make_backend: MakeBackend | None, cons
         plans = _plan(args, rows, backend)
         async with contextlib.AsyncExitStack() as stack:
             remote = await _remote_executor(args, make_backend, stack)
-            store = stack.enter_context(ResultStore.in_dir(out))
+            store = stack.enter_context(ResultStore.in_dir(out, lock=False))  # run_eval_command holds the lock
             for spec_text, target, items in plans:
                 run: Any = Warmup(target.run_item) if remote is None else remote.for_target(target)
                 models = await (
@@ -424,20 +438,6 @@ def _json_safe(value: Any) -> Any:
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 

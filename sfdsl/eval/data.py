@@ -91,6 +91,10 @@ def _parse_jsonl(text: str, path: Path) -> list[Row]:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            raise DataError(f"{path}:{lineno}: unusable JSON ({str(exc).split(';')[0]})") from None
         if not isinstance(value, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(value).__name__}")
         rows.append(Row(index=len(rows), line=lineno, values=value))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from sfdsl import regexes
 from sfdsl.eval.store import ItemRecord
 
 Matcher = Callable[[Any, Any], bool]
@@ -65,10 +66,11 @@ def match_numeric(pred: Any, gold: Any) -> bool:
 
 
 def match_regex(pred: Any, gold: Any) -> bool:
-    """The gold is a regular expression searched (case-insensitively) in the stripped prediction."""
+    """The gold is a regular expression searched (case-insensitively, by RE2 in linear time) in the stripped
+    prediction."""
     if pred is None:
         return False
-    return re.search(str(gold), str(pred).strip(), flags=re.IGNORECASE) is not None
+    return regexes.search(str(gold), str(pred).strip(), "i")
 
 
 def match_contains(pred: Any, gold: Any) -> bool:

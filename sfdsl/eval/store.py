@@ -1,8 +1,11 @@
-"""Durable, resumable SQLite store of per-item evaluation results."""
+"""Durable, resumable SQLite store of per-item evaluation results, with one writer at a time."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -59,6 +62,70 @@ class StoreError(SfdslError):
     """Raised when the results store cannot be opened or written."""
 
 
+class StoreBusy(StoreError):
+    """Raised when another process is writing the results store (it holds the store's lock file)."""
+
+
+def lock_path(store: str | Path) -> Path:
+    """The lock file next to a store: ``results.sqlite.lock``, holding the writer's pid."""
+    store = Path(store)
+    return store.with_name(store.name + ".lock")
+
+
+class WriterLock:
+    """An exclusive ``flock`` on a store's lock file, for as long as the store is open.
+
+    The kernel drops the lock when its holder exits, however it exits, so a lock left by a killed process is
+    simply taken over. The file holds the holder's pid, for the error of the next writer.
+    """
+
+    def __init__(self, store: str | Path) -> None:
+        """Take the lock.
+
+        Raises:
+            StoreBusy: naming the holder's pid, when another process holds it.
+            StoreError: when the lock file (or its directory) cannot be created.
+        """
+        self.path = lock_path(store)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create output directory {self.path.parent}: {exc.strerror or exc}") from None
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            raise busy(Path(store), holder) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Drop the lock (closing the file drops it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def busy(store: Path, holder: str) -> StoreBusy:
+    """The one-line error for a store another process writes."""
+    return StoreBusy(f"results store {store} is in use by another writer (pid {holder}); "
+                     "wait for it to finish, or pass another --out")
+
+
+def _holder(fd: int) -> str:
+    with contextlib.suppress(OSError):
+        text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+        if text.isdigit():
+            return text
+    return "unknown"
+
+
 @dataclass
 class ItemRecord:
     """The recorded outcome of one (item, sample) of one run.
@@ -110,30 +177,42 @@ class ResultStore:
     Each :meth:`add` is its own committed transaction, so a record that was
     added survives a crash or ``kill -9``; the primary key
     ``(run_key, item_key, sample)`` makes re-adding a no-op, so a resumed run
-    never duplicates an item. Safe to call from several threads.
+    never duplicates an item. Safe to call from several threads. One process
+    writes a store at a time: opening a store another process has open raises
+    :class:`StoreBusy` naming its pid (see :class:`WriterLock`).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lock: bool = True) -> None:
         """Open (creating if needed) the store at ``path``.
 
+        Args:
+            lock: take the store's writer lock; False when the caller already holds it (a :class:`WriterLock`).
+
         Raises:
+            StoreBusy: If another process has the store open.
             StoreError: If the database cannot be opened.
         """
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open results store {self.path}: {exc}") from exc
+        self._writer = WriterLock(self.path) if lock else None
+        try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
+            if self._writer is not None:
+                self._writer.release()
             raise StoreError(f"cannot open results store {self.path}: {exc}") from exc
 
     @classmethod
-    def in_dir(cls, out_dir: str | Path) -> ResultStore:
+    def in_dir(cls, out_dir: str | Path, *, lock: bool = True) -> ResultStore:
         """Open the store file inside an output directory."""
-        return cls(Path(out_dir) / STORE_NAME)
+        return cls(Path(out_dir) / STORE_NAME, lock=lock)
 
     def register_run(self, run_key: str, label: str, meta: dict[str, Any]) -> None:
         """Record what a run key stands for (recipe, models, inputs...)."""
@@ -199,9 +278,11 @@ class ResultStore:
         return out
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database and let another process write it."""
         with self._lock:
             self._db.close()
+            if self._writer is not None:
+                self._writer.release()
 
     def __enter__(self) -> ResultStore:
         return self

@@ -8,6 +8,8 @@ from pydantic import Field
 
 from sfdsl import ast
 from sfdsl.bounds import Abstract, Bound
+from sfdsl.regexes import HINT as REGEX_HINT
+from sfdsl.regexes import regex_problem
 from sfdsl.step_kind import ParamSpec, StepKind
 from sfdsl.types import ANY, BOOL, FLOAT, INT, STR, Type, elem, list_of
 
@@ -59,6 +61,10 @@ def check(ck: StepChecks, node: Extract, scope: Scope) -> Type:
     if not base.textual:
         ck.error("SF306", f"extract reads text, but its source is {source}", node.source)
     ck.check_args(node.args, PARAMS, "extract", node, scope)
+    for regex in (node.pattern, node.after):
+        problem = regex_problem(regex.pattern, regex.flags) if regex is not None else None
+        if regex is not None and problem is not None:
+            ck.error("SF314", f"extract regex cannot run in linear time (RE2): {problem}", regex, REGEX_HINT)
     result = RESULTS.get(node.mode, ANY)
     return list_of(result) if source.is_list else result
 

@@ -98,11 +98,23 @@ def bound(cm: CostModel, node: Search, env: Env) -> tuple[Bound, Abstract]:
         sims = cm.count(node, spec, "simulations", env, "search")
         return per_state.times(sims, concurrent=False), UNKNOWN
     beam = cm.count(node, spec, "beam", env, "search")
-    total, states = Bound(), 1
-    for _ in range(depth):
+    return beam_bound(per_state, depth, beam, k), UNKNOWN
+
+
+def beam_bound(per_state: Bound, depth: int, beam: int, k: int) -> Bound:
+    """The bound of ``depth`` levels, each expanding and valuing the states kept by the last (at most ``beam``).
+
+    The states per level grow by ``k`` until ``beam`` caps them, so after at most log_k(beam) levels every level
+    costs the same: those are counted at once, and a huge ``depth`` costs no more time than a small one.
+    """
+    total, states, level = Bound(), 1, 0
+    while level < depth:
+        following = min(beam, states * k)
+        if following == states:  # every remaining level costs the same
+            return total.then(per_state.times(states, concurrent=True).times(depth - level, concurrent=False))
         total = total.then(per_state.times(states, concurrent=True))
-        states = min(beam, states * k)
-    return total, UNKNOWN
+        states, level = following, level + 1
+    return total
 
 
 KIND = StepKind(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sfdsl import cli_values
 from sfdsl.errors import InputError, ModelNotFoundError, RecipeNotFoundError, SfdslError, SourceNotFoundError
 from sfdsl.eval.cli import METRIC_NAMES, STORE_VERSION, MakeBackend, check_writable, fixed_inputs, write_output
 from sfdsl.eval.data import Row, build_items, load_rows, parse_assignments
@@ -70,13 +71,13 @@ def add_tune_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
     p.add_argument("--metric", choices=METRIC_NAMES, default="exact", help="correctness metric (default: exact)")
     p.add_argument("--concurrency", "-k", type=_positive_int, default=8, metavar="K", help="items in flight (8)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N rows")
-    p.add_argument("--seed", type=int, default=0, help="base seed of runs and of the search (default: 0)")
+    p.add_argument("--seed", type=cli_values.seed, default=0, help="base seed of runs and of the search (default: 0)")
     p.add_argument("--out", default="out/tune", metavar="DIR", help="results directory (default: out/tune)")
     p.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
                    help="fix an input of every recipe that declares it")
     p.add_argument("--inputs-json", metavar="FILE", help="a JSON object of fixed inputs (-i values win)")
     p.add_argument("--first-key", default="first", metavar="KEY", help="output holding a first-turn answer")
-    p.add_argument("--item-timeout", type=float, metavar="SECONDS", help="per-item wall-clock budget")
+    p.add_argument("--item-timeout", type=cli_values.seconds, metavar="SECONDS", help="per-item wall-clock budget")
     p.add_argument("--max-calls", type=_positive_int, metavar="N", help="per-item budget of model calls")
     p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="per-item budget of tokens")
     p.add_argument("--report", action="store_true", help="also write DIR/report.html")
