@@ -272,7 +272,7 @@ def test_bad_executor_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "unknown executor 'dask'" in err and "--workers and --worker-gpus need --executor ray" in err
     with pytest.raises(SystemExit) as usage:
         main([*argv, "--executor", "ray", "--worker-cpus", "-1"])
-    assert usage.value.code == 2 and "expected a number >= 0, got -1" in capsys.readouterr().err
+    assert usage.value.code == 2 and "argument --worker-cpus: must be at least 0, got -1" in capsys.readouterr().err
 
 
 def test_workers_that_cannot_fit_the_cluster_are_an_error_not_a_hang(cluster: str) -> None:
