@@ -46,7 +46,9 @@ def build_sampler(lib: ModuleType, vocab: Any, params: SamplingParams, *, index:
 
     The grammar sampler runs first so the later stages only ever see tokens the
     grammar allows; ``llama_sampler_sample`` accepts the chosen token into
-    every stage, which advances the grammar.
+    every stage, which advances the grammar. The engine samples grammar requests
+    with the lazier :class:`GrammarRowSampler`; this eager order is what
+    ``SFDSL_EAGER_GRAMMAR=1`` selects (a benchmark baseline).
     """
     chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
     if not chain:
