@@ -22,10 +22,11 @@ from sfdsl.runtime.sampling import (
     SamplingParams,
     Scratch,
     TextStream,
-    build_sampler,
+    free_sampler,
     log_softmax,
     log_softmax_row,
     logits_row,
+    make_sampler,
 )
 from sfdsl.runtime.token_stream import TextDeltas
 
@@ -210,11 +211,7 @@ class GenJob(Job):
         self.seqs = []
         scratch = Scratch()
         for i, sid in zip(todo, seq_ids):
-            sampler: Any = (
-                RowSampler(self.sampling, index=i, scratch=scratch)
-                if RowSampler.eligible(self.sampling)
-                else build_sampler(model.lib, model.vocab, self.sampling, index=i)
-            )
+            sampler = make_sampler(model.lib, model.vocab, self.sampling, index=i, scratch=scratch)
             self.seqs.append(
                 _Seq(i, sid, sampler, TextStream(self.stop), logprobs=[] if self.want_logprobs else None)
             )
@@ -284,8 +281,7 @@ class GenJob(Job):
             self.reply.resolve([self.results[i] for i in range(self.n)])
 
     def _drop_seq(self, seq: _Seq, model: LoadedModel, pool: SeqPool, keep: list[int] | None = None) -> None:
-        if seq.sampler is not None and not isinstance(seq.sampler, RowSampler):
-            model.lib.llama_sampler_free(seq.sampler)
+        free_sampler(model.lib, seq.sampler)
         seq.sampler = None
         if seq.seq_id in self.seq_ids:
             self.seq_ids.remove(seq.seq_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import ctypes
+import os
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -10,9 +12,14 @@ from typing import Any
 import numpy as np
 
 from sfdsl.errors import BackendError
+from sfdsl.log import get_logger
 
-__all__ = ["RowSampler", "SamplingParams", "Scratch", "TextStream", "build_sampler", "draw_index", "log_softmax_row",
-           "logits_row"]
+log = get_logger(__name__)
+
+__all__ = ["GrammarRowSampler", "RowSampler", "SamplingParams", "Scratch", "TextStream", "build_sampler",
+           "draw_index", "free_sampler", "log_softmax_row", "logits_row", "make_sampler"]
+EAGER_GRAMMAR_ENV = "SFDSL_EAGER_GRAMMAR"  # "1": grammar-first llama.cpp chains (a benchmark baseline)
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
 DRAW_BLOCK = 256  # tokens per block of the two-level inverse-CDF draw
 SAFE_EXP = 80.0  # float32 exp stays finite and normal below e^88: within +-80 no shift by the maximum is needed
 
@@ -39,7 +46,9 @@ def build_sampler(lib: ModuleType, vocab: Any, params: SamplingParams, *, index:
 
     The grammar sampler runs first so the later stages only ever see tokens the
     grammar allows; ``llama_sampler_sample`` accepts the chosen token into
-    every stage, which advances the grammar.
+    every stage, which advances the grammar. The engine samples grammar requests
+    with the lazier :class:`GrammarRowSampler`; this eager order is what
+    ``SFDSL_EAGER_GRAMMAR=1`` selects (a benchmark baseline).
     """
     chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
     if not chain:
@@ -109,6 +118,97 @@ class RowSampler:
         return draw_index(probs, self._rng.random(), starts=starts)
 
 
+class GrammarRowSampler(RowSampler):
+    """A :class:`RowSampler` under a GBNF grammar that checks only the token it drew (llama.cpp's lazy order).
+
+    The grammar-first chain of :func:`build_sampler` runs the grammar over the whole
+    vocabulary for every token. This follows ``common_sampler_sample`` with
+    ``grammar_first = false``: draw from the unconstrained row, ask the grammar about
+    that one token, and only if it is rejected mask the row with one full-vocabulary
+    grammar pass and draw again from the masked row with the same sampler.
+
+    For greedy and plain temperature sampling the lazy draw has the eager distribution:
+    the grammar gives rejected tokens zero mass, so P(t) = p(t) + (1 - p(A)) p(t) / p(A)
+    = p(t) / p(A) for an allowed token t (A: the allowed set). With top_k or top_p the
+    truncation sees the whole vocabulary first, as in llama.cpp. Seeded runs repeat: the
+    draws come from this sequence's own generator, one per try.
+    """
+
+    def __init__(self, lib: ModuleType, vocab: Any, params: SamplingParams, *, index: int,
+                 scratch: Scratch | None = None) -> None:
+        if params.grammar is None:
+            raise ValueError("GrammarRowSampler needs SamplingParams.grammar")
+        super().__init__(params, index=index, scratch=scratch)
+        self._lib = lib
+        self._grammar = lib.llama_sampler_init_grammar(vocab, params.grammar.encode("utf-8"), b"root")
+        if not self._grammar:
+            raise BackendError(f"llama.cpp rejected the grammar (invalid GBNF?):\n{params.grammar}")
+        self._one = lib.llama_token_data(0, 0.0, 0.0)
+        self._one_array = lib.llama_token_data_array(ctypes.pointer(self._one), 1, -1, False)
+        self.tokens = 0  # tokens sampled
+        self.full_passes = 0  # full-vocabulary grammar passes (one per rejected draw)
+
+    @staticmethod
+    def eligible(params: SamplingParams) -> bool:
+        return params.grammar is not None
+
+    def sample(self, row: np.ndarray) -> int:
+        """A token the grammar allows, drawn from ``row`` (not modified), and accepted into the grammar."""
+        token = super().sample(row)
+        if not self._allows(token):
+            token = super().sample(self._masked(row))
+        self._lib.llama_sampler_accept(self._grammar, token)
+        self.tokens += 1
+        return token
+
+    def _allows(self, token: int) -> bool:
+        self._one.id, self._one.logit, self._one.p = token, 0.0, 0.0
+        self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
+        self._lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one_array))
+        return bool(np.isfinite(self._one.logit))
+
+    def _masked(self, row: np.ndarray) -> np.ndarray:
+        """The logits with every token the grammar rejects at -inf: one pass over the vocabulary, in C."""
+        self.full_passes += 1
+        cand = self._scratch.candidates(row)
+        array = self._lib.llama_token_data_array(
+            cand.ctypes.data_as(ctypes.POINTER(self._lib.llama_token_data)), cand.size, -1, False)
+        self._lib.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        masked: np.ndarray = cand["logit"]
+        if not np.isfinite(masked.max()):
+            raise BackendError("the grammar allows no next token (a grammar that cannot finish?)")
+        return masked
+
+    def free(self) -> None:
+        """Free the llama.cpp grammar; idempotent. Logs how often the full pass ran (debug)."""
+        if self._grammar:
+            log.debug("grammar_sampling_finished", tokens=self.tokens, full_passes=self.full_passes)
+            self._lib.llama_sampler_free(self._grammar)
+            self._grammar = None
+
+
+def make_sampler(lib: ModuleType, vocab: Any, params: SamplingParams, *, index: int, scratch: Scratch) -> Any:
+    """The sampler of sample ``index``: a RowSampler, a lazy GrammarRowSampler, or (env switch) a llama.cpp chain.
+
+    ``SFDSL_EAGER_GRAMMAR=1`` in the environment selects the grammar-first chain of
+    :func:`build_sampler` for grammar requests; ``benchmarks/bench_agent.py`` uses it
+    to compare the two orders in one run. Free the result with :func:`free_sampler`.
+    """
+    if RowSampler.eligible(params):
+        return RowSampler(params, index=index, scratch=scratch)
+    if os.environ.get(EAGER_GRAMMAR_ENV) == "1":
+        return build_sampler(lib, vocab, params, index=index)
+    return GrammarRowSampler(lib, vocab, params, index=index, scratch=scratch)
+
+
+def free_sampler(lib: ModuleType, sampler: Any) -> None:
+    """Release what :func:`make_sampler` allocated in llama.cpp (nothing for a plain RowSampler)."""
+    if isinstance(sampler, GrammarRowSampler):
+        sampler.free()
+    elif sampler is not None and not isinstance(sampler, RowSampler):
+        lib.llama_sampler_free(sampler)
+
+
 class Scratch:
     """A float32 work row and the draw's block starts, shared by the samplers of one job.
 
@@ -119,12 +219,21 @@ class Scratch:
     def __init__(self) -> None:
         self._buf = np.empty(0, dtype=np.float32)
         self._starts = np.empty(0, dtype=np.intp)
+        self._cand = np.empty(0, dtype=TOKEN_DATA)
 
     def for_size(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         if self._buf.size != size:
             self._buf = np.empty(size, dtype=np.float32)
             self._starts = np.arange(0, size, DRAW_BLOCK)
         return self._buf, self._starts
+
+    def candidates(self, row: np.ndarray) -> np.ndarray:
+        """A llama_token_data array (id, logit, p) of ``row``, ids in order: what a full grammar pass reads."""
+        if self._cand.size != row.size:  # a grammar pass only sets logits to -inf: the ids stay in place
+            self._cand = np.zeros(row.size, dtype=TOKEN_DATA)
+            self._cand["id"] = np.arange(row.size, dtype=np.int32)
+        self._cand["logit"] = row
+        return self._cand
 
 
 def draw_index(probs: np.ndarray, u: float, *, block: int = DRAW_BLOCK, starts: np.ndarray | None = None) -> int:
