@@ -24,6 +24,8 @@ def refusal(**fields: Any) -> HTTPError:
     ({"presence_penalty": "x"}, "presence_penalty"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),  # not 'messages.0.content.str'
     ({"messages": [{"role": "user", "content": "a"}, {"role": "bogus", "content": "b"}]}, "messages.1.role"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}]},
+     "messages.0.content"),
     ({"seed": "x"}, "seed"),
     ({"response_format": {"type": "json_schema"}}, "response_format"),
     ({"tool_choice": "required"}, "tool_choice"),
@@ -41,3 +43,9 @@ def test_tool_choice_with_tools_and_a_json_schema_format_are_accepted() -> None:
     assert isinstance(request, ChatRequest)
     assert request.request_fields()["response_format"] == {"type": "object"}
     assert parse_request(ChatRequest, {"model": "m", "messages": MESSAGES, "tool_choice": "none"}).tool_choice == "none"
+
+
+def test_a_non_text_content_part_is_refused_by_its_type() -> None:
+    error = refusal(messages=[{"role": "user", "content": [{"type": "text", "text": "see"},
+                                                           {"type": "image_url", "image_url": {"url": "u"}}]}])
+    assert error.message == "invalid field 'messages.0.content': only text content parts are supported, not 'image_url'"

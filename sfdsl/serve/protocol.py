@@ -103,6 +103,15 @@ class MessageIn(BaseModel):
             return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            kinds = sorted({repr(p.get("type")) for p in value if isinstance(p, dict) and p.get("type") != "text"})
+            if kinds:
+                raise ValueError(f"only text content parts are supported, not {', '.join(kinds)}")
+        return value
+
     @field_validator("content")
     @classmethod
     def _valid_text(cls, value: str | list[TextPart] | None) -> str | list[TextPart] | None:
