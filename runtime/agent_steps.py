@@ -215,8 +215,9 @@ def _tools(value: Any, location: str) -> list[ToolSpec]:
         raise StepError(f"`tools:` of act is not a list of tool specs: {exc}", location=location) from None
 
 
-def _call_id(path: tuple[str, ...], seed: int | None, index: int) -> str:
-    digest = hashlib.sha256(f"{'/'.join(path)}|{seed}|{index}".encode()).hexdigest()
+def _call_id(path: tuple[str, ...], seed: int | None, index: int, prompt: str) -> str:
+    """A call id that repeats with the run, but differs between turns of one conversation (the prompt differs)."""
+    digest = hashlib.sha256(f"{'/'.join(path)}|{seed}|{index}|{prompt}".encode()).hexdigest()
     return f"call_{digest[:24]}"
 
 
@@ -247,7 +248,8 @@ async def run_act(ex: Executor, state: RecipeState, node: act_step.Act, frame: F
                                              "grammar": grammar})
     actions = await sample_valid(caller, backend, request, read_action(tools, choice, native=native),
                                  retries=int(opts["retries"]), what=what, location=location)
-    actions = [a if a.id or a.kind != "call" else Action(kind="call", id=_call_id(path, request.seed, i),
+    key = prompt.canonical()
+    actions = [a if a.id or a.kind != "call" else Action(kind="call", id=_call_id(path, request.seed, i, key),
                                                          name=a.name, arguments=a.arguments)
                for i, a in enumerate(actions)]
     return actions if any(a.name == "n" for a in node.args) else actions[0]

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -67,10 +68,18 @@ def _gbnf(text: str) -> str:
         raise ValueError(f"llama-cpp-python is needed to build a grammar from a schema: {exc}") from None
 
     try:
-        return str(json_schema_to_gbnf(text))
+        grammar = str(json_schema_to_gbnf(text))
     except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
         detail = str(exc) or type(exc).__name__
         raise ValueError(f"llama.cpp's grammar converter cannot express this schema: {detail}") from None
+    return _LOOSE_CHAR.sub(lambda _: _JSON_CHAR, grammar)
+
+
+#: llama-cpp-python's string character rule lets a raw newline or other control character into a JSON
+#: string, which JSON (and so validation) forbids: a small model then writes prose inside the string.
+#: llama.cpp's own converter excludes them; so does the rule put in its place.
+_LOOSE_CHAR = re.compile(r'^char ::= \[\^"\\\\\] \|', re.MULTILINE)
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
 def validation_problem(value: Any, schema: dict[str, Any]) -> str | None:

@@ -109,6 +109,24 @@ recipe r(messages: conversation, tools: tools) -> answer {
     assert text.answer == "It is sunny." and text.tool_calls == []
 
 
+def test_each_turn_of_a_conversation_gets_its_own_call_id() -> None:
+    source = '''
+recipe r(messages: conversation, tools: tools) -> answer {
+  prompt p = chat {
+    conversation: messages
+  }
+  return act p (tools: tools)
+}
+'''
+    reply = '{"name": "weather", "arguments": {"city": "Paris"}}'
+    first, _ = run(source, [reply])
+    [call] = first.tool_calls
+    turn = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call.to_wire()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    second, _ = run(source, [reply], messages=turn)
+    assert second.tool_calls[0].id != call.id  # a client matching results to calls by id needs them unique
+
+
 def test_act_checks_its_parameters_and_bounds_its_retries() -> None:
     with pytest.raises(CompileError) as info:
         sfdsl.compile('recipe r(q: str) {\n  prompt p = "x"\n  a = act p (tools: q)\n  return a\n}')

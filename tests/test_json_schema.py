@@ -20,6 +20,14 @@ def test_the_converters_grammar_is_gbnf_llama_cpp_accepts() -> None:
     assert 'root ::= "{" space name-kv "," space age-kv' in grammar
 
 
+@pytest.mark.parametrize("schema", [{"type": "string"}, {"type": "string", "maxLength": 8}, PERSON])
+def test_a_json_string_in_the_grammar_admits_no_raw_control_character(schema: dict[str, object]) -> None:
+    grammar = gbnf_for_schema(schema)
+    [char] = [line for line in grammar.splitlines() if line.startswith("char ::= ")]
+    assert char.startswith(r'char ::= [^"\\\x7F\x00-\x1F] | "\\" ')  # as llama.cpp's own converter
+    assert gbnf_problem(grammar) is None
+
+
 @pytest.mark.parametrize(("schema", "problem"), [
     ([1], "must be an object"),
     ({"type": "objekt"}, "not a valid JSON Schema at type"),

@@ -14,6 +14,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -102,6 +103,15 @@ class MessageIn(BaseModel):
             return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            kinds = sorted({repr(p.get("type")) for p in value if isinstance(p, dict) and p.get("type") != "text"})
+            if kinds:
+                raise ValueError(f"only text content parts are supported, not {', '.join(kinds)}")
+        return value
+
     @field_validator("content")
     @classmethod
     def _valid_text(cls, value: str | list[TextPart] | None) -> str | list[TextPart] | None:
@@ -161,6 +171,11 @@ class ResponseFormat(BaseModel):
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _json_schema_given(self) -> ResponseFormat:
+        self.schema_input()  # here, so that a missing json_schema is a 400 naming 'response_format'
+        return self
 
     def schema_input(self) -> dict[str, Any] | None:
         """The JSON Schema a recipe's ``schema`` input gets; None for plain text."""
@@ -249,13 +264,13 @@ class ChatRequest(_Common):
     response_format: ResponseFormat | None = None
     logprobs: StrictBool | None = None
 
-    @model_validator(mode="after")
-    def _tool_choice_needs_tools(self) -> ChatRequest:
-        if self.tool_choice is not None and not self.tools and self.tool_choice != "none":
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_needs_tools(cls, choice: str | dict[str, Any] | None,
+                                 info: ValidationInfo) -> str | dict[str, Any] | None:
+        if choice is not None and not info.data.get("tools") and choice != "none":
             raise ValueError("'tool_choice' is only allowed when 'tools' are given")
-        if self.response_format is not None:
-            self.response_format.schema_input()
-        return self
+        return choice
 
     def chat_messages(self) -> list[Message]:
         return [m.message() for m in self.messages]
@@ -314,13 +329,25 @@ def parse_request(kind: type[ChatRequest] | type[CompletionRequest],
         unsupported = (first.get("ctx") or {}).get("error")
         if isinstance(unsupported, UnsupportedField):
             raise unsupported_parameter(unsupported.name, str(unsupported)) from None
-        where = ".".join(str(part) for part in first["loc"]) or "body"
+        where = ".".join(str(part) for part in _field_path(first, exc.errors())) or "body"
         if first["type"] == "extra_forbidden":
             raise HTTPError(400, f"unrecognized request argument supplied: {where}", code="unknown_parameter",
                             param=where) from None
         message = first["msg"].removeprefix("Value error, ")
         raise HTTPError(400, f"invalid field '{where}': {message}", code="invalid_field", param=where,
                         extra={"errors": len(exc.errors())}) from None
+
+
+def _field_path(error: Any, errors: list[Any]) -> tuple[Any, ...]:
+    """The error's location without a union member's tag (``temperature``, not ``temperature.float``).
+
+    pydantic reports one error per member of a union, each located at the field plus the member's tag;
+    they share the field's location and input and differ only in that last part.
+    """
+    loc = tuple(error["loc"])
+    union = any(len(e["loc"]) == len(loc) and tuple(e["loc"][:-1]) == loc[:-1] and e["loc"][-1] != loc[-1]
+                and e.get("input") == error.get("input") for e in errors)
+    return loc[:-1] if union and isinstance(loc[-1], str) else loc
 
 
 def unsupported_parameter(param: str, message: str) -> HTTPError:
