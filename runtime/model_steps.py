@@ -106,12 +106,12 @@ class ModelCaller:
 
             pattern = params["regex"]
             grammar = gbnf_for_regex(pattern.pattern if isinstance(pattern, ast.RegexLit) else str(pattern))
-        seed, temperature = params.get("seed"), params.get("temperature")
+        seed = params.get("seed")
         try:
             return GenerateRequest(
                 prompt=prompt,
                 n=n,
-                temperature=float(temperature if temperature is not None else 0.7 if n > 1 else 0.0),
+                temperature=float(params["temperature"]),
                 top_p=float(params["top_p"]),
                 top_k=int(params["top_k"]),
                 max_tokens=int(params["max_tokens"]),

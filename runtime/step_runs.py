@@ -49,12 +49,12 @@ async def run_generate(ex: Executor, state: RecipeState, node: generate_step.Gen
 
         values = await generate_json(caller, backend, caller.prompt(node.prompt, lookup), params, path,
                                      str(node.span))
-        return values if any(a.name == "n" for a in node.args) else values[0]
+        return node.value_of(values)
     request = caller.request(caller.prompt(node.prompt, lookup), params, path)
     sink = caller.ctx.token_sink if node is caller.ctx.streamed and len(path) == 2 else None
     completions = await caller.complete(backend, request, "/".join(path), sink)
     texts = [_text(c) for c in completions]
-    return texts if any(a.name == "n" for a in node.args) else texts[0]
+    return node.value_of(texts)
 
 
 async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen, frame: Frame,
@@ -70,8 +70,6 @@ async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen,
     base = caller.prompt(node.prompt, lookup)
     # The first round of all n samples is one batched request (the bound counts it as one call);
     # each unfinished sample then continues on its own.
-    if params.get("temperature") is None:
-        params["temperature"] = 0.7 if n > 1 else 0.0
     first = caller.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path, deepen_step.PARAMS)
     firsts = await caller.complete(backend, first, "/".join(path), continued=True)
 
@@ -95,7 +93,7 @@ async def run_deepen(ex: Executor, state: RecipeState, node: deepen_step.Deepen,
         tasks = [group.create_task(one(i, c)) for i, c in enumerate(firsts)]
     texts = [t.result() for t in tasks]
     caller.note_finish(path, [t.finish for t in texts])
-    return texts if any(a.name == "n" for a in node.args) else texts[0]
+    return node.value_of(texts)
 
 
 async def run_evaluate(ex: Executor, state: RecipeState, node: evaluate_step.Evaluate, frame: Frame,

@@ -45,7 +45,7 @@ def streamed_generate(recipe: ast.Recipe) -> Any | None:
     if len(writers) != 1:
         return None
     value = writers[0].value
-    if getattr(value, "kind", None) != "generate" or any(a.name == "n" for a in value.args):
+    if getattr(value, "kind", None) != "generate" or value.returns_list:
         return None
     return value
 

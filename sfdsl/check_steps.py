@@ -151,8 +151,8 @@ class StepChecks:
         """Check a prompt step's prompt, model and arguments; its value is text, or a list of texts given ``n:``."""
         self.use_prompt(node.prompt, node, scope)
         self.use_model(node.using, node)
-        args = self.check_args(node.args, spec, where, node, scope)
-        return list_of(TEXT) if "n" in args else TEXT
+        self.check_args(node.args, spec, where, node, scope)
+        return list_of(TEXT) if node.returns_list else TEXT
 
     def loop_body(self, kind: str, body: ast.Block, scope: Scope, node: Any, *, needs: str) -> Loop:
         loop = Loop(kind)
