@@ -14,8 +14,8 @@ from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.registry import kind_of
 from sfdsl.scope import Loop, Scope
 from sfdsl.step_kind import Spec, StepKind
-from sfdsl.template_types import field_reads, root_name
 from sfdsl.templates import TemplateError, variables
+from sfdsl.templates.types import field_reads, root_name
 from sfdsl.types import CONVERSATION, PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
 
 if TYPE_CHECKING:
