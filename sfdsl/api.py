@@ -143,7 +143,7 @@ class Program:
 class Recipe:
     """One runnable recipe."""
 
-    def __init__(self, program: Program, recipe: ast.Recipe) -> None:
+    def __init__(self, program: Program, recipe: ast.RecipeDecl) -> None:
         self.program = program
         self.ast = recipe
         self.name = recipe.name

@@ -239,7 +239,9 @@ class OutField(Node):
     type: TypeRef | None = None
 
 
-class Recipe(Node):
+class RecipeDecl(Node):
+    """A recipe as declared in a .sf file (the AST node; ``sfdsl.Recipe`` is the runnable handle built from it)."""
+
     name: str
     params: list[Param]
     returns: list[OutField] = []
@@ -257,7 +259,7 @@ class Module(Node):
 
     file: str
     imports: list[Import]
-    recipes: list[Recipe]
+    recipes: list[RecipeDecl]
 
 
 for _model in list(globals().values()):

@@ -29,7 +29,7 @@ class StepChecks:
 
     program: ParsedProgram
     file: str
-    recipe: ast.Recipe
+    recipe: ast.RecipeDecl
     calls: nx.DiGraph
     prompts: dict[str, ast.PromptDecl]
     models: dict[str, ast.ModelDecl]
