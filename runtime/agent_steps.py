@@ -252,4 +252,4 @@ async def run_act(ex: Executor, state: RecipeState, node: act_step.Act, frame: F
     actions = [a if a.id or a.kind != "call" else Action(kind="call", id=_call_id(path, request.seed, i, key),
                                                          name=a.name, arguments=a.arguments)
                for i, a in enumerate(actions)]
-    return actions if any(a.name == "n" for a in node.args) else actions[0]
+    return node.value_of(actions)

@@ -91,7 +91,7 @@ class RecipeState:
     """One running recipe: where it is defined and how its steps reach models."""
 
     file: str
-    recipe: ast.Recipe
+    recipe: ast.RecipeDecl
     caller: ModelCaller
 
 
@@ -102,10 +102,10 @@ class Executor:
         self.compiled, self.ctx, self.pool = compiled, ctx, pool
         self.runners = runners()
 
-    async def run(self, file: str, recipe: ast.Recipe, inputs: dict[str, Any]) -> CallOutcome:
+    async def run(self, file: str, recipe: ast.RecipeDecl, inputs: dict[str, Any]) -> CallOutcome:
         return await self.run_recipe(file, recipe, inputs, (recipe.name,))
 
-    async def run_recipe(self, file: str, recipe: ast.Recipe, inputs: dict[str, Any],
+    async def run_recipe(self, file: str, recipe: ast.RecipeDecl, inputs: dict[str, Any],
                          path: tuple[str, ...]) -> CallOutcome:
         key = recipe_key(self.compiled.program, file, recipe.name)
         plan = self.compiled.plans.get(key)

@@ -16,6 +16,7 @@ from sfdsl.runtime.executor import CONTROL, Frame, LoopState, StopLoop
 from sfdsl.runtime.failures import pick, reraise
 from sfdsl.runtime.model_steps import BODY_BYTES
 from sfdsl.runtime.search import beam_search, mcts_search
+from sfdsl.runtime.step_runs import vote_llm
 from sfdsl.runtime.voting import Tally
 from sfdsl.step_kind import with_defaults
 from sfdsl.steps import map as map_step
@@ -74,7 +75,7 @@ async def run_vote_times(ex: Executor, state: RecipeState, node: VoteTimes, fram
     except* Exception as failed:
         reraise(pick(failed, CONTROL))
     if node.mode == "llm":
-        return await state.caller.vote_llm([results.get(i) for i in range(count)], node, frame.lookup, path)
+        return await vote_llm(state.caller, [results.get(i) for i in range(count)], node, frame.lookup, path)
     return tally.outcome(stopped_early=stopped and tally.seen < count)
 
 

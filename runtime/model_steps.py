@@ -1,24 +1,21 @@
-"""The steps that call a model: generate, deepen, evaluate and LLM-selected votes.
+"""How a step calls a model: ``ModelCaller`` builds requests, sends them through the pool within the budget,
+and accounts for their cost.
 
-Parameter defaults come from the steps' parameter specs (sfdsl/steps/); the ``run_*`` functions are the
-run implementations the step kinds name.
+The model steps' run implementations (generate, deepen, evaluate, LLM-selected votes) are ``run_*`` functions
+in ``runtime/step_runs.py``, like every other kind's; parameter defaults come from the steps' parameter specs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
-import re
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
-from sfdsl import ast, regexes
+from sfdsl import ast
 from sfdsl.declarations import BACKENDS, DEFAULT_BACKEND
 from sfdsl.errors import ContextOverflow, StepError
 from sfdsl.expressions import evaluate as eval_expr
-from sfdsl.expressions import scalar
 from sfdsl.runtime import telemetry
 from sfdsl.runtime.backends.base import (
     Backend,
@@ -28,6 +25,7 @@ from sfdsl.runtime.backends.base import (
     Message,
     Prompt,
     ScoreRequest,
+    SequenceScore,
     ensure_fits,
 )
 from sfdsl.runtime.context import RunContext
@@ -35,12 +33,8 @@ from sfdsl.runtime.conversation import ConversationError, turns_of
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.token_stream import TokenSink
 from sfdsl.step_kind import SAMPLING, Spec, with_defaults
-from sfdsl.steps import deepen as deepen_step
-from sfdsl.steps import evaluate as evaluate_step
 from sfdsl.steps import generate as generate_step
-from sfdsl.steps import vote as vote_step
 from sfdsl.templates import TemplateError, render, variables
-from sfdsl.values import Score, Text, VoteOutcome
 
 Lookup = Callable[[str], Any]
 SAMPLING_KEYS = set(SAMPLING)
@@ -49,13 +43,6 @@ SAMPLING_KEYS = set(SAMPLING)
 BODY_BYTES = 4096
 #: Bytes of text reserved against the ceiling for each token a sample may generate.
 BYTES_PER_TOKEN = 4
-USC_PROMPT = """I have generated the following responses to the question:
-
-{% for r in responses %}Response {{ loop.index0 }}: {{ r }}
-{% endfor %}
-Evaluate these responses.
-Select the most consistent response based on majority consensus.
-Start your answer with "The most consistent response is Response X" (without quotes)."""
 
 
 class ModelCaller:
@@ -65,8 +52,6 @@ class ModelCaller:
                  prompts: dict[str, ast.PromptDecl], charge: Callable[..., None]) -> None:
         self.ctx, self.pool, self.models, self.prompts = ctx, pool, models, prompts
         self._charge = charge
-
-    # ------------------------------------------------------------ plumbing
 
     def args(self, node_args: list[ast.Arg], lookup: Lookup) -> dict[str, Any]:
         return {a.name: eval_expr(a.value, lookup) for a in node_args}
@@ -121,12 +106,12 @@ class ModelCaller:
 
             pattern = params["regex"]
             grammar = gbnf_for_regex(pattern.pattern if isinstance(pattern, ast.RegexLit) else str(pattern))
-        seed, temperature = params.get("seed"), params.get("temperature")
+        seed = params.get("seed")
         try:
             return GenerateRequest(
                 prompt=prompt,
                 n=n,
-                temperature=float(temperature if temperature is not None else 0.7 if n > 1 else 0.0),
+                temperature=float(params["temperature"]),
                 top_p=float(params["top_p"]),
                 top_k=int(params["top_k"]),
                 max_tokens=int(params["max_tokens"]),
@@ -172,10 +157,10 @@ class ModelCaller:
                      requests=sum(reported) if reported else int(bool(fresh)),
                      cached_prompt_tokens=completions[0].cached_prompt_tokens if completions else 0)
         if not continued:
-            self._note_finish(tuple(what.split("/")), [c.finish_reason for c in completions])
+            self.note_finish(tuple(what.split("/")), [c.finish_reason for c in completions])
         return completions
 
-    def _note_finish(self, path: tuple[str, ...], finishes: list[str]) -> None:
+    def note_finish(self, path: tuple[str, ...], finishes: list[str]) -> None:
         """Remember a step whose kept generation its token limit cut short (for ``RunResult.truncated``)."""
         if "length" in finishes:
             self.ctx.mark_truncated(path)
@@ -191,137 +176,15 @@ class ModelCaller:
             self._charge()
         return probs
 
-    # ------------------------------------------------------------ steps
-
-    async def generate(self, node: generate_step.Generate, lookup: Lookup, path: tuple[str, ...]) -> Any:
-        backend, defaults = await self.backend(node.using, lookup)
-        params = {**defaults, **self.args(node.args, lookup)}
-        if params.get("schema") is not None:  # JSON values, read and asked again by the structured-reply loop
-            from sfdsl.runtime.agent_steps import generate_json
-
-            values = await generate_json(self, backend, self.prompt(node.prompt, lookup), params, path,
-                                         str(node.span))
-            return values if any(a.name == "n" for a in node.args) else values[0]
-        request = self.request(self.prompt(node.prompt, lookup), params, path)
-        sink = self.ctx.token_sink if node is self.ctx.streamed and len(path) == 2 else None
-        completions = await self.complete(backend, request, "/".join(path), sink)
-        texts = [_text(c) for c in completions]
-        return texts if any(a.name == "n" for a in node.args) else texts[0]
-
-    async def deepen(self, node: deepen_step.Deepen, lookup: Lookup, path: tuple[str, ...]) -> Any:
-        backend, defaults = await self.backend(node.using, lookup)
-        params = with_defaults(deepen_step.PARAMS, {**defaults, **self.args(node.args, lookup)})
-        n = int(params.pop("n"))
-        budgets = deepen_step.deepen_budgets(int(params.pop("budget")), float(params.pop("gamma")),
-                                             int(params.pop("max_total")))
-        trigger = str(params.pop("trigger"))
-        done = params.pop("done", None)
-        base = self.prompt(node.prompt, lookup)
-        # The first round of all n samples is one batched request (the bound counts it as one call);
-        # each unfinished sample then continues on its own.
-        if params.get("temperature") is None:
-            params["temperature"] = 0.7 if n > 1 else 0.0
-        first = self.request(base, {**params, "n": n, "max_tokens": budgets[0]}, path, deepen_step.PARAMS)
-        firsts = await self.complete(backend, first, "/".join(path), continued=True)
-
-        async def one(i: int, c: Completion) -> Text:
-            text, tokens, prompt_tokens = c.text, c.completion_tokens, c.prompt_tokens
-            finish, rounds = c.finish_reason, 1
-            for r, budget in enumerate(budgets[1:], start=1):
-                if finish != "length" or (done is not None and _matches(done, text)):
-                    break
-                text += f" {trigger} "
-                request = self.request(base.extended(text), {**params, "max_tokens": budget}, path + (f"{i}.{r}",),
-                                       deepen_step.PARAMS)
-                [c] = await self.complete(backend, request, "/".join(path), continued=True)
-                text += c.text
-                tokens += c.completion_tokens
-                prompt_tokens = prompt_tokens or c.prompt_tokens
-                finish, rounds = c.finish_reason, r + 1
-            return Text(text=text, tokens=tokens, prompt_tokens=prompt_tokens, finish=finish, index=i, rounds=rounds)
-
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(i, c)) for i, c in enumerate(firsts)]
-        texts = [t.result() for t in tasks]
-        self._note_finish(path, [t.finish for t in texts])
-        return texts if any(a.name == "n" for a in node.args) else texts[0]
-
-    async def evaluate(self, node: evaluate_step.Evaluate, lookup: Lookup, path: tuple[str, ...]) -> Any:
-        backend, defaults = await self.backend(node.using, lookup)
-        params = with_defaults(evaluate_step.MODES[node.mode], self.args(node.args, lookup))
-        prompt = self.prompt(node.prompt, lookup)
-        what = "/".join(path)
-        if node.mode == "critique":
-            request = self.request(prompt, {**defaults, **{k: v for k, v in params.items() if k in SAMPLING_KEYS}},
-                                   path, SAMPLING)
-            [c] = await self.complete(backend, request, what)
-            return _verdict(c.text, params)
-        if node.mode in ("choice", "rating"):
-            options = [str(o) for o in params["options"]] if node.mode == "choice" else \
-                [str(d) for d in range(int(params["scale"]) + 1)]
-            probs = await self.choice_probs(backend, prompt, options, what)
-            best = max(range(len(options)), key=lambda i: probs[i])
-            if node.mode == "rating":
-                scale = len(options) - 1
-                expected = sum(i * p for i, p in enumerate(probs))
-                return Score(score=expected / scale if scale else 0.0, label=options[best], probs=tuple(probs))
-            positive = str(params.get("positive", options[0]))
-            if positive not in options:
-                raise StepError(f"positive option {positive!r} is not one of the options {options}", location=what)
-            return Score(score=probs[options.index(positive)], label=options[best].strip(), probs=tuple(probs))
-        of = params["of"]
-        items = of if isinstance(of, list) else [of]
-        continuations = tuple(str(scalar(x)) for x in items)
+    async def score(self, backend: Backend, prompt: Prompt, continuations: tuple[str, ...],
+                    what: str) -> list[SequenceScore]:
+        """One scoring call: the log-probability of each continuation after the prompt."""
         ensure_fits(backend, prompt, what)
         with self.ctx.call_slot(what):
             self.ctx.trace.emit("backend_called", op="score", continuations=len(continuations), step=what)
-            score_request = ScoreRequest(prompt=prompt, continuations=continuations)
-            with telemetry.scoring(backend, score_request) as span:
-                scores = await backend.score(score_request)
+            request = ScoreRequest(prompt=prompt, continuations=continuations)
+            with telemetry.scoring(backend, request) as span:
+                scores = await backend.score(request)
                 span.scores(scores)
             self._charge()
-        normalize = bool(params["normalize"])
-        out = [Score(score=math.exp(s.mean_logprob if normalize else s.logprob), logprob=s.logprob,
-                     label=f"{s.n_tokens} tokens") for s in scores]
-        return out if isinstance(of, list) else out[0]
-
-    async def vote_llm(self, responses: list[Any], node: Any, lookup: Lookup, path: tuple[str, ...]) -> VoteOutcome:
-        backend, defaults = await self.backend(node.using, lookup)
-        params = self.args([a for a in node.args if a.name != "prompt"], lookup)
-        shown = [str(scalar(r)) for r in responses]
-        prompt_arg = next((a for a in node.args if a.name == "prompt"), None)
-        if prompt_arg is not None and isinstance(prompt_arg.value, ast.Name):
-            prompt = self.prompt(prompt_arg.value.id, lookup, extra={"responses": shown})
-        else:
-            try:
-                usc = render(USC_PROMPT, {"responses": shown})
-            except TemplateError as exc:
-                raise StepError(f"vote prompt: {exc}", location=str(node.span)) from None
-            prompt = Prompt(messages=(Message(role="user", content=usc),))
-        request = self.request(prompt, {**defaults, **params}, path, vote_step.MODES["llm"])
-        [c] = await self.complete(backend, request, "/".join(path))
-        match = re.search(r"Response\s*#?\s*(\d+)", c.text)
-        index = int(match.group(1)) if match and int(match.group(1)) < len(responses) else 0
-        return VoteOutcome(answer=scalar(responses[index]) if responses else None, share=1.0 / max(1, len(responses)),
-                           share_all=1.0 / max(1, len(responses)), votes=len(responses), total=len(responses),
-                           counts={"selected": float(index)})
-
-
-def _text(c: Completion) -> Text:
-    return Text(text=c.text, tokens=c.completion_tokens, prompt_tokens=c.prompt_tokens, logprob=c.logprob,
-                finish=c.finish_reason, index=c.index)
-
-
-def _matches(pattern: Any, text: str) -> bool:
-    if isinstance(pattern, ast.RegexLit):
-        return regexes.search(pattern.pattern, text, pattern.flags)
-    return regexes.search(str(pattern), text)
-
-
-def _verdict(text: str, params: dict[str, Any]) -> Score:
-    fail = params.get("fail")
-    if fail is not None and _matches(fail, text):
-        return Score(score=0.0, label="fail", text=text)
-    if _matches(params["pass"], text):
-        return Score(score=1.0, label="pass", text=text)
-    return Score(score=0.0 if fail is None else 0.5, label="fail" if fail is None else "unclear", text=text)
+        return scores

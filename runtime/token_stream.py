@@ -32,7 +32,7 @@ from sfdsl import ast
 TokenSink = Callable[[str], None]
 
 
-def streamed_generate(recipe: ast.Recipe) -> Any | None:
+def streamed_generate(recipe: ast.RecipeDecl) -> Any | None:
     """The ``generate`` node whose single sample is the recipe's answer, or None when no generation is."""
     statements = list(_top_level(recipe.body))
     returns = [s for s in statements if getattr(s, "stmt", None) == "return"]
@@ -45,7 +45,7 @@ def streamed_generate(recipe: ast.Recipe) -> Any | None:
     if len(writers) != 1:
         return None
     value = writers[0].value
-    if getattr(value, "kind", None) != "generate" or any(a.name == "n" for a in value.args):
+    if getattr(value, "kind", None) != "generate" or value.returns_list:
         return None
     return value
 

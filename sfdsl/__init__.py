@@ -36,7 +36,7 @@ _EXPORTS = {
     "ScriptedBackend": "sfdsl.runtime.backends.scripted",
     "Budget": "sfdsl.runtime.context",
     "RunResult": "sfdsl.runtime.results",
-    "Runtime": "sfdsl.runtime_session",
+    "Runtime": "sfdsl.runtime.session",
 }
 
 __all__ = [
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from sfdsl.runtime.backends.scripted import ScriptedBackend
     from sfdsl.runtime.context import Budget
     from sfdsl.runtime.results import RunResult
-    from sfdsl.runtime_session import Runtime
+    from sfdsl.runtime.session import Runtime
 
 
 def __getattr__(name: str) -> Any:

@@ -45,7 +45,7 @@ class Recipe(Protocol):
     import each other."""
 
     name: str
-    ast: ast.Recipe
+    ast: ast.RecipeDecl
 
     def bound(self, inputs: dict[str, Any] | None = None) -> Bound: ...
 
@@ -162,7 +162,7 @@ def _breaks(value: Any, rule: Any) -> str | None:
     return None if holds(value, limit) else f"{sign} {limit}"
 
 
-def input_problems(recipe: ast.Recipe, inputs: Mapping[str, Any]) -> list[str]:
+def input_problems(recipe: ast.RecipeDecl, inputs: Mapping[str, Any]) -> list[str]:
     """Each step parameter fed directly by an input whose value the backend would refuse, as a sentence."""
     ranges = _ranges()
     problems: list[str] = []
@@ -185,7 +185,7 @@ def input_problems(recipe: ast.Recipe, inputs: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def check_step_values(recipe: ast.Recipe, inputs: Mapping[str, Any]) -> None:
+def check_step_values(recipe: ast.RecipeDecl, inputs: Mapping[str, Any]) -> None:
     """Raise the first of ``input_problems``.
 
     Raises:
@@ -227,7 +227,7 @@ def _args(root: Any, inputs: Mapping[str, Any]) -> Iterator[ast.Arg]:
             stack.extend(node)
 
 
-def _numeric_inputs(recipe: ast.Recipe, inputs: Mapping[str, Any]) -> list[str]:
+def _numeric_inputs(recipe: ast.RecipeDecl, inputs: Mapping[str, Any]) -> list[str]:
     """Names of the int inputs a run sets above their defaults: the likely reason it is over a cap."""
     from sfdsl.expressions import evaluate
 

@@ -46,8 +46,8 @@ from sfdsl.runtime.executor import Executor
 from sfdsl.runtime.failures import as_sfdsl_error, reraise
 from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime.session import Runtime, refuse_running_loop
 from sfdsl.runtime.token_stream import TokenSink, streamed_generate
-from sfdsl.runtime_session import Runtime, refuse_running_loop
 
 T = TypeVar("T")
 
@@ -143,7 +143,7 @@ class Program:
 class Recipe:
     """One runnable recipe."""
 
-    def __init__(self, program: Program, recipe: ast.Recipe) -> None:
+    def __init__(self, program: Program, recipe: ast.RecipeDecl) -> None:
         self.program = program
         self.ast = recipe
         self.name = recipe.name

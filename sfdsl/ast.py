@@ -113,6 +113,15 @@ class PromptStep(StepNode):
     args: list[Arg] = Field(default_factory=list)
     using: str | None = None
 
+    @property
+    def returns_list(self) -> bool:
+        """Whether the step's value is a list of its samples: exactly when ``n:`` is given (even ``n: 1``)."""
+        return any(a.name == "n" for a in self.args)
+
+    def value_of(self, samples: list[Any]) -> Any:
+        """The step's value from its samples: the list given ``n:``, else the only sample."""
+        return samples if self.returns_list else samples[0]
+
 
 Rhs = StepNode | Expr
 
@@ -230,7 +239,9 @@ class OutField(Node):
     type: TypeRef | None = None
 
 
-class Recipe(Node):
+class RecipeDecl(Node):
+    """A recipe as declared in a .sf file (the AST node; ``sfdsl.Recipe`` is the runnable handle built from it)."""
+
     name: str
     params: list[Param]
     returns: list[OutField] = []
@@ -248,7 +259,7 @@ class Module(Node):
 
     file: str
     imports: list[Import]
-    recipes: list[Recipe]
+    recipes: list[RecipeDecl]
 
 
 for _model in list(globals().values()):

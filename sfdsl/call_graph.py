@@ -63,7 +63,7 @@ def call_problems(program: ParsedProgram) -> list[Diagnostic]:
     return []
 
 
-def _calls(recipe: ast.Recipe) -> list[CallRecipe]:
+def _calls(recipe: ast.RecipeDecl) -> list[CallRecipe]:
     """Every `call` step inside a recipe, found without recursion."""
     found: list[CallRecipe] = []
     stack: list[Any] = [recipe.body]

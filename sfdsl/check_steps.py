@@ -14,8 +14,8 @@ from sfdsl.diagnostics import Span, with_suggestion
 from sfdsl.registry import kind_of
 from sfdsl.scope import Loop, Scope
 from sfdsl.step_kind import Spec, StepKind
-from sfdsl.template_types import field_reads, root_name
 from sfdsl.templates import TemplateError, variables
+from sfdsl.templates.types import field_reads, root_name
 from sfdsl.types import CONVERSATION, PROMPT, REGEX, STR, TEXT, Type, assignable, list_of
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class StepChecks:
 
     program: ParsedProgram
     file: str
-    recipe: ast.Recipe
+    recipe: ast.RecipeDecl
     calls: nx.DiGraph
     prompts: dict[str, ast.PromptDecl]
     models: dict[str, ast.ModelDecl]
@@ -151,8 +151,8 @@ class StepChecks:
         """Check a prompt step's prompt, model and arguments; its value is text, or a list of texts given ``n:``."""
         self.use_prompt(node.prompt, node, scope)
         self.use_model(node.using, node)
-        args = self.check_args(node.args, spec, where, node, scope)
-        return list_of(TEXT) if "n" in args else TEXT
+        self.check_args(node.args, spec, where, node, scope)
+        return list_of(TEXT) if node.returns_list else TEXT
 
     def loop_body(self, kind: str, body: ast.Block, scope: Scope, node: Any, *, needs: str) -> Loop:
         loop = Loop(kind)

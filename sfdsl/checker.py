@@ -26,7 +26,7 @@ def check_program(program: ParsedProgram) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     calls = nx.DiGraph()
     for file, module in program.modules.items():
-        seen: dict[str, ast.Recipe] = {}
+        seen: dict[str, ast.RecipeDecl] = {}
         for recipe in module.recipes:
             if recipe.name in seen:
                 diagnostics.append(_d("SF208", f"recipe '{recipe.name}' is defined twice", recipe.span,
@@ -54,7 +54,7 @@ def _d(code: str, message: str, span: Span, hint: str | None = None, severity: s
 class RecipeChecker(StepChecks):
     """Checks one recipe."""
 
-    def __init__(self, program: ParsedProgram, file: str, recipe: ast.Recipe, calls: nx.DiGraph) -> None:
+    def __init__(self, program: ParsedProgram, file: str, recipe: ast.RecipeDecl, calls: nx.DiGraph) -> None:
         self.program, self.file, self.recipe, self.calls = program, file, recipe, calls
         self.diagnostics: list[Diagnostic] = []
         self.prompts: dict[str, ast.PromptDecl] = {}

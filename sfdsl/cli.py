@@ -206,7 +206,7 @@ def parse_inputs(pairs: list[str], json_file: str | None) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from sfdsl.api import load
     from sfdsl.runtime.context import Budget
-    from sfdsl.runtime_session import Runtime
+    from sfdsl.runtime.session import Runtime
 
     program = load(args.file, import_path=args.import_path)
     recipe = program.recipe(args.recipe)

@@ -29,7 +29,7 @@ class CompiledProgram:
     def main(self) -> str:
         return self.program.main
 
-    def recipes(self) -> list[ast.Recipe]:
+    def recipes(self) -> list[ast.RecipeDecl]:
         return self.program.modules[self.program.main].recipes
 
 

@@ -29,7 +29,7 @@ MAX_EXACT_PLAN = 200_000
 Plans = Mapping[str, Plan]
 
 
-def recipe_bound(program: ParsedProgram, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
+def recipe_bound(program: ParsedProgram, file: str, recipe: ast.RecipeDecl, inputs: dict[str, Any] | None = None,
                  plans: Plans | None = None) -> Bound:
     """The worst-case cost of one run of ``recipe`` with ``inputs`` (defaults fill the rest).
 
@@ -46,7 +46,7 @@ def recipe_bound(program: ParsedProgram, file: str, recipe: ast.Recipe, inputs: 
     return bound
 
 
-def bound_with_errors(program: ParsedProgram, file: str, recipe: ast.Recipe, inputs: dict[str, Any] | None = None,
+def bound_with_errors(program: ParsedProgram, file: str, recipe: ast.RecipeDecl, inputs: dict[str, Any] | None = None,
                       plans: Plans | None = None) -> tuple[Bound, list[Diagnostic]]:
     """The worst-case cost and every bound problem, errors (loops bounded only at run time) and warnings (a
     `limit:` that may cut a list), in one pass; the bound is meaningless when there are errors."""
@@ -69,7 +69,7 @@ def _static_lookup(env: Env, name: str) -> Any:
 class CostModel:
     """Walks a recipe's plan with abstract values; step kinds' ``bound`` functions call its helpers."""
 
-    def __init__(self, program: ParsedProgram, file: str, recipe: ast.Recipe, plans: Plans,
+    def __init__(self, program: ParsedProgram, file: str, recipe: ast.RecipeDecl, plans: Plans,
                  errors: list[Diagnostic] | None = None) -> None:
         self.program, self.file, self.recipe, self.plans = program, file, recipe, plans
         self.plan = plans.get(recipe_key(program, file, recipe.name)) or plan_recipe(recipe)
@@ -169,7 +169,7 @@ class CostModel:
         """The bound of one of a step's bodies, read from the recipe's plan."""
         return self.block(self._bodies[id(node)][name], dict(env))
 
-    def callee(self, file: str, recipe: ast.Recipe, inputs: Mapping[str, Abstract]) -> Bound:
+    def callee(self, file: str, recipe: ast.RecipeDecl, inputs: Mapping[str, Abstract]) -> Bound:
         """The bound of a called recipe with what is known of its inputs."""
         model = CostModel(self.program, file, recipe, self.plans, self.errors)
         return model.recipe_cost({name: value for name, value in inputs.items() if value.known})

@@ -20,7 +20,7 @@ from sfdsl.expressions import NotStatic, evaluate
 from sfdsl.types import ANY, BOOL, CONVERSATION, FLOAT, INT, SCHEMA, STR, TOOLS, Type, parse_type
 
 
-def bind_inputs(recipe: ast.Recipe, given: dict[str, Any], *, from_text: bool = False,
+def bind_inputs(recipe: ast.RecipeDecl, given: dict[str, Any], *, from_text: bool = False,
                 require_all: bool = True, strict: bool = False) -> dict[str, Any]:
     """Check ``given`` against the recipe's inputs, convert types, fill defaults.
 

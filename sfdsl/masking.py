@@ -20,7 +20,7 @@ STOPWORDS = frozenset(
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
-#: Limits of one mask() call, like those of a template render (``sfdsl.template_limits``): the text and the
+#: Limits of one mask() call, like those of a template render (``sfdsl.templates.limits``): the text and the
 #: result in characters, the concept in characters and content words, the mask in characters, and wall time.
 MAX_TEXT_CHARS = 1_000_000
 MAX_CONCEPT_CHARS = 1_000

@@ -173,19 +173,19 @@ class _Builder(Transformer[Token, Any]):
     # top level
     def start(self, meta: Any, items: list[Any]) -> ast.Module:
         imports = [i for i in items if isinstance(i, ast.Import)]
-        recipes = [i for i in items if isinstance(i, ast.Recipe)]
+        recipes = [i for i in items if isinstance(i, ast.RecipeDecl)]
         return ast.Module(span=self._s(meta), file=self.file, imports=imports, recipes=recipes)
 
     def import_decl(self, meta: Any, c: list[Any]) -> ast.Import:
         return ast.Import(span=self._s(meta), path=decode_string(c[0]), alias=str(c[1]) if c[1] else None)
 
-    def recipe(self, meta: Any, c: list[Any]) -> ast.Recipe:
+    def recipe(self, meta: Any, c: list[Any]) -> ast.RecipeDecl:
         name, *rest = c
         body, returns = rest[-1], rest[-2]
         params = [p for p in rest[:-2] if p is not None]
         span = _span_of(self.file, name)
         doc = header_comment(self.lines, meta.line) or header_comment(self.lines, 1, at_top=True)
-        return ast.Recipe(span=span, name=str(name), params=params, returns=returns or [], body=body, doc=doc)
+        return ast.RecipeDecl(span=span, name=str(name), params=params, returns=returns or [], body=body, doc=doc)
 
     def returns(self, meta: Any, c: list[Any]) -> list[ast.OutField]:
         return [f for f in c if f is not None]

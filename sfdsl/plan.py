@@ -37,7 +37,7 @@ class Plan:
         return self.graph.nodes[node_id]  # type: ignore[no-any-return]
 
 
-def plan_recipe(recipe: ast.Recipe) -> Plan:
+def plan_recipe(recipe: ast.RecipeDecl) -> Plan:
     """A recipe's plan, carrying its prompt and model declarations."""
     prompts = collect_prompts(recipe.body)
     plan = build_plan(recipe.body, prompts)

@@ -27,10 +27,10 @@ class ParsedProgram:
     aliases: dict[str, dict[str, str]] = field(default_factory=dict)  # file -> alias -> imported file
     plain_imports: dict[str, list[str]] = field(default_factory=dict)  # file -> files imported without alias
 
-    def recipes_in(self, file: str) -> dict[str, ast.Recipe]:
+    def recipes_in(self, file: str) -> dict[str, ast.RecipeDecl]:
         return {r.name: r for r in self.modules[file].recipes}
 
-    def resolve_call(self, file: str, target: list[str]) -> tuple[str, ast.Recipe] | None:
+    def resolve_call(self, file: str, target: list[str]) -> tuple[str, ast.RecipeDecl] | None:
         """Find the recipe a `call` names from within ``file``."""
         if len(target) == 1:
             recipe = self.recipes_in(file).get(target[0])

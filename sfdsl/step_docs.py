@@ -29,6 +29,8 @@ def _literal(value: Any) -> str:
 def _default(p: ParamSpec) -> str:
     if p.required:
         return "required"
+    if p.default_doc:
+        return p.default_doc
     return f"`{_literal(p.default)}`" if p.default is not None else "—"
 
 

@@ -38,6 +38,10 @@ class ParamSpec:
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    #: A default computed from the other values (already completed with their defaults), e.g. the temperature
+    #: from ``n``; ``default_doc`` says it in the docs tables.
+    default_from: Callable[[Mapping[str, Any]], Any] | None = None
+    default_doc: str = ""
 
     def refusal(self, value: Any) -> str | None:
         """Why a number is outside this parameter's range (e.g. ``"must be at least 1"``), or None."""
@@ -53,8 +57,21 @@ class ParamSpec:
 
 Spec = Mapping[str, ParamSpec]
 
+#: The temperature of a step that samples ``n > 1`` answers and gives none: they need some spread. One sample
+#: is greedy (0).
+SAMPLED_TEMPERATURE = 0.7
+
+
+def default_temperature(values: Mapping[str, Any]) -> float:
+    """The temperature when none is given: ``SAMPLED_TEMPERATURE`` for ``n > 1`` samples, else 0 (greedy)."""
+    n = primary(values.get("n", 1))
+    many = isinstance(n, (int, float)) and not isinstance(n, bool) and n > 1
+    return SAMPLED_TEMPERATURE if many else 0.0
+
+
 SAMPLING: Spec = {
-    "temperature": ParamSpec(FLOAT, "sampling temperature; 0 is greedy (default: 0.7 when n > 1, else 0)", low=0),
+    "temperature": ParamSpec(FLOAT, "sampling temperature; 0 is greedy", low=0, default_from=default_temperature,
+                             default_doc=f"`{SAMPLED_TEMPERATURE:g}` when n > 1, else `0`"),
     "top_p": ParamSpec(FLOAT, "nucleus sampling mass", default=1.0, low=0, low_open=True, high=1),
     "top_k": ParamSpec(INT, "top-k cut-off; 0 disables", default=0, low=0),
     "max_tokens": ParamSpec(INT, "tokens generated at most (default: the model's, else 256)", default=256, low=1),
@@ -69,7 +86,7 @@ LOGPROBS = ParamSpec(BOOL, "return the samples' log-probabilities", default=Fals
 
 
 def with_defaults(spec: Spec, given: Mapping[str, Any]) -> dict[str, Any]:
-    """``given`` completed with the spec's defaults (parameters without a default stay absent).
+    """``given`` completed with the spec's defaults, fixed or computed (parameters without one stay absent).
 
     Raises:
         StepError: naming the parameter and its value, when a given value is outside the spec's range (the
@@ -81,6 +98,9 @@ def with_defaults(spec: Spec, given: Mapping[str, Any]) -> dict[str, Any]:
             raise StepError(f"parameter '{name}' is {primary(value)!r}, but {refusal}")
     values = {name: p.default for name, p in spec.items() if p.default is not None}
     values.update(given)
+    for name, p in spec.items():
+        if p.default_from is not None and values.get(name) is None:
+            values[name] = p.default_from(values)
     return values
 
 

@@ -108,7 +108,7 @@ def via_mcp(reply: str, question: str, max_tokens: int) -> tuple[str | None, str
     from mcp.client import Client
 
     from sfdsl.integrations.mcp_server import build_server, load_recipes
-    from sfdsl.runtime_session import Runtime
+    from sfdsl.runtime.session import Runtime
 
     async def go() -> dict[str, Any]:
         async with Runtime(pool=BackendPool(backend=sfdsl.ScriptedBackend([reply]))) as runtime:

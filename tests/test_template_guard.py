@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sfdsl.template_guard import TemplateLimits
 from sfdsl.templates import TemplateError, render, variables
+from sfdsl.templates.guard import TemplateLimits
 
 QUESTION = "what is the capital of France? " * 100
 
@@ -206,7 +206,7 @@ _FUZZ = textwrap.dedent("""
     import resource, sys
     resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
     from hypothesis import HealthCheck, given, settings, strategies as st
-    from sfdsl.template_limits import TemplateLimits
+    from sfdsl.templates.limits import TemplateLimits
     from sfdsl.templates import TemplateError, render
 
     atoms = st.sampled_from(["question", "'ab'", "10**9", "999999999", "7", "[question]", "range(100000)",

@@ -64,7 +64,7 @@ from sfdsl.inputs import bind_inputs
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.pool import BackendPool, pool_from_spec
 from sfdsl.runtime.results import RunResult
-from sfdsl.runtime_session import Runtime, loop_running
+from sfdsl.runtime.session import Runtime, loop_running
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun

@@ -74,7 +74,7 @@ def input_schema(recipe: Recipe) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-def input_bounds(recipe: ast.Recipe) -> dict[str, dict[str, float]]:
+def input_bounds(recipe: ast.RecipeDecl) -> dict[str, dict[str, float]]:
     """The bounds of inputs passed as such to a step parameter with known bounds (the tightest wins)."""
     params = {p.name for p in recipe.params}
     found: dict[str, dict[str, float]] = {}

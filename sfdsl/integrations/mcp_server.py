@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from sfdsl.api import Recipe
     from sfdsl.runtime.pool import BackendPool
-    from sfdsl.runtime_session import Runtime
+    from sfdsl.runtime.session import Runtime
 
 __all__ = ["RecipeAnswer", "answer_text", "build_server", "load_recipes", "recipe_tool", "tool_signature"]
 
@@ -228,7 +228,7 @@ def _distinct_descriptions(tools: list[Tool]) -> None:
 
 async def serve_stdio(recipes: dict[str, Recipe], pool: BackendPool, *, remote: bool = False) -> None:
     """Serve ``recipes`` over stdin/stdout until the client disconnects; then release the models."""
-    from sfdsl.runtime_session import Runtime
+    from sfdsl.runtime.session import Runtime
 
     async with Runtime(pool=pool) as runtime:
         await build_server(recipes, runtime, remote=remote).run_stdio_async()

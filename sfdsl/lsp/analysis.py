@@ -56,7 +56,7 @@ class Analysis:
     program: ParsedProgram | None = None
     bounds: dict[str, Bound] = field(default_factory=dict)
 
-    def recipe(self, name: str | None) -> ast.Recipe | None:
+    def recipe(self, name: str | None) -> ast.RecipeDecl | None:
         if self.module is None or name is None:
             return None
         return next((r for r in self.module.recipes if r.name == name), None)

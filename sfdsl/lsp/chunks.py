@@ -27,7 +27,7 @@ class Piece:
     """One parsed piece: its imports and recipes, or its syntax errors."""
 
     imports: list[ast.Import] = field(default_factory=list)
-    recipes: list[ast.Recipe] = field(default_factory=list)
+    recipes: list[ast.RecipeDecl] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # the recipes the piece defines, broken or not
 
@@ -59,7 +59,7 @@ def parse_pieces(lex: Lexicon, file: str, cache: PieceCache) -> tuple[ast.Module
     text = lex.text
     header = _header(text)
     imports: list[ast.Import] = []
-    recipes: list[ast.Recipe] = []
+    recipes: list[ast.RecipeDecl] = []
     diagnostics: list[Diagnostic] = []
     broken: list[str] = []
     for start, end in _cuts(lex):

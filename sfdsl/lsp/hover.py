@@ -222,7 +222,7 @@ def _recipe(analysis: Analysis, lex: Lexicon, index: int, role: Role) -> str:
     return "\n\n".join(parts)
 
 
-def signature(recipe: ast.Recipe, source: str) -> str:
+def signature(recipe: ast.RecipeDecl, source: str) -> str:
     """``recipe name(input: type = default, ...) -> (outputs)`` with defaults as written."""
     params = ", ".join(f"{p.name}: {p.type}" + (f" = {source_of(source, p.default.span)}" if p.default else "")
                        for p in recipe.params)

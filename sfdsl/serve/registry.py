@@ -20,7 +20,7 @@ from sfdsl.models import DEFAULT_ALIASES, load_aliases
 from sfdsl.recipe_sets import load_recipe_set
 from sfdsl.runtime.backends.base import Backend
 from sfdsl.runtime.pool import BackendPool
-from sfdsl.runtime_session import Runtime
+from sfdsl.runtime.session import Runtime
 from sfdsl.serve.protocol import HTTPError
 
 

@@ -15,8 +15,8 @@ from sfdsl.log import get_logger
 from sfdsl.runtime.context import Budget, Listener, observe
 from sfdsl.runtime.pool import BackendPool
 from sfdsl.runtime.results import RunResult
+from sfdsl.runtime.session import Runtime
 from sfdsl.runtime.token_stream import TokenSink, streamed_generate
-from sfdsl.runtime_session import Runtime
 from sfdsl.serve.admission import Admission
 from sfdsl.serve.config import ServeConfig
 from sfdsl.serve.limits import RunLimiter

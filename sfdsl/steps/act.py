@@ -50,15 +50,14 @@ def check(ck: StepChecks, node: Act, scope: Scope) -> Type:
     retries = args.get("retries")
     if retries is not None and isinstance(retries.value, ast.Const) and int(retries.value.value or 0) < 0:
         ck.error("SF308", "`retries:` of act must be 0 or more", retries.value)
-    return list_of(ACTION) if "n" in args else ACTION
+    return list_of(ACTION) if node.returns_list else ACTION
 
 
 def bound(cm: CostModel, node: Act, env: Env) -> tuple[Bound, Abstract]:
     """Each retry is one more call for the samples still invalid: at worst every sample, every time."""
     n = cm.count(node, PARAMS, "n", env, "act")
     tries = 1 + cm.count(node, PARAMS, "retries", env, "act", fallback=0)
-    has_n = any(a.name == "n" for a in node.args)
-    return Bound(tries, tries * n * cm.max_tokens(node, env), n), Abstract(length=n if has_n else None)
+    return Bound(tries, tries * n * cm.max_tokens(node, env), n), Abstract(length=n if node.returns_list else None)
 
 
 KIND = StepKind(

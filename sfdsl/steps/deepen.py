@@ -63,8 +63,7 @@ def bound(cm: CostModel, node: Deepen, env: Env) -> tuple[Bound, Abstract]:
     cap = cm.count(node, PARAMS, "max_total", env, "deepen", fallback=budget)
     gamma = float(cm.param(node, PARAMS, "gamma", env, "deepen"))
     rounds = len(deepen_budgets(budget, gamma, cap))
-    has_n = any(a.name == "n" for a in node.args)
-    return Bound(1 + (rounds - 1) * n, n * cap, n), Abstract(length=n if has_n else None)
+    return Bound(1 + (rounds - 1) * n, n * cap, n), Abstract(length=n if node.returns_list else None)
 
 
 KIND = StepKind(

@@ -55,15 +55,14 @@ def check(ck: StepChecks, node: Generate, scope: Scope) -> Type:
 
     schema = literal_schema(given["schema"].value)
     value = schema_type(schema) if schema is not None else DICT
-    return list_of(value) if "n" in given else value
+    return list_of(value) if node.returns_list else value
 
 
 def bound(cm: CostModel, node: Generate, env: Env) -> tuple[Bound, Abstract]:
     n = cm.count(node, PARAMS, "n", env, "generate")
-    has_n = any(a.name == "n" for a in node.args)
     tries = 1 + (cm.count(node, PARAMS, "retries", env, "generate", fallback=0)
                  if any(a.name == "schema" for a in node.args) else 0)
-    return Bound(tries, tries * n * cm.max_tokens(node, env), n), Abstract(length=n if has_n else None)
+    return Bound(tries, tries * n * cm.max_tokens(node, env), n), Abstract(length=n if node.returns_list else None)
 
 
 KIND = StepKind(

@@ -8,7 +8,7 @@ import string
 from collections.abc import Iterable
 from typing import Any
 
-from sfdsl.template_limits import RenderGuard, RenderLimitExceeded
+from sfdsl.templates.limits import RenderGuard, RenderLimitExceeded
 
 _FORMAT_NUMBER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?")
 

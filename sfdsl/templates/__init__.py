@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from sfdsl.template_guard import (
+from sfdsl.templates.guard import (
     DEFAULT_LIMITS,
     GUARD_KEY,
     GuardedEnvironment,
@@ -51,7 +51,7 @@ class _Record(dict):  # type: ignore[type-arg]
 
 @lru_cache(maxsize=1)
 def environment() -> GuardedEnvironment:
-    """The one sandboxed environment all prompts render in (see ``sfdsl.template_guard``)."""
+    """The one sandboxed environment all prompts render in (see ``sfdsl.templates.guard``)."""
     return GuardedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 

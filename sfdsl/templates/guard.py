@@ -29,8 +29,8 @@ from jinja2.runtime import Context, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from sfdsl.template_limits import DEFAULT_LIMITS, RenderGuard, RenderLimitExceeded, TemplateLimits
-from sfdsl.template_sizing import check_binop, check_call, check_filter
+from sfdsl.templates.limits import DEFAULT_LIMITS, RenderGuard, RenderLimitExceeded, TemplateLimits
+from sfdsl.templates.sizing import check_binop, check_call, check_filter
 from sfdsl.values import NoAnswer, attr_of
 
 __all__ = ["DEFAULT_LIMITS", "GUARD_KEY", "GuardedEnvironment", "RenderGuard", "RenderLimitExceeded",
