@@ -101,13 +101,19 @@ class ModelParams:
     # ggml "extra" CPU buffer types (AMX, weight repacking). "auto" disables them on
     # AMX CPUs: ggml's AMX matmul segfaults on multi-token batches in llama-cpp-python 0.3.36.
     extra_buffers: Literal["auto"] | bool = "auto"
+    # Schedule so a sequence's logits never depend on what else runs (see Engine): no KV cell is
+    # freed while a sequence runs, and jobs are admitted by their worst-case KV need. It takes one
+    # extra sequence id (where finished sequences' cells wait for the next clear). False: the
+    # faster optimistic schedule (admission by actual use, preemption), which is not batch-invariant.
+    batch_invariant: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_seq_max <= MAX_SEQS:
             raise ValueError(f"n_seq_max must be in 1..{MAX_SEQS}, got {self.n_seq_max}")
-        if not 0 <= self.prefix_cache <= MAX_SEQS - self.n_seq_max:
-            raise ValueError(f"prefix_cache must be in 0..{MAX_SEQS - self.n_seq_max} (n_seq_max + prefix_cache "
-                             f"<= {MAX_SEQS}), got {self.prefix_cache}")
+        most = MAX_SEQS - self.n_seq_max - self.batch_invariant  # an invariant engine keeps one id for itself
+        if not 0 <= self.prefix_cache <= most:
+            raise ValueError(f"prefix_cache must be in 0..{most} (n_seq_max + prefix_cache "
+                             f"<= {MAX_SEQS - self.batch_invariant}), got {self.prefix_cache}")
         if self.n_batch < 8:
             raise ValueError(f"n_batch must be at least 8, got {self.n_batch}")
         if self.n_ctx < 0:
@@ -149,7 +155,7 @@ class LoadedModel:
             cparams.n_ctx = n_ctx
             cparams.n_batch = params.n_batch
             cparams.n_ubatch = params.n_batch
-            cparams.n_seq_max = params.n_seq_max + params.prefix_cache
+            cparams.n_seq_max = params.n_seq_max + params.prefix_cache + params.batch_invariant  # + the grave id
             cparams.kv_unified = True  # seq copies share cells: prefix sharing costs no memory
             threads = params.n_threads or default_threads()
             cparams.n_threads = threads
@@ -168,7 +174,7 @@ class LoadedModel:
             self.n_ctx = int(lib.llama_n_ctx(self.ctx))
             self.n_ctx_seq = int(lib.llama_n_ctx_seq(self.ctx))
             self.n_batch = int(lib.llama_n_batch(self.ctx))
-            self.n_seq_total = int(lib.llama_n_seq_max(self.ctx))  # request sequences + prefix-cache slots
+            self.n_seq_total = int(lib.llama_n_seq_max(self.ctx))  # request sequences + prefix-cache slots (+ grave)
             self.n_seq_max = params.n_seq_max
             self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
         except BaseException:
@@ -189,6 +195,7 @@ class LoadedModel:
             flash_attn=params.flash_attn,
             kv_type=self.kv_type,
             extra_buffers=extra,
+            batch_invariant=params.batch_invariant,
         )
 
     # -- tokens ----------------------------------------------------------
