@@ -78,6 +78,17 @@ def cpu_has_amx() -> bool:
     return False
 
 
+def pin_row_kernels() -> None:
+    """Keep ggml's CPU matmul on its row-by-row kernels for every batch size (batch invariance).
+
+    ggml's tiled K-quant matmul (``GGML_CPU_TILED_MM``, on by default) takes batches of 8 or more
+    rows and sums in another order than the one-row kernel, so a token's logits would depend on
+    whether a prefill shares its step. ggml reads the switch once per process, at its first
+    matrix product; a value the user set is kept.
+    """
+    os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelParams:
     """How to load one GGUF model and size its context."""
@@ -132,6 +143,8 @@ class LoadedModel:
         if not params.path.is_file():
             raise ModelNotFoundError(f"model file {params.path} does not exist")
         lib.llama_backend_init()
+        if params.batch_invariant:
+            pin_row_kernels()
         offload = bool(lib.llama_supports_gpu_offload())
         n_gpu_layers = params.n_gpu_layers if params.n_gpu_layers is not None else (-1 if offload else 0)
         mparams = lib.llama_model_default_params()
