@@ -245,6 +245,7 @@ class Engine:
             if committed + job.future_cells() - reuse > self.model.n_ctx and (self._active or self._filled):
                 if self._active:
                     return  # drain: new tokens may not go below running ones, so wait for them to end
+                log.info("kv_cache_cleared", cells=self._filled, n_ctx=self.model.n_ctx, waiting=len(self._waiting))
                 self._pool.clear()
                 self._filled = 0
                 self.drains += 1

@@ -116,8 +116,11 @@ def test_a_prompt_prefilled_beside_other_decoding_samples_as_alone() -> None:
     def chat(text: str) -> Prompt:
         return Prompt(messages=(Message(role="user", content=text),))
 
-    target = GenerateRequest(prompt=chat("What is 17 + 25? Think step by step."), n=3, temperature=1.0,
-                             seed=5, max_tokens=24)
+    # Over the engine's short-prompt size (128 tokens), so it is prefilled in chunks whose size
+    # depends on what else runs: alone, chunks of a step-time budget; beside decoding, a share of it.
+    story = "The lighthouse keeper counted the ships that passed every night. " * 18
+    target = GenerateRequest(prompt=chat(f"{story}\nWhat is 17 + 25? Think step by step."), n=3,
+                             temperature=1.0, seed=5, max_tokens=24)
     long_one = GenerateRequest(prompt=chat("Write a short story about a lighthouse keeper and the sea."), n=4,
                                temperature=1.0, seed=1, max_tokens=48)
     short_one = GenerateRequest(prompt=chat("Say hi."), n=2, temperature=1.0, seed=2, max_tokens=3)
@@ -144,6 +147,7 @@ def test_a_prompt_prefilled_beside_other_decoding_samples_as_alone() -> None:
             together, _ = asyncio.run(beside(llama))
         finally:
             asyncio.run(llama.aclose())
+        assert together[0].prompt_tokens > llama.engine._short_prompt
         assert spy.mixed(together[0].prompt_tokens), spy.steps[:6]  # really prefilled beside decoding
         assert texts(together) == alone[cache]
     assert alone[0] == alone[16]
