@@ -58,7 +58,7 @@ class BatchSpy:
 
 def test_seeded_eval_samples_do_not_depend_on_concurrency() -> None:
     """Issue 21 item 15: `sfrun eval` of self_consistency at T=1 stored other samples at --concurrency 4 than at 1."""
-    from sfdsl.eval.data import build_items
+    from sfdsl.eval.data import Row, build_items
     from sfdsl.eval.generate import arithmetic
     from sfdsl.eval.glue import recipe_target
     from sfdsl.eval.metrics import get_metric
@@ -66,7 +66,7 @@ def test_seeded_eval_samples_do_not_depend_on_concurrency() -> None:
     from sfdsl.eval.store import ResultStore
 
     recipe = sfdsl.load(RECIPES / "self_consistency.sf").recipe("self_consistency")
-    rows = arithmetic(24, seed=0)
+    rows = [Row(index=i, line=i + 1, values=values) for i, values in enumerate(arithmetic(24, seed=0))]
     # A small cache: at concurrency 8 the worst-case reservations fill it, so the engine drains and clears it.
     llama = backend(n_ctx=1024)
     spy = BatchSpy(llama.engine)
