@@ -13,7 +13,7 @@ A batch holds one token per decoding sequence, then the short prompts
 the step lasts at most ``1 + PREFILL_SHARE`` times what the decoding and
 short-prompt requests alone would take: a long prompt cannot stall small requests.
 
-Batch-invariant scheduling (``ModelParams.batch_invariant``, the default). On
+Batch-invariant scheduling (``ModelParams.batch_invariant``, the default on CPU). On
 CPU, llama.cpp computes each token's row with the same kernels whatever shares
 its batch (bf16 KV cells, see :mod:`llama_lib`), and attention skips other
 sequences' cells, but it sums a sequence's own cells in cache order. A freed
@@ -77,7 +77,7 @@ class Engine:
         params = _fit_batch(params)
         self.model = LoadedModel(params)
         self.params = params
-        self.invariant = params.batch_invariant
+        self.invariant = self.model.batch_invariant
         grave = self.model.n_seq_total - 1 if self.invariant else None  # LoadedModel made room for it
         self._pool = SeqPool(
             self.model.lib, self.model.mem, grave if grave is not None else self.model.n_seq_total,

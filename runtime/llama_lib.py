@@ -116,15 +116,20 @@ class ModelParams:
     # freed while a sequence runs, and jobs are admitted by their worst-case KV need. It takes one
     # extra sequence id (where finished sequences' cells wait for the next clear). False: the
     # faster optimistic schedule (admission by actual use, preemption), which is not batch-invariant.
-    batch_invariant: bool = True
+    # "auto" = on when every layer runs on the CPU; off with GPU offload, whose kernels pick
+    # batch-size paths of their own, so the schedule would cost throughput without making runs repeat.
+    batch_invariant: Literal["auto"] | bool = "auto"
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_seq_max <= MAX_SEQS:
             raise ValueError(f"n_seq_max must be in 1..{MAX_SEQS}, got {self.n_seq_max}")
-        most = MAX_SEQS - self.n_seq_max - self.batch_invariant  # an invariant engine keeps one id for itself
+        grave = self.batch_invariant is not False  # an invariant engine keeps one sequence id for itself
+        most = MAX_SEQS - self.n_seq_max - grave
         if not 0 <= self.prefix_cache <= most:
             raise ValueError(f"prefix_cache must be in 0..{most} (n_seq_max + prefix_cache "
-                             f"<= {MAX_SEQS - self.batch_invariant}), got {self.prefix_cache}")
+                             f"<= {MAX_SEQS - grave}), got {self.prefix_cache}")
+        if self.batch_invariant not in ("auto", True, False):
+            raise ValueError(f"batch_invariant must be auto, true or false; got {self.batch_invariant!r}")
         if self.n_batch < 8:
             raise ValueError(f"n_batch must be at least 8, got {self.n_batch}")
         if self.n_ctx < 0:
@@ -143,10 +148,12 @@ class LoadedModel:
         if not params.path.is_file():
             raise ModelNotFoundError(f"model file {params.path} does not exist")
         lib.llama_backend_init()
-        if params.batch_invariant:
-            pin_row_kernels()
         offload = bool(lib.llama_supports_gpu_offload())
         n_gpu_layers = params.n_gpu_layers if params.n_gpu_layers is not None else (-1 if offload else 0)
+        auto = params.batch_invariant == "auto"
+        self.batch_invariant = n_gpu_layers == 0 if auto else bool(params.batch_invariant)
+        if self.batch_invariant:
+            pin_row_kernels()
         mparams = lib.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
         mparams.main_gpu = params.main_gpu
@@ -168,7 +175,7 @@ class LoadedModel:
             cparams.n_ctx = n_ctx
             cparams.n_batch = params.n_batch
             cparams.n_ubatch = params.n_batch
-            cparams.n_seq_max = params.n_seq_max + params.prefix_cache + params.batch_invariant  # + the grave id
+            cparams.n_seq_max = params.n_seq_max + params.prefix_cache + self.batch_invariant  # + the grave id
             cparams.kv_unified = True  # seq copies share cells: prefix sharing costs no memory
             threads = params.n_threads or default_threads()
             cparams.n_threads = threads
@@ -208,7 +215,7 @@ class LoadedModel:
             flash_attn=params.flash_attn,
             kv_type=self.kv_type,
             extra_buffers=extra,
-            batch_invariant=params.batch_invariant,
+            batch_invariant=self.batch_invariant,
         )
 
     # -- tokens ----------------------------------------------------------

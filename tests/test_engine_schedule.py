@@ -61,3 +61,19 @@ def test_a_job_too_big_for_the_cache_runs_alone_on_a_clean_one() -> None:
     e._waiting = [big, small]
     e._admit()
     assert e._pool.clears == 1 and e._active == [big] and e._waiting == [small]
+
+
+def test_batch_invariant_is_auto_true_or_false_and_keeps_a_sequence_id() -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from sfdsl.runtime.llama_lib import MAX_SEQS, ModelParams
+
+    path = Path("model.gguf")
+    assert ModelParams(path=path).batch_invariant == "auto"  # on for CPU-only models, off with GPU offload
+    with pytest.raises(ValueError, match="batch_invariant"):
+        ModelParams(path=path, batch_invariant="yes")  # type: ignore[arg-type]
+    ModelParams(path=path, n_seq_max=16, prefix_cache=MAX_SEQS - 16, batch_invariant=False)
+    with pytest.raises(ValueError, match="prefix_cache"):  # the grave takes one id
+        ModelParams(path=path, n_seq_max=16, prefix_cache=MAX_SEQS - 16)
