@@ -3,9 +3,9 @@
 Async callers submit jobs through a thread-safe queue. The decode thread
 (:mod:`decode_thread`: the engine's own, or one that every CPU engine of a
 backend pool shares) owns the llama context and loops: admit waiting jobs, first come first served,
-while sequence ids are free and the free KV cells cover the job's prompt plus
-a growth reserve for every running sequence; build one batch; ``llama_decode``
-it; let each job read its logits. Requests that arrive while others decode
+while sequence ids are free and the KV cache has room for them (by one of the
+two schedules below); build one batch; ``llama_decode`` it; let each job read
+its logits. Requests that arrive while others decode
 join the next step.
 
 A batch holds one token per decoding sequence, then the short prompts
@@ -13,11 +13,28 @@ A batch holds one token per decoding sequence, then the short prompts
 the step lasts at most ``1 + PREFILL_SHARE`` times what the decoding and
 short-prompt requests alone would take: a long prompt cannot stall small requests.
 
-When the cache runs short, the prefix cache gives back cells first; then the
-most recently admitted job is preempted: its sequences are freed and it goes
-back to the queue in its arrival place, to restart from its prompt (a seeded
-sample repeats exactly). Only a job alone in the engine that still overflows
-fails, with ContextOverflow.
+Batch-invariant scheduling (``ModelParams.batch_invariant``, the default on CPU). On
+CPU, llama.cpp computes each token's row with the same kernels whatever shares
+its batch (bf16 KV cells, see :mod:`llama_lib`), and attention skips other
+sequences' cells, but it sums a sequence's own cells in cache order. A freed
+cell is a hole that the next token, from any sequence, fills, so a sequence's
+new token could land *below* its earlier ones and change its logits. So no cell
+is freed while a sequence runs: finished sequences' cells go to the pool's grave
+(:class:`SeqPool`) and the whole cache is cleared only when the engine is idle
+and the next job needs the room. A job is admitted, first come first served,
+only when the cells used since the last clear plus every running job's
+worst-case growth (``Job.future_cells``: prompt and ``n x max_tokens``) plus its
+own leave room, so the cache never runs short and nothing is preempted; a job
+that does not fit waits for the running ones to finish (a drain). A seeded
+sample is then the same whatever else runs. Only a job that cannot fit even
+alone runs alone, and fails with ContextOverflow if it overflows.
+
+The optimistic schedule (``batch_invariant=False``) admits by actual use: a
+job starts while the free cells cover its prompt plus a growth reserve. When
+the cache runs short, the prefix cache gives back cells first; then the most
+recently admitted job is preempted: its sequences are freed and it goes back
+to the queue in its arrival place, to restart from its prompt. Only a job alone
+in the engine that still overflows fails, with ContextOverflow.
 """
 
 from __future__ import annotations
@@ -61,9 +78,13 @@ class Engine:
         params = _fit_batch(params)
         self.model = LoadedModel(params)
         self.params = params
+        self.invariant = self.model.batch_invariant
+        grave = self.model.n_seq_total - 1 if self.invariant else None  # LoadedModel made room for it
         self._pool = SeqPool(
-            self.model.lib, self.model.mem, self.model.n_seq_total, cache_slots=params.prefix_cache
+            self.model.lib, self.model.mem, grave if grave is not None else self.model.n_seq_total,
+            cache_slots=params.prefix_cache, grave=grave,
         )
+        self._filled = 0  # batch-invariant: cells used since the last clear (every decoded token takes a new one)
         self._batch = TokenBatch(self.model.lib, self.model.n_batch)
         self._waiting: list[Job] = []  # sorted by arrival
         self._active: list[Job] = []  # in admission order
@@ -74,6 +95,7 @@ class Engine:
         self._stopped = threading.Event()
         self.steps = 0
         self.preemptions = 0
+        self.drains = 0  # batch-invariant: clears of a full cache that waited for the running jobs
         shared = current_decode_thread() if self.model.on_cpu else None
         self._thread = thread or shared or DecodeThread(name=f"sfdsl-llama-{params.path.stem}")
         self._thread.attach(self)
@@ -198,10 +220,59 @@ class Engine:
     # -- admission and preemption ----------------------------------------
 
     def kv_used(self) -> int:
-        """KV cells held by running jobs and (at most) by the prefix cache."""
+        """KV cells held by running jobs and (at most) by the prefix cache (exactly: cells in use when invariant)."""
+        if self.invariant:
+            return self._filled
         return sum(j.kv_used() for j in self._active) + self._pool.cached_cells
 
     def _admit(self) -> None:
+        if self.invariant:
+            self._admit_invariant()
+        else:
+            self._admit_optimistic()
+
+    def _admit_invariant(self) -> None:
+        """Start waiting jobs in arrival order while the cells used plus every job's worst-case growth fit.
+
+        A job that does not fit waits for the running ones to finish; the idle engine then clears
+        the whole cache (the only time cells are freed) and starts it. A job starts regardless
+        on a clean cache: it runs alone.
+        """
+        while self._waiting:
+            job = self._waiting[0]
+            hit = self._pool.lookup(job.prompt) if self._pool.cache_slots else None
+            reuse = min(hit[1], len(job.prompt) - 1) if hit else 0
+            if reuse < self._pool.min_cached:
+                hit, reuse = None, 0
+            committed = self._filled + sum(j.future_cells() for j in self._active)
+            if committed + job.future_cells() - reuse > self.model.n_ctx and (self._active or self._filled):
+                if self._active:
+                    return  # drain: new tokens may not go below running ones, so wait for them to end
+                log.info("kv_cache_cleared", cells=self._filled, n_ctx=self.model.n_ctx, waiting=len(self._waiting))
+                self._pool.clear()
+                self._filled = 0
+                self.drains += 1
+                continue
+            seq_ids = self._pool.acquire(job.n_seqs, spare=hit[0] if hit else -1)
+            if seq_ids is None:
+                return
+            self._start(job, seq_ids, hit, reuse)
+
+    def _start(self, job: Job, seq_ids: list[int], hit: tuple[int, int] | None, reuse: int) -> None:
+        """Bind an admitted job to its sequence ids, copying a cached prefix of ``reuse`` tokens."""
+        self._waiting.pop(0)
+        try:
+            job.bind(seq_ids, self.model)
+        except BaseException as exc:
+            job.release(self._pool, self.model)
+            self._fail(job, exc)
+            return
+        if hit is not None and reuse >= self._pool.min_cached:  # the last prompt token is decoded for its logits
+            self._pool.copy_prefix(hit[0], seq_ids[0], reuse)
+            job.start_at(reuse)
+        self._active.append(job)
+
+    def _admit_optimistic(self) -> None:
         """Start waiting jobs in arrival order while ids are free and the free cells cover their need.
 
         The need is the job's prompt and first tokens (or what it held before a
@@ -223,17 +294,7 @@ class Engine:
             seq_ids = self._pool.acquire(job.n_seqs, spare=spare)
             if seq_ids is None:
                 return
-            self._waiting.pop(0)
-            try:
-                job.bind(seq_ids, self.model)
-            except BaseException as exc:
-                job.release(self._pool, self.model)
-                self._fail(job, exc)
-                continue
-            if hit is not None and reuse >= self._pool.min_cached:  # the last prompt token is decoded for its logits
-                self._pool.copy_prefix(hit[0], seq_ids[0], reuse)
-                job.start_at(reuse)
-            self._active.append(job)
+            self._start(job, seq_ids, hit, reuse)
 
     def _make_room(self, need: int, *, spare: int = -1) -> bool:
         """Evict cached prefixes until ``need`` more cells fit; False when they still do not."""
@@ -261,12 +322,13 @@ class Engine:
             commits = self._build()
             if not commits:
                 return
-            if not self._make_room(self._batch.n) and self._preempt_newest():
-                continue
+            if not self.invariant and not self._make_room(self._batch.n) and self._preempt_newest():
+                continue  # (an invariant engine reserved the room at admission)
             started = time.perf_counter()
             rc = self._batch.decode(self.model.ctx)
             if rc == 0:
                 self.steps += 1
+                self._filled += self._batch.n
                 for job, commit in commits:
                     try:
                         commit()

@@ -128,6 +128,10 @@ class Job:
         """KV cells this job added (prompt cells are shared by its sequences; cached ones the cache counts)."""
         return 0 if self.done else self.fed - self.cached
 
+    def future_cells(self) -> int:
+        """Most KV cells the job may still add (what a batch-invariant engine reserves for it)."""
+        return self.remaining_prompt
+
     def admit_need(self) -> int:
         """KV cells the job needs to start: its prompt and first tokens, or what it held before a preemption."""
         return max(len(self.prompt) + self.n_seqs, self.peak)
@@ -204,6 +208,16 @@ class GenJob(Job):
 
     def kv_used(self) -> int:
         return super().kv_used() + sum(s.pos - len(self.prompt) for s in self.seqs if s.result is None and s.pos)
+
+    def future_cells(self) -> int:
+        """The rest of the prompt, and every unfinished sample's tokens up to ``max_tokens`` (or the context)."""
+        start = len(self.prompt)
+        if not self.seqs:  # waiting (or preempted): every unfinished sample is still to come
+            todo = self.n - len(self.results)
+            return self.remaining_prompt + todo * max(0, min(self.max_tokens, self.n_ctx_seq - start))
+        left = (min(self.max_tokens - s.generated, self.n_ctx_seq - max(s.pos, start)) for s in self.seqs
+                if s.result is None)
+        return self.remaining_prompt + sum(max(0, n) for n in left)
 
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         super().bind(seq_ids, model)
@@ -322,6 +336,9 @@ class ScoreJob(Job):
 
     def kv_used(self) -> int:
         return super().kv_used() + sum(c.fed for c in self.multi)
+
+    def future_cells(self) -> int:
+        return super().future_cells() + sum(len(c.tokens) - 1 - c.fed for c in self.multi)
 
     def bind(self, seq_ids: list[int], model: LoadedModel) -> None:
         super().bind(seq_ids, model)

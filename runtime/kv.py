@@ -23,9 +23,17 @@ class SeqPool:
     free the rest of a prompt could land *below* the copied prefix, and the attention
     kernel, which visits cells in index order, would sum them in another order than a
     fresh prefill (a different last bit, and a different seeded sample).
+
+    With a ``grave`` id (a batch-invariant engine) no cell is ever freed until :meth:`clear`:
+    a dropped sequence's cells are handed to the grave (``llama_memory_seq_cp``, metadata
+    only) before its id is cleared, so they stay occupied, no hole opens below a running
+    sequence, and every new token lands above all earlier ones.
     """
 
-    def __init__(self, lib: ModuleType, mem: Any, n_seq: int, *, cache_slots: int = 0, min_cached: int = 8) -> None:
+    def __init__(
+        self, lib: ModuleType, mem: Any, n_seq: int, *, cache_slots: int = 0, min_cached: int = 8,
+        grave: int | None = None,
+    ) -> None:
         self._lib = lib
         self._mem = mem
         self._free: deque[int] = deque(range(n_seq))
@@ -37,6 +45,7 @@ class SeqPool:
         self.cache_slots = cache_slots
         self.min_cached = min_cached
         self.size = n_seq
+        self.grave = grave
 
     @property
     def n_free(self) -> int:
@@ -65,8 +74,7 @@ class SeqPool:
             self._epochs[seq_id] = self.epoch
             self._index.insert(seq_id, keep)
             return
-        self._lib.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
-        self.epoch += 1
+        self._drop(seq_id)
         self._free.append(seq_id)
 
     def evict(self, *, spare: int = -1) -> bool:
@@ -76,10 +84,20 @@ class SeqPool:
             return False
         self._index.remove(slot, self._cached.pop(slot))
         del self._epochs[slot]
-        self._lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
-        self.epoch += 1
+        self._drop(slot)
         self._free.append(slot)
         return True
+
+    def _drop(self, seq_id: int) -> None:
+        """Clear ``seq_id``: its cells are freed, or kept occupied by the grave until :meth:`clear`."""
+        if self.grave is not None:
+            self._lib.llama_memory_seq_cp(self._mem, seq_id, self.grave, -1, -1)
+            # No cell empties: the grave holds them. A cell already in the grave (a shared prompt) is
+            # added again as a no-op: llama.cpp keeps a set of (position, cell) per sequence.
+            self._lib.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+            return
+        self._lib.llama_memory_seq_rm(self._mem, seq_id, -1, -1)
+        self.epoch += 1
 
     @property
     def fragmented(self) -> bool:

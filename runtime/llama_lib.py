@@ -78,6 +78,17 @@ def cpu_has_amx() -> bool:
     return False
 
 
+def pin_row_kernels() -> None:
+    """Keep ggml's CPU matmul on its row-by-row kernels for every batch size (batch invariance).
+
+    ggml's tiled K-quant matmul (``GGML_CPU_TILED_MM``, on by default) takes batches of 8 or more
+    rows and sums in another order than the one-row kernel, so a token's logits would depend on
+    whether a prefill shares its step. ggml reads the switch once per process, at its first
+    matrix product; a value the user set is kept.
+    """
+    os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelParams:
     """How to load one GGUF model and size its context."""
@@ -101,13 +112,24 @@ class ModelParams:
     # ggml "extra" CPU buffer types (AMX, weight repacking). "auto" disables them on
     # AMX CPUs: ggml's AMX matmul segfaults on multi-token batches in llama-cpp-python 0.3.36.
     extra_buffers: Literal["auto"] | bool = "auto"
+    # Schedule so a sequence's logits never depend on what else runs (see Engine): no KV cell is
+    # freed while a sequence runs, and jobs are admitted by their worst-case KV need. It takes one
+    # extra sequence id (where finished sequences' cells wait for the next clear). False: the
+    # faster optimistic schedule (admission by actual use, preemption), which is not batch-invariant.
+    # "auto" = on when every layer runs on the CPU; off with GPU offload, whose kernels pick
+    # batch-size paths of their own, so the schedule would cost throughput without making runs repeat.
+    batch_invariant: Literal["auto"] | bool = "auto"
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_seq_max <= MAX_SEQS:
             raise ValueError(f"n_seq_max must be in 1..{MAX_SEQS}, got {self.n_seq_max}")
-        if not 0 <= self.prefix_cache <= MAX_SEQS - self.n_seq_max:
-            raise ValueError(f"prefix_cache must be in 0..{MAX_SEQS - self.n_seq_max} (n_seq_max + prefix_cache "
-                             f"<= {MAX_SEQS}), got {self.prefix_cache}")
+        grave = self.batch_invariant is not False  # an invariant engine keeps one sequence id for itself
+        most = MAX_SEQS - self.n_seq_max - grave
+        if not 0 <= self.prefix_cache <= most:
+            raise ValueError(f"prefix_cache must be in 0..{most} (n_seq_max + prefix_cache "
+                             f"<= {MAX_SEQS - grave}), got {self.prefix_cache}")
+        if self.batch_invariant not in ("auto", True, False):
+            raise ValueError(f"batch_invariant must be auto, true or false; got {self.batch_invariant!r}")
         if self.n_batch < 8:
             raise ValueError(f"n_batch must be at least 8, got {self.n_batch}")
         if self.n_ctx < 0:
@@ -128,6 +150,10 @@ class LoadedModel:
         lib.llama_backend_init()
         offload = bool(lib.llama_supports_gpu_offload())
         n_gpu_layers = params.n_gpu_layers if params.n_gpu_layers is not None else (-1 if offload else 0)
+        auto = params.batch_invariant == "auto"
+        self.batch_invariant = n_gpu_layers == 0 if auto else bool(params.batch_invariant)
+        if self.batch_invariant:
+            pin_row_kernels()
         mparams = lib.llama_model_default_params()
         mparams.n_gpu_layers = n_gpu_layers
         mparams.main_gpu = params.main_gpu
@@ -149,7 +175,7 @@ class LoadedModel:
             cparams.n_ctx = n_ctx
             cparams.n_batch = params.n_batch
             cparams.n_ubatch = params.n_batch
-            cparams.n_seq_max = params.n_seq_max + params.prefix_cache
+            cparams.n_seq_max = params.n_seq_max + params.prefix_cache + self.batch_invariant  # + the grave id
             cparams.kv_unified = True  # seq copies share cells: prefix sharing costs no memory
             threads = params.n_threads or default_threads()
             cparams.n_threads = threads
@@ -168,7 +194,7 @@ class LoadedModel:
             self.n_ctx = int(lib.llama_n_ctx(self.ctx))
             self.n_ctx_seq = int(lib.llama_n_ctx_seq(self.ctx))
             self.n_batch = int(lib.llama_n_batch(self.ctx))
-            self.n_seq_total = int(lib.llama_n_seq_max(self.ctx))  # request sequences + prefix-cache slots
+            self.n_seq_total = int(lib.llama_n_seq_max(self.ctx))  # request sequences + prefix-cache slots (+ grave)
             self.n_seq_max = params.n_seq_max
             self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
         except BaseException:
@@ -189,6 +215,7 @@ class LoadedModel:
             flash_attn=params.flash_attn,
             kv_type=self.kv_type,
             extra_buffers=extra,
+            batch_invariant=self.batch_invariant,
         )
 
     # -- tokens ----------------------------------------------------------

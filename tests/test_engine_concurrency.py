@@ -71,10 +71,12 @@ def small_backend(**params: Any) -> Any:
     return LlamaBackend.from_params({"model": "default", "n_threads": 1, **params})
 
 
-def test_sixteen_concurrent_runs_all_finish_with_preemption() -> None:
+@pytest.mark.parametrize("invariant", [True, False])
+def test_sixteen_concurrent_runs_all_finish_with_preemption(invariant: bool) -> None:
     # Each run fits alone (prompt ~70 + 5 x 24 cells of 512); sixteen at once need ~6x the cache.
-    # No prefix cache here: evicting it under pressure leaves holes below running sequences (see README).
-    backend = small_backend(n_ctx=512, n_seq_max=16, prefix_cache=0)
+    # The batch-invariant schedule waits for room (drains); the optimistic one preempts. No prefix
+    # cache here: under the optimistic schedule evicting it leaves holes below running sequences (README).
+    backend = small_backend(n_ctx=512, n_seq_max=16, prefix_cache=0, batch_invariant=invariant)
     recipe = sfdsl.load(RECIPES / "self_consistency.sf").recipe("self_consistency")
     pool = BackendPool(backend=backend)
 
@@ -87,14 +89,17 @@ def test_sixteen_concurrent_runs_all_finish_with_preemption() -> None:
 
     try:
         results = asyncio.run(sixteen())
-        preempted = backend.engine.preemptions
+        preempted, drains = backend.engine.preemptions, backend.engine.drains
         again = asyncio.run(one(15))  # the last arrival: the most likely to have been preempted
     finally:
         asyncio.run(backend.aclose())
     assert not [r for r in results if isinstance(r, BaseException)], results
     assert all(r.cost.completion_tokens > 0 for r in results)
-    assert preempted > 0  # the cache really ran out and jobs were requeued rather than failed
-    assert samples(again) == samples(results[15])  # a preempted run restarts to the same samples
+    if invariant:  # the cache really filled: jobs waited for room, and nothing was preempted
+        assert drains > 0 and preempted == 0
+    else:  # the cache really ran out and jobs were requeued rather than failed
+        assert preempted > 0
+    assert samples(again) == samples(results[15])  # the last arrival (waited or preempted) samples as alone
 
 
 def test_small_requests_keep_their_pace_beside_a_long_prompt() -> None:

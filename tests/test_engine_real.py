@@ -237,8 +237,8 @@ def test_cancelled_request_frees_its_sequences(backend: Any) -> None:
 
     assert run(cancel_one())[0].completion_tokens > 0
     engine = backend.engine
-    assert engine._pool.n_free == engine.model.n_seq_total and all(j.done for j in engine._active)
-    assert engine.kv_used() == engine._pool.cached_cells  # nothing held but the prefix cache
+    assert engine._pool.n_free == engine._pool.size and all(j.done for j in engine._active)
+    assert sum(j.kv_used() for j in engine._active) == 0  # no job holds cells (finished ones wait for a clear)
     assert [c.text for c in run(backend.generate(seeded))] == before  # the next run works as before
 
 
