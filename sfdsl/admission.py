@@ -40,7 +40,7 @@ from sfdsl.bounds import Bound
 from sfdsl.errors import InputError, OverCapError
 
 
-class Recipe(Protocol):
+class Bounded(Protocol):
     """What admission reads of a recipe (``sfdsl.api.Recipe``), named here so that admission and the API do not
     import each other."""
 
@@ -91,7 +91,7 @@ class Admitted:
     bound: Bound
 
 
-def admit(recipe: Recipe, inputs: Mapping[str, Any], caps: Caps | None = None, *,
+def admit(recipe: Bounded, inputs: Mapping[str, Any], caps: Caps | None = None, *,
           pinned: Mapping[str, Any] | None = None, strict: bool = False) -> Admitted:
     """Bind a run's inputs and check the run before it starts.
 

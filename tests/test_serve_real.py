@@ -40,7 +40,10 @@ def test_eight_concurrent_requests_on_the_default_model() -> None:
     assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies if r.status_code != 200]
     for reply in replies:
         body = reply.json()
-        assert isinstance(body["choices"][0]["message"]["content"], str)
+        choice = body["choices"][0]
+        # 6 tokens rarely reach "The answer is N": a missing answer is null content, and the cut says "length"
+        assert isinstance(choice["message"]["content"], str) or (
+            choice["message"]["content"] is None and choice["finish_reason"] == "length")
         assert 1 <= body["usage"]["completion_tokens"] <= 6 and body["usage"]["prompt_tokens"] > 0
         assert body["sfdsl"]["calls"] == 1
     assert len(backends) == 1  # one model, loaded once, shared by the 8 runs
