@@ -18,9 +18,15 @@ from sfdsl.eval.table import COMPARISON_HEADERS, comparison_rows, summary_sectio
 
 Summaries = Sequence[tuple[str, Mapping[str, Any]]]
 
-_TEMPLATE = """<!doctype html>
+
+def page_head(title: str) -> str:
+    """The opening of a report page (shared style, title, generation line), for ``sfrun eval`` and ``sfrun tune``."""
+    return _HEAD.replace("TITLE", title)
+
+
+_HEAD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>sfrun eval report</title>
+<title>TITLE</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
@@ -31,9 +37,11 @@ figure { margin: 0; } figcaption { font-size: 0.9em; color: #555; }
 .note { color: #777; font-style: italic; }
 code { background: #f6f6f6; padding: 0 0.2em; }
 </style></head><body>
-<h1>sfrun eval report</h1>
+<h1>TITLE</h1>
 <p>Generated {{ generated }}.{% for k, v in meta.items() %} <b>{{ k }}</b>: <code>{{ v }}</code>{% endfor %}</p>
-<h2>Comparison</h2>
+"""
+
+_TEMPLATE = page_head("sfrun eval report") + """<h2>Comparison</h2>
 <table id="comparison"><tr>
 {% for h in headers %}<th{% if h == 'recipe' %} class="l"{% endif %}>{{ h }}</th>{% endfor %}</tr>
 {% for row in comparison %}<tr>
@@ -64,7 +72,7 @@ code { background: #f6f6f6; padding: 0 0.2em; }
 """
 
 
-def _png(fig: Figure) -> str:
+def png(fig: Figure) -> str:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -90,7 +98,7 @@ def plot_accuracy_cost(summaries: Summaries) -> str:
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy vs cost (★ = Pareto front)")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_reliability(summaries: Summaries) -> str | None:
@@ -112,7 +120,7 @@ def plot_reliability(summaries: Summaries) -> str | None:
     ax.set_title("Reliability diagram")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_risk_coverage(summaries: Summaries) -> str | None:
@@ -134,7 +142,7 @@ def plot_risk_coverage(summaries: Summaries) -> str | None:
     ax.set_title("Risk–coverage")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def render_report(

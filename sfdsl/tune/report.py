@@ -9,23 +9,9 @@ from typing import Any
 import jinja2
 from matplotlib.figure import Figure
 
-from sfdsl.eval.report import _png
+from sfdsl.eval.report import page_head, png
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>sfrun tune report</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td.l, th.l { text-align: left; }
-.plots { display: flex; flex-wrap: wrap; gap: 1em; }
-figure { margin: 0; } figcaption { font-size: 0.9em; color: #555; }
-code { background: #f6f6f6; padding: 0 0.2em; }
-</style></head><body>
-<h1>sfrun tune report</h1>
-<p>Generated {{ generated }}.{% for k, v in meta.items() %} <b>{{ k }}</b>: <code>{{ v }}</code>{% endfor %}</p>
-<h2>Choice</h2>
+_TEMPLATE = page_head("sfrun tune report") + """<h2>Choice</h2>
 {% if chosen %}<table id="choice">
 <tr><td class="l">configuration</td><td class="l"><code>{{ chosen.config }}</code></td></tr>
 <tr><td class="l">dev accuracy</td><td class="l">{{ chosen.dev_line }}</td></tr>
@@ -84,7 +70,7 @@ def plot_front(doc: Mapping[str, Any]) -> str:
     ax.set_ylabel("dev accuracy (95% CI)")
     ax.set_title("Accuracy vs cost on the dev split")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_history(doc: Mapping[str, Any]) -> str:
@@ -111,7 +97,7 @@ def plot_history(doc: Mapping[str, Any]) -> str:
     ax.set_title("Trial history")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png(fig)
 
 
 def render_report(doc: Mapping[str, Any]) -> str:
