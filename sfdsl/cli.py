@@ -27,11 +27,10 @@ from sfdsl.errors import (
     SfdslError,
     SourceNotFoundError,
 )
-from sfdsl.log import configure_logging
+from sfdsl.log import configure_logging, output_console
 
 EXIT_COMPILE, EXIT_USAGE, EXIT_RUN, EXIT_INTERRUPTED = 1, 2, 3, 130
 #: Columns of the result table when stdout is not a terminal: wide enough that no row wraps.
-PIPED_WIDTH = 100_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +246,6 @@ def print_partial(exc: BudgetExceeded, *, as_json: bool, steps: bool) -> None:
 
 
 def print_result(result: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -271,7 +269,7 @@ def print_result(result: Any) -> None:
     table.add_row("bound", f"≤ {bound.get('calls')} calls, ≤ {bound.get('tokens')} generated tokens")
     table.add_row("run", f"{result.run_id} (seed {result.seed})")
     # piped output keeps each row on one line (for grep), whatever the width; a terminal wraps to its own
-    Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPED_WIDTH).print(table)
+    output_console(highlight=False, soft_wrap=True).print(table)
 
 
 def _shown(value: Any) -> str:

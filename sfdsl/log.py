@@ -78,3 +78,14 @@ def configure_logging(verbosity: int) -> None:
     handler.sfrun_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+#: The width given to rich when stdout is not a terminal: wide enough that no row wraps (piped output stays greppable).
+PIPED_WIDTH = 100_000
+
+
+def output_console(**options: Any) -> Any:
+    """The CLI's rich console on stdout: the terminal's width on a terminal, never wrapped when piped."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else PIPED_WIDTH, **options)

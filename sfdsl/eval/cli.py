@@ -19,6 +19,7 @@ from sfdsl.errors import InputError, SfdslError
 from sfdsl.eval import generate
 from sfdsl.eval.data import DataError, Item, Row, build_items, coerce, load_rows, parse_assignments
 from sfdsl.eval.glue import Target, Warmup, load_target, resolve_models, shared_pool, split_recipe_spec
+from sfdsl.log import output_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -168,12 +169,11 @@ def run_eval_command(args: argparse.Namespace, *, make_backend: MakeBackend | No
     message without a traceback (exit 1); Ctrl-C exits 130 and the run can be
     resumed by rerunning the same command.
     """
-    from rich.console import Console
 
     from sfdsl.eval.store import STORE_NAME, WriterLock
 
     try:
-        console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160)
+        console = output_console()
         writer = WriterLock(Path(args.out) / STORE_NAME)  # one eval per --out at once, held until its outputs are
         try:                                              # written; a second one stops here, naming this one's pid
             return asyncio.run(_eval(args, make_backend, console))

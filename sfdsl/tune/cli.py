@@ -18,6 +18,7 @@ from sfdsl.errors import InputError, ModelNotFoundError, RecipeNotFoundError, Sf
 from sfdsl.eval.cli import METRIC_NAMES, STORE_VERSION, MakeBackend, check_writable, fixed_inputs, write_output
 from sfdsl.eval.data import Row, build_items, load_rows, parse_assignments
 from sfdsl.eval.glue import Target, load_target, shared_pool, split_recipe_spec
+from sfdsl.log import output_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -93,10 +94,9 @@ def add_tune_parser(subparsers: Any, *, make_backend: MakeBackend | None = None)
 def run_tune_command(args: argparse.Namespace, *, make_backend: MakeBackend | None = None) -> int:
     """Body of ``sfrun tune``: 0 done, 2 bad usage or input (found before a model runs), 1 compile errors or a
     failure, 130 Ctrl-C (rerun the same command to resume)."""
-    from rich.console import Console
 
     try:
-        console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160, highlight=False)
+        console = output_console(highlight=False)
         return asyncio.run(_tune(args, make_backend, console))
     except USAGE_ERRORS as exc:
         sys.stderr.write(f"sfrun tune: error: {exc}\n")
