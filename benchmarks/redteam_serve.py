@@ -38,16 +38,7 @@ from typing import Any
 import httpx
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-LONG = """
-recipe long(question: str, k: int = 3) -> answer {
-  prompt p = "{{ question }}"
-  v = vote k times by majority {
-    said = generate p (max_tokens: 4)
-    yield said
-  }
-  return v.answer
-}
-"""
+LONG = (RECIPES.parent / "tests" / "fixtures" / "serve" / "long_vote.sf").read_text()
 
 
 @contextmanager

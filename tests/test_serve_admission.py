@@ -246,16 +246,7 @@ def test_max_tokens_over_the_output_limit_is_a_400_naming_it() -> None:
     assert error["cap"] == "max_request_tokens" and "'max_tokens' (1000000000)" in error["message"]
 
 
-LONG = """
-recipe long(question: str, k: int = 3) -> answer {
-  prompt p = "{{ question }}"
-  v = vote k times by majority {
-    said = generate p (max_tokens: 4)
-    yield said
-  }
-  return v.answer
-}
-"""
+LONG = (Path(__file__).parent / "fixtures" / "serve" / "long_vote.sf").read_text()
 
 
 def test_a_timed_out_run_stops_on_time_and_frees_its_memory(tmp_path: Path) -> None:

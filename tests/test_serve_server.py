@@ -116,16 +116,7 @@ def test_the_413_for_a_50_mb_upload_is_delivered_whole(chunked: bool) -> None:
     assert health == 200
 
 
-LONG = """
-recipe long(question: str, k: int = 3) -> answer {
-  prompt p = "{{ question }}"
-  v = vote k times by majority {
-    said = generate p (max_tokens: 4)
-    yield said
-  }
-  return v.answer
-}
-"""
+LONG = (Path(__file__).parent / "fixtures" / "serve" / "long_vote.sf").read_text()
 
 
 def test_sigterm_drains_the_server_and_exits(tmp_path: Path) -> None:

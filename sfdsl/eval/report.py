@@ -41,19 +41,22 @@ code { background: #f6f6f6; padding: 0 0.2em; }
 <p>Generated {{ generated }}.{% for k, v in meta.items() %} <b>{{ k }}</b>: <code>{{ v }}</code>{% endfor %}</p>
 """
 
+#: The plots section of a report page: ``plots`` is a list of {id, title, png (base64)}.
+PLOTS = """<h2>Plots</h2>
+<div class="plots">
+{% for p in plots %}<figure id="plot-{{ p.id }}">
+<img alt="{{ p.title }}" src="data:image/png;base64,{{ p.png }}" width="480">
+<figcaption>{{ p.title }}</figcaption></figure>
+{% endfor %}</div>
+"""
+
 _TEMPLATE = page_head("sfrun eval report") + """<h2>Comparison</h2>
 <table id="comparison"><tr>
 {% for h in headers %}<th{% if h == 'recipe' %} class="l"{% endif %}>{{ h }}</th>{% endfor %}</tr>
 {% for row in comparison %}<tr>
 {% for c in row %}<td{% if loop.index == 2 %} class="l"{% endif %}>{{ c }}</td>{% endfor %}</tr>
 {% endfor %}</table>
-<h2>Plots</h2>
-<div class="plots">
-{% for p in plots %}<figure id="plot-{{ p.id }}">
-<img alt="{{ p.title }}" src="data:image/png;base64,{{ p.png }}" width="480">
-<figcaption>{{ p.title }}</figcaption></figure>
-{% endfor %}</div>
-{% for n in notes %}<p class="note">{{ n }}</p>{% endfor %}
+""" + PLOTS + """{% for n in notes %}<p class="note">{{ n }}</p>{% endfor %}
 {% for label, sections, fails in recipes %}
 <h2>{{ label }}</h2>
 {% for title, rows in sections.items() %}<table class="summary">

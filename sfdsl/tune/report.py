@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 from matplotlib.figure import Figure
 
-from sfdsl.eval.report import page_head, png
+from sfdsl.eval.report import PLOTS, page_head, png
 
 _TEMPLATE = page_head("sfrun tune report") + """<h2>Choice</h2>
 {% if chosen %}<table id="choice">
@@ -21,13 +21,7 @@ _TEMPLATE = page_head("sfrun tune report") + """<h2>Choice</h2>
 {% if chosen.reproduce %}<tr><td class="l">reproduce</td><td class="l"><code>{{ chosen.reproduce }}</code></td></tr>
 {% endif %}</table>
 {% else %}<p>No configuration meets the constraints.</p>{% endif %}
-<h2>Plots</h2>
-<div class="plots">
-{% for p in plots %}<figure id="plot-{{ p.id }}">
-<img alt="{{ p.title }}" src="data:image/png;base64,{{ p.png }}" width="480">
-<figcaption>{{ p.title }}</figcaption></figure>
-{% endfor %}</div>
-<h2>Dev-split front</h2>
+""" + PLOTS + """<h2>Dev-split front</h2>
 <table id="front"><tr><th class="l">configuration</th><th>items</th><th>accuracy</th><th>95% CI</th>
 <th>{{ cost_name }}</th><th>on front</th><th>chosen</th></tr>
 {% for r in front %}<tr><td class="l">{{ r.config }}</td><td>{{ r.items }}</td><td>{{ r.accuracy }}</td>
